@@ -1,0 +1,36 @@
+"""Months as integers: month index 0 is 1900-01. All dates in talbuk are whole months."""
+
+from __future__ import annotations
+
+import re
+
+EPOCH_YEAR = 1900
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_month(text: str) -> int:
+    """Parse ``"YYYY-MM"`` (or ``"YYYY"``, meaning January) into a month index since 1900-01.
+
+    Raises ``ValueError`` with the expected format when the text is not a month.
+    """
+    text = str(text).strip()
+    if re.fullmatch(r"\d{4}", text):
+        text = f"{text}-01"
+    m = _MONTH_RE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a month; expected 'YYYY-MM'")
+    year, month = int(m.group(1)), int(m.group(2))
+    if not 1 <= month <= 12:
+        raise ValueError(f"{text!r}: month must be 01-12")
+    return (year - EPOCH_YEAR) * 12 + (month - 1)
+
+
+def format_month(index: int) -> str:
+    """Inverse of :func:`parse_month`."""
+    year, month0 = divmod(int(index), 12)
+    return f"{year + EPOCH_YEAR:04d}-{month0 + 1:02d}"
+
+
+def month_year(index: int) -> int:
+    """Calendar year of a month index."""
+    return int(index) // 12 + EPOCH_YEAR

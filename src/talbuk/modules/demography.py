@@ -1,0 +1,400 @@
+"""Demography: ageing, deaths (a life table raised by hunger), births, new households.
+
+Mechanisms (docs/odd.md, "Demography"):
+
+* **Deaths.** Each person carries an Exp(1) threshold (``resistance``), drawn once; each
+  month their hazard is subtracted and they die when it is used up. This is exact inverse-
+  transform sampling of the survival time, needs no random draw per person-month, and gives
+  the strongest common random numbers: in a worse scenario the same frail people die first.
+  The baseline hazard is a Siler life table (infant, constant and Gompertz terms) whose level
+  is set each year to match a no-famine life expectancy trend from 70.5 years in 1990 to 72.8
+  in 2020 (``data/vital_rates.csv``; the famine's loss of life comes from the hunger term,
+  not from the life table). Hunger raises the hazard by ``1 + rr(age) * hunger``, most for
+  the young and the old.
+* **Births.** Births follow the recorded crude birth rate (``data/vital_rates.csv``,
+  interpolated; 20.4 per 1,000 in 1990 to 13.4 in 2020): each month the expected births
+  ``CBR * population / 12`` are shared among women aged 20-39 by an age-specific fertility
+  shape. Sex ratio at birth 105 boys per 100 girls. The newborn joins the mother's household.
+* **New households.** A woman reaching ``household_split_age`` leaves to found a household
+  in her cell with probability ``household_split_prob``.
+* **Excess deaths.** Each death is attributed to hunger by the fraction of its hazard that
+  hunger added, ``1 - h0/h``; summed, this is an unbiased estimate of deaths above the
+  no-hunger baseline, by month and province.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from pydantic import Field
+
+from talbuk import rng
+from talbuk.calendar import month_year
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.population import PROVINCES, read_data
+from talbuk.state import CROSSING, DEAD, DETAINED, PREPARING, RESIDENT, SEX_FEMALE
+
+MAX_AGE = 120
+_BIRTH = np.uint64(rng.STREAMS["birth"])
+_SPLIT = np.uint64(rng.STREAMS["household_split"])
+_TRAIT = np.uint64(rng.STREAMS["trait"])
+N_PROV = len(PROVINCES)
+# per-chunk counters written by the kernel (columns of ``counts``)
+C_DEATHS, C_BIRTHS, C_SPLITS, C_POP, C_0_14, C_15_64, C_65P, C_MALE, C_ABROAD_DEATHS = range(9)
+N_COUNTS = 9
+
+
+class DemographyParams(ModuleParams):
+    """Demography parameters. Bounds are plausible ranges; sources in the docstring above."""
+
+    life_expectancy_1990: float = Field(70.5, ge=40, le=90, description="UN WPP, vital_rates.csv")
+    life_expectancy_2005: float = Field(69.2, ge=40, le=90, description="UN WPP, vital_rates.csv")
+    life_expectancy_2010: float = Field(70.2, ge=40, le=90, description="UN WPP, vital_rates.csv")
+    life_expectancy_2020: float = Field(72.8, ge=40, le=90, description="UN WPP, vital_rates.csv")
+    male_mortality_ratio: float = Field(1.5, ge=1, le=3, description="men's hazard over women's from age 15; assumption (DPRK men live about 7 years less, UN WPP)")
+    infant_hazard: float = Field(0.06, ge=0, le=0.5, description="Siler a1 (per year); assumption giving infant mortality about 35 per 1,000")
+    infant_decay: float = Field(1.2, ge=0.1, le=5, description="Siler b1 (per year of age)")
+    background_hazard: float = Field(0.0007, ge=0, le=0.01, description="Siler a2 (per year)")
+    gompertz_slope: float = Field(0.085, ge=0.05, le=0.15, description="Siler b3 (per year of age)")
+    hunger_rr_child: float = Field(8.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 0-4")
+    hunger_rr_adult: float = Field(2.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 5-59")
+    hunger_rr_old: float = Field(6.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 60+")
+    hunger_exponent: float = Field(2.0, ge=1, le=4, description="hazard rises as hunger**k: mild shortfall kills few")
+    fertility_multiplier: float = Field(1.0, ge=0, le=3, description="scales the recorded crude birth rate")
+    sex_ratio_at_birth: float = Field(1.05, ge=0.9, le=1.2, description="boys per girl")
+    household_split_age: int = Field(25, ge=16, le=40, description="women's mean age at first marriage, about 25")
+    household_split_prob: float = Field(0.25, ge=0, le=1, description="set by hand so households number near the 2008 census's 5.89 million (not formally calibrated)")
+
+
+class Demography(Module):
+    """Ageing, deaths, births and new households."""
+
+    name = "demography"
+    Params = DemographyParams
+    outputs = (
+        Output("population", "stock", "people", "people living in North Korea (not abroad or in transit)"),
+        Output("births", "flow", "people", "births"),
+        Output("deaths", "flow", "people", "deaths of people living in North Korea"),
+        Output("excess_deaths", "flow", "people", "deaths above the no-hunger baseline (attributable to hunger)"),
+        Output("deaths_abroad", "flow", "people", "deaths of people on the journey or abroad"),
+        Output("pop_0_14", "stock", "people", "people aged 0-14 in North Korea"),
+        Output("pop_15_64", "stock", "people", "people aged 15-64 in North Korea"),
+        Output("pop_65_plus", "stock", "people", "people aged 65+ in North Korea"),
+        Output("males", "stock", "people", "men and boys in North Korea"),
+        Output("new_households", "flow", "households", "households founded"),
+        Output("households", "stock", "households", "households with at least one member in North Korea"),
+    )
+    province_outputs = (
+        Output("deaths", "flow", "people", "deaths in the province"),
+        Output("excess_deaths", "flow", "people", "hunger-attributable deaths in the province"),
+        Output("population", "stock", "people", "people living in the province"),
+    )
+
+    def init(self, sim) -> None:
+        p = self.params
+        vr = read_data("vital_rates.csv")
+        years = np.arange(month_year(sim.start_month), month_year(sim.end_month) + 1)
+        self.first_year = int(years[0])
+        self.cbr = np.interp(years + 0.5, vr["year"] + 0.5, vr["crude_birth_rate_per_1000"]) * p.fertility_multiplier
+        # UN WPP life expectancy with the famine years (1995, 2000: 60.8 and 60.9) left out:
+        # the famine's deaths come from the hunger term, not from the life table
+        e0 = np.interp(years, [1990, 2005, 2010, 2020],
+                       [p.life_expectancy_1990, p.life_expectancy_2005, p.life_expectancy_2010,
+                        p.life_expectancy_2020])
+        self.monthly_hazard = np.stack([self._life_table(float(e)) for e in e0])  # [year, sex, age]
+        ages = np.arange(MAX_AGE + 1)
+        self.rr = np.where(ages < 5, p.hunger_rr_child,
+                           np.where(ages >= 60, p.hunger_rr_old, p.hunger_rr_adult)).astype(np.float64)
+        shape = np.zeros(MAX_AGE + 1)
+        shape[20:25], shape[25:30], shape[30:35], shape[35:40] = 0.25, 0.40, 0.25, 0.10
+        self.fertility_shape = shape / 5.0  # per single year of age
+        self.scratch = np.zeros(0, dtype=np.uint8)
+        self._last = None  # (population, weighted women) of the last month, for birth rates
+
+    def checkpoint_state(self) -> dict:
+        return {} if self._last is None else {"last": np.array(self._last, dtype=np.float64)}
+
+    def restore_state(self, arrays: dict) -> None:
+        self._last = tuple(float(x) for x in arrays["last"]) if "last" in arrays else None
+
+    def _life_table(self, e0: float) -> np.ndarray:
+        """Monthly cumulative hazard by sex and single year of age, shape ``(2, MAX_AGE+1)``.
+
+        Men's hazard is ``male_mortality_ratio`` times women's from age 15; the Gompertz level
+        is solved so that the mean of men's and women's life expectancy (weighted by the sex
+        ratio at birth) equals ``e0``.
+        """
+        p = self.params
+        x = np.arange(0, MAX_AGE + 1, 1.0 / 12.0) + 1.0 / 24.0
+        male = np.where(x >= 15, p.male_mortality_ratio, 1.0)
+        w_boy = p.sex_ratio_at_birth / (1.0 + p.sex_ratio_at_birth)
+
+        def hazard(a3: float) -> np.ndarray:
+            return (p.infant_hazard * np.exp(-p.infant_decay * x) + p.background_hazard
+                    + a3 * np.exp(p.gompertz_slope * x))
+
+        def life_exp(a3: float) -> float:
+            h = hazard(a3)
+            e_f = np.sum(np.exp(-np.cumsum(h) / 12.0)) / 12.0
+            e_m = np.sum(np.exp(-np.cumsum(h * male) / 12.0)) / 12.0
+            return float(w_boy * e_m + (1 - w_boy) * e_f)
+
+        lo, hi = 1e-8, 1e-1
+        for _ in range(80):  # bisection on log scale: e0 falls as a3 rises
+            mid = math.sqrt(lo * hi)
+            if life_exp(mid) > e0:
+                lo = mid
+            else:
+                hi = mid
+        h = hazard(math.sqrt(lo * hi)) / 12.0
+        female = h.reshape(MAX_AGE + 1, 12).mean(axis=1)
+        men = (h * male).reshape(MAX_AGE + 1, 12).mean(axis=1)
+        out = np.empty((2, MAX_AGE + 1))
+        out[SEX_FEMALE] = female
+        out[1 - SEX_FEMALE] = men
+        return out
+
+    def step(self, sim) -> None:
+        p = self.params
+        persons, households = sim.persons, sim.households
+        t = sim.month
+        year_idx = min(month_year(t) - self.first_year, self.monthly_hazard.shape[0] - 1)
+        if self._last is None:
+            self._last = _census(persons.stage, persons.birth_month, persons.sex, t, self.fertility_shape)
+        pop, women_w = self._last
+        birth_scale = (self.cbr[year_idx] / 1000.0) * pop / 12.0 / women_w if women_w > 0 else 0.0
+        if self.scratch.shape[0] < persons.capacity:
+            self.scratch = np.zeros(persons.capacity, dtype=np.uint8)
+        n = persons.n
+        bounds = sim.chunk_bounds(n)
+        counts = np.zeros((bounds.size - 1, N_COUNTS), dtype=np.int64)
+        excess = np.zeros((bounds.size - 1, N_PROV), dtype=np.float64)
+        prov_deaths = np.zeros((bounds.size - 1, N_PROV), dtype=np.int64)
+        prov_pop = np.zeros((bounds.size - 1, N_PROV), dtype=np.int64)
+        women_w_next = np.zeros(bounds.size - 1, dtype=np.float64)
+        _demography_kernel(
+            np.int64(t), sim.seed_key, persons.rng_id, persons.stage, persons.stage_month,
+            persons.birth_month,
+            persons.sex, persons.province, persons.hunger, persons.resistance,
+            self.monthly_hazard[year_idx], self.rr, float(p.hunger_exponent),
+            self.fertility_shape * birth_scale, self.fertility_shape,
+            np.int64(p.household_split_age * 12), float(p.household_split_prob),
+            self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
+        tot = counts.sum(axis=0)
+        # new households first (a woman who founds one has her children there), then births
+        n_split = int(tot[C_SPLITS])
+        households.ensure_capacity(households.n + n_split)
+        households.n = _found_households(
+            n, households.n, self.scratch, persons.household, households.full("province"),
+            households.full("cell"), households.full("flags"))
+        n_births = int(tot[C_BIRTHS])
+        persons.ensure_capacity(n + n_births)
+        if persons.capacity > self.scratch.shape[0]:
+            grown = np.zeros(persons.capacity, dtype=np.uint8)
+            grown[: self.scratch.shape[0]] = self.scratch
+            self.scratch = grown
+        new_n = _write_births(
+            np.int64(t), sim.seed_key, n, self.scratch, float(p.sex_ratio_at_birth),
+            persons.full("rng_id"), persons.full("birth_month"), persons.full("household"), persons.full("sex"),
+            persons.full("province"), persons.full("songbun"), persons.full("stage"),
+            persons.full("stage_month"), persons.full("resistance"), persons.full("legitimacy"))
+        persons.n = new_n
+        members = _household_members(persons.stage, persons.household, households.members)
+        self._last = (float(tot[C_POP] + n_births), float(women_w_next.sum()))
+        s = sim.scale
+        sim.record("population", (tot[C_POP] + n_births) * s)
+        sim.record("births", n_births * s)
+        sim.record("deaths", tot[C_DEATHS] * s)
+        sim.record("excess_deaths", float(excess.sum()) * s)
+        sim.record("deaths_abroad", tot[C_ABROAD_DEATHS] * s)
+        sim.record("pop_0_14", (tot[C_0_14] + n_births) * s)
+        sim.record("pop_15_64", tot[C_15_64] * s)
+        sim.record("pop_65_plus", tot[C_65P] * s)
+        sim.record("males", (tot[C_MALE] + _count_newborn_males(persons.sex, n, new_n)) * s)
+        sim.record("new_households", n_split * s)
+        sim.record("households", members * s)
+        newborn_prov = np.bincount(persons.province[n:new_n], minlength=N_PROV)
+        sim.record_province("deaths", prov_deaths.sum(axis=0) * s)
+        sim.record_province("excess_deaths", excess.sum(axis=0) * s)
+        sim.record_province("population", (prov_pop.sum(axis=0) + newborn_prov) * s)
+
+
+@nb.njit(cache=True)
+def _in_country(stage):
+    return stage == RESIDENT or stage == PREPARING or stage == CROSSING or stage == DETAINED
+
+
+@nb.njit(cache=True)
+def _census(stage, birth_month, sex, t, shape):
+    pop = 0.0
+    w = 0.0
+    for i in range(stage.shape[0]):
+        if _in_country(stage[i]):
+            pop += 1.0
+            if sex[i] == SEX_FEMALE:
+                a = (t - birth_month[i]) // 12
+                if a <= MAX_AGE:
+                    w += shape[a]
+    return pop, w
+
+
+@nb.njit(parallel=True, cache=True)
+def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
+                       resistance, hazard, rr, hunger_exp, birth_p, shape, split_age,
+                       split_p, scratch, bounds, counts, excess, prov_deaths, prov_pop,
+                       women_w_next):
+    tm = np.uint64(t)
+    for c in nb.prange(bounds.shape[0] - 1):
+        # counters live in registers and chunk-local arrays, written once per chunk: threads
+        # never write to the same cache line in the loop (no false sharing)
+        deaths = 0
+        abroad_deaths = 0
+        births = 0
+        splits = 0
+        pop = 0
+        a014 = 0
+        a1564 = 0
+        a65 = 0
+        males = 0
+        ww = 0.0
+        p_deaths = np.zeros(N_PROV, dtype=np.int64)
+        p_pop = np.zeros(N_PROV, dtype=np.int64)
+        p_excess = np.zeros(N_PROV, dtype=np.float64)
+        for i in range(bounds[c], bounds[c + 1]):
+            st = stage[i]
+            if st == DEAD:
+                continue
+            age_m = t - birth_month[i]
+            age = age_m // 12
+            if age > MAX_AGE:
+                age = MAX_AGE
+            s = sex[i]
+            h0 = hazard[s, age]
+            home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
+            h = h0
+            if home:
+                hg = hunger[i]
+                if hg > 0.0:
+                    h = h0 * (1.0 + rr[age] * hg ** hunger_exp)
+            r = resistance[i] - h
+            if r <= 0.0:
+                stage[i] = DEAD
+                stage_month[i] = t
+                resistance[i] = 0.0
+                if home:
+                    deaths += 1
+                    pr = province[i]
+                    p_deaths[pr] += 1
+                    p_excess[pr] += 1.0 - h0 / h
+                else:
+                    abroad_deaths += 1
+                continue
+            resistance[i] = r
+            if not home:
+                continue
+            pop += 1
+            p_pop[province[i]] += 1
+            if age < 15:
+                a014 += 1
+            elif age < 65:
+                a1564 += 1
+            else:
+                a65 += 1
+            if s == SEX_FEMALE:
+                bp = birth_p[age]
+                flag = 0
+                if bp > 0.0 and st == RESIDENT:
+                    if rng.uniform1(seed, _BIRTH, tm, rng_id[i], np.uint64(0)) < bp:
+                        flag = 1
+                        births += 1
+                if age_m == split_age and st == RESIDENT:
+                    if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
+                        flag |= 2
+                        splits += 1
+                if flag:
+                    scratch[i] = flag
+                # next month's fertility denominator (women still alive, one month older)
+                a_next = (age_m + 1) // 12
+                if a_next <= MAX_AGE:
+                    ww += shape[a_next]
+            else:
+                males += 1
+        counts[c, C_DEATHS] = deaths
+        counts[c, C_ABROAD_DEATHS] = abroad_deaths
+        counts[c, C_BIRTHS] = births
+        counts[c, C_SPLITS] = splits
+        counts[c, C_POP] = pop
+        counts[c, C_0_14] = a014
+        counts[c, C_15_64] = a1564
+        counts[c, C_65P] = a65
+        counts[c, C_MALE] = males
+        prov_deaths[c, :] = p_deaths
+        prov_pop[c, :] = p_pop
+        excess[c, :] = p_excess
+        women_w_next[c] = ww
+
+
+@nb.njit(cache=True)
+def _found_households(n, n_households, scratch, household, hh_province, hh_cell, hh_flags):
+    """New households for the women flagged (bit 2), in uid order: deterministic ids."""
+    k = n_households
+    for i in range(n):
+        if scratch[i] & 2:
+            scratch[i] &= 1
+            old = household[i]
+            hh_province[k] = hh_province[old]
+            hh_cell[k] = hh_cell[old]
+            hh_flags[k] = 0  # a new family: not a farm household unless the economy says so
+            household[i] = k
+            k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def _write_births(t, seed, n, scratch, sex_ratio, rng_id, birth_month, household, sex, province,
+                  songbun, stage, stage_month, resistance, legitimacy):
+    """Append newborns in the order of their mothers' uids: ids do not depend on threads."""
+    k = n
+    p_boy = sex_ratio / (1.0 + sex_ratio)
+    for i in range(n):
+        if scratch[i] & 1:
+            scratch[i] = 0
+            w0, w1, w2, w3 = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
+            u_sex = rng.to_unit(w1)
+            child = np.uint32(w3)
+            rng_id[k] = child
+            birth_month[k] = t
+            household[k] = household[i]
+            sex[k] = 0 if u_sex < p_boy else 1
+            province[k] = province[i]
+            songbun[k] = songbun[i]
+            stage[k] = RESIDENT
+            stage_month[k] = t
+            resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
+            legitimacy[k] = 1.0
+            k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def _household_members(stage, household, members):
+    members[:] = 0
+    for i in range(stage.shape[0]):
+        if _in_country(stage[i]):
+            members[household[i]] += 1
+    nonempty = 0
+    for h in range(members.shape[0]):
+        if members[h] > 0:
+            nonempty += 1
+    return nonempty
+
+
+@nb.njit(cache=True)
+def _count_newborn_males(sex, lo, hi):
+    c = 0
+    for i in range(lo, hi):
+        if sex[i] == 0:
+            c += 1
+    return c

@@ -1,0 +1,217 @@
+"""The simulation: the step order (declared once, here), the run loop, recording, checkpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from talbuk import rng
+from talbuk.calendar import format_month
+from talbuk.modules import MODULE_CLASSES
+from talbuk.population import PROVINCE_NAMES, synthesise
+from talbuk.scenario import Scenario, load_scenario
+
+#: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
+#: levers for the month; ``results`` closes the month's records. Every other phase is the
+#: module of that name, run if it is registered in :data:`talbuk.modules.MODULE_CLASSES`.
+STEP_ORDER: tuple[str, ...] = (
+    "policy",
+    "demography",
+    "economy",
+    "information",
+    "attitudes",
+    "decision",
+    "journey",
+    "left_behind",
+    "results",
+)
+
+#: People are processed in this many fixed chunks: sums are formed per chunk in index order
+#: and then added in chunk order, so results never depend on the number of threads.
+N_CHUNKS = 256
+
+
+class Sim:
+    """One simulation of North Korea, month by month.
+
+    >>> sim = Sim(scenario="baseline", scale=100, seed=1)  # doctest: +SKIP
+    >>> results = sim.run()                                # doctest: +SKIP
+    >>> results.annual[["year", "population", "births", "deaths"]]  # doctest: +SKIP
+
+    ``scale`` is people per agent (1 = every person); results are always in people.
+    ``threads`` sets numba's thread count (default: all cores); results do not depend on it.
+    """
+
+    def __init__(self, scenario: str | Path | Scenario = "baseline", *, scale: float = 10,
+                 seed: int = 1, threads: int | None = None, checks: bool = False):
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if not scale >= 1:
+            raise ValueError(f"scale must be at least 1 (people per agent), got {scale}")
+        self.scale = float(scale)
+        self.seed = int(seed)
+        self.seed_key = rng.seed_key(self.seed)
+        self.threads = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
+        self.checks = checks
+        self.start_month = self.scenario.start_month
+        self.end_month = self.scenario.end_month
+        self.n_months = self.end_month - self.start_month + 1
+        self.levers = self.scenario.lever_series(self.start_month, self.n_months)
+        self.modules = [MODULE_CLASSES[name](self.scenario.params[name])
+                        for name in STEP_ORDER if name in MODULE_CLASSES]
+        self.t_index = 0  # months completed
+        self.phase_seconds = {name: 0.0 for name in STEP_ORDER}
+        self.setup_seconds = 0.0
+        self._outputs = {}
+        self._province_outputs = {}
+        for m in self.modules:
+            for o in m.outputs:
+                if o.name in self._outputs:
+                    raise ValueError(f"output {o.name!r} declared twice")
+                self._outputs[o.name] = o
+            for o in getattr(m, "province_outputs", ()):
+                self._province_outputs[o.name] = o
+        self.monthly = {name: np.zeros(self.n_months) for name in self._outputs}
+        self.monthly_province = {name: np.zeros((self.n_months, len(PROVINCE_NAMES)))
+                                 for name in self._province_outputs}
+        self.tables: dict[str, list] = {}  # event tables appended by modules (e.g. defectors)
+        t0 = time.perf_counter()
+        numba.set_num_threads(self.threads)
+        self.persons, self.households, self.cell_province = synthesise(
+            scale=self.scale, seed=self.seed, start_month=self.start_month)
+        self.initial_persons = self.persons.n
+        for m in self.modules:
+            m.init(self)
+        self.setup_seconds = time.perf_counter() - t0
+
+    # ----------------------------------------------------------------- time and levers
+    @property
+    def month(self) -> int:
+        """The month being simulated (month index since 1900-01)."""
+        return self.start_month + self.t_index
+
+    @property
+    def done(self) -> bool:
+        return self.t_index >= self.n_months
+
+    def lever(self, name: str) -> float:
+        """This month's value of a scenario lever."""
+        return float(self.levers[name][self.t_index])
+
+    def chunk_bounds(self, n: int) -> np.ndarray:
+        """Fixed partition of ``[0, n)`` into at most :data:`N_CHUNKS` ranges."""
+        k = max(1, min(N_CHUNKS, n))
+        return np.linspace(0, n, k + 1).astype(np.int64)
+
+    # ----------------------------------------------------------------- recording
+    def record(self, name: str, value: float) -> None:
+        """Record this month's value of a declared output (in people, not agents)."""
+        if name not in self.monthly:
+            raise KeyError(f"output {name!r} is not declared by any module")
+        self.monthly[name][self.t_index] = value
+
+    def record_province(self, name: str, values: np.ndarray) -> None:
+        self.monthly_province[name][self.t_index, :] = values
+
+    def add_rows(self, table: str, rows: dict[str, np.ndarray]) -> None:
+        """Append rows to an event table (for example one row per defector)."""
+        self.tables.setdefault(table, []).append({k: np.asarray(v).copy() for k, v in rows.items()})
+
+    # ----------------------------------------------------------------- running
+    def step(self) -> None:
+        """Simulate one month, phase by phase in :data:`STEP_ORDER`."""
+        if self.done:
+            raise RuntimeError("the simulation has already reached its end month")
+        numba.set_num_threads(self.threads)
+        by_name = {m.name: m for m in self.modules}
+        for phase in STEP_ORDER:
+            t0 = time.perf_counter()
+            if phase in by_name:
+                by_name[phase].step(self)
+            elif phase == "results" and self.checks:
+                from talbuk.checks import check_invariants
+                check_invariants(self)
+            self.phase_seconds[phase] += time.perf_counter() - t0
+        self.t_index += 1
+
+    def run(self, *, progress: Callable[[Sim], None] | None = None,
+            checkpoint_every: int | None = None, checkpoint: Callable[[Sim], None] | None = None,
+            until: int | None = None):
+        """Run to the end month (or ``until`` months completed) and return the results."""
+        from talbuk.results import Results
+
+        stop = self.n_months if until is None else min(until, self.n_months)
+        while self.t_index < stop:
+            self.step()
+            if progress is not None:
+                progress(self)
+            if checkpoint_every and checkpoint is not None and self.t_index % checkpoint_every == 0 \
+                    and self.t_index < self.n_months:
+                checkpoint(self)
+        return Results.from_sim(self)
+
+    def plan(self) -> str:
+        """The step order with the seconds each phase took so far."""
+        names = {m.name for m in self.modules}
+        lines = []
+        for phase in STEP_ORDER:
+            state = "module" if phase in names else ("built in" if phase in ("policy", "results") else "not built")
+            lines.append(f"{phase:<12} {state:<10} {self.phase_seconds[phase]:8.2f} s")
+        return "\n".join(lines)
+
+    def describe_month(self) -> str:
+        return format_month(self.month)
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue the run exactly, as named arrays."""
+        out: dict[str, np.ndarray] = {}
+        for k, v in self.persons.snapshot().items():
+            out[f"persons/{k}"] = v
+        for k, v in self.households.snapshot().items():
+            out[f"households/{k}"] = v
+        out["meta/counts"] = np.array([self.t_index, self.persons.n, self.households.n], dtype=np.int64)
+        out["meta/cell_province"] = self.cell_province
+        for k, v in self.monthly.items():
+            out[f"monthly/{k}"] = v
+        for k, v in self.monthly_province.items():
+            out[f"province/{k}"] = v
+        out["meta/phase_seconds"] = np.array([self.phase_seconds[p] for p in STEP_ORDER])
+        for m in self.modules:
+            for k, v in m.checkpoint_state().items():
+                out[f"module/{m.name}/{k}"] = np.asarray(v)
+        for table, chunks in self.tables.items():
+            if not chunks:
+                continue
+            keys = chunks[0].keys()
+            for k in keys:
+                out[f"table/{table}/{k}"] = np.concatenate([c[k] for c in chunks])
+        return out
+
+    def restore_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        t_index, n_persons, n_households = (int(x) for x in arrays["meta/counts"])
+        self.persons.restore({k: arrays[f"persons/{k}"] for k in self.persons.fields}, n_persons)
+        self.households.restore({k: arrays[f"households/{k}"] for k in self.households.fields},
+                                n_households)
+        self.cell_province = arrays["meta/cell_province"]
+        for k in self.monthly:
+            self.monthly[k][:] = arrays[f"monthly/{k}"]
+        for k in self.monthly_province:
+            self.monthly_province[k][:] = arrays[f"province/{k}"]
+        for p, s in zip(STEP_ORDER, arrays["meta/phase_seconds"], strict=True):
+            self.phase_seconds[p] = float(s)
+        for m in self.modules:
+            prefix = f"module/{m.name}/"
+            m.restore_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        self.tables = {}
+        tables: dict[str, dict[str, np.ndarray]] = {}
+        for k, v in arrays.items():
+            if k.startswith("table/"):
+                _, table, col = k.split("/", 2)
+                tables.setdefault(table, {})[col] = v
+        for table, cols in tables.items():
+            self.tables[table] = [cols]
+        self.t_index = t_index

@@ -1,0 +1,148 @@
+"""The model's state as structs of arrays. Every attribute's dtype is declared here, once.
+
+Arrays are preallocated to a capacity (all births expected to the end date, with margin) and
+exposed as views sliced to the live count, as in LASER. A person's ``uid`` is their index:
+people are never removed (the dead are flagged by ``stage``) nor moved, so an index is a
+stable identity that is never reused. The initial population is ordered by province, cell
+and household so that kernels read neighbours that sit next to each other in memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Pipeline stages (DESIGN 4.5). Everyone is RESIDENT until they decide to leave.
+RESIDENT = 0
+PREPARING = 1
+CROSSING = 2
+IN_CHINA = 3
+IN_TRANSIT = 4
+ARRIVED = 5  # arrived in South Korea: what the Ministry of Unification counts
+SETTLED_CHINA = 6
+DETAINED = 7  # caught, in detention in North Korea; returns home punished
+DEAD = 8
+STAGE_NAMES = ("resident", "preparing", "crossing", "in_china", "in_transit", "arrived",
+               "settled_china", "detained", "dead")
+
+# Person flag bits (``person.flags``)
+F_PUNISHED = 1  # has been punished (detained, sent to a camp, fined)
+F_TRADER = 2  # trades in the markets
+F_MEDIA_EVER = 4  # has ever watched foreign media
+F_DECIDED = 8  # has ever decided to leave
+F_MARKET_GEN = 16  # formative years (ages 10-20) fell after the famine
+
+# Household flag bits (``household.flags``)
+H_FARM = 1  # cooperative farm household: fed from its own harvest, not the PDS
+H_TRADING = 2  # at least one member trades
+H_KIN_CHINA = 4  # a member is in China
+H_KIN_SOUTH = 8  # a member has reached South Korea
+H_WATCHED = 16  # under surveillance because a member left or was caught
+
+SEX_MALE = 0
+SEX_FEMALE = 1
+SONGBUN_NAMES = ("core", "wavering", "hostile")
+
+#: Per-person attributes and their dtypes (49 bytes a person).
+PERSON_DTYPES: dict[str, np.dtype] = {
+    "birth_month": np.dtype(np.int16),  # months since 1900-01 (may be negative)
+    # Key of this person's random draws: the index for the initial population; for a
+    # newborn a hash of the mother's rng_id and the birth month, so the same child meets the
+    # same luck in two scenarios even when earlier births shifted the indices.
+    "rng_id": np.dtype(np.uint32),
+    "household": np.dtype(np.int32),
+    "sex": np.dtype(np.uint8),
+    "province": np.dtype(np.uint8),
+    "songbun": np.dtype(np.uint8),  # 0 core, 1 wavering, 2 hostile
+    "stage": np.dtype(np.uint8),
+    "flags": np.dtype(np.uint8),
+    "stage_month": np.dtype(np.int16),  # month the current stage began
+    "resistance": np.dtype(np.float32),  # remaining Exp(1) death threshold minus cumulative hazard
+    "hunger": np.dtype(np.float32),  # recent food shortfall, 0 (fed) to 1 (starving)
+    "market_skill": np.dtype(np.float32),
+    "media_exposure": np.dtype(np.float32),
+    "desire": np.dtype(np.float32),  # pull
+    "grievance": np.dtype(np.float32),  # push
+    "legitimacy": np.dtype(np.float32),  # belief in the state
+    "fear": np.dtype(np.float32),
+}
+
+#: Per-household attributes and their dtypes.
+HOUSEHOLD_DTYPES: dict[str, np.dtype] = {
+    "province": np.dtype(np.uint8),
+    "cell": np.dtype(np.int32),  # inminban (neighbourhood unit of about 30 households)
+    "flags": np.dtype(np.uint8),
+    "members": np.dtype(np.int16),  # people living in North Korea, refreshed each month
+    "savings_won": np.dtype(np.float64),
+    "savings_usd": np.dtype(np.float64),  # foreign currency (dollars and yuan, in USD)
+    "state_income": np.dtype(np.float32),
+    "market_income": np.dtype(np.float32),
+    "surveillance": np.dtype(np.float32),
+    "kin_abroad": np.dtype(np.uint8),  # members in China or South Korea (capped at 255)
+}
+
+
+class Table:
+    """A struct of arrays with a fixed capacity and a live count ``n``.
+
+    ``table.name`` is a view of the first ``n`` rows; attributes cannot be rebound, so a
+    kernel always writes into the preallocated storage.
+    """
+
+    def __init__(self, dtypes: dict[str, np.dtype], capacity: int, n: int = 0):
+        object.__setattr__(self, "_dtypes", dict(dtypes))
+        object.__setattr__(self, "_data", {k: np.zeros(capacity, dtype=d) for k, d in dtypes.items()})
+        object.__setattr__(self, "n", int(n))
+
+    @property
+    def capacity(self) -> int:
+        return next(iter(self._data.values())).shape[0]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self._dtypes)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        data = object.__getattribute__(self, "_data")
+        if name in data:
+            return data[name][: object.__getattribute__(self, "n")]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "n":
+            if not 0 <= int(value) <= self.capacity:
+                raise ValueError(f"count {value} outside capacity {self.capacity}")
+            object.__setattr__(self, "n", int(value))
+            return
+        raise AttributeError(f"cannot rebind {name!r}: write into table.{name}[...] instead")
+
+    def full(self, name: str) -> np.ndarray:
+        """The whole preallocated array (capacity rows), for kernels that append."""
+        return self._data[name]
+
+    def ensure_capacity(self, needed: int) -> None:
+        """Grow (by copying) so that at least ``needed`` rows fit."""
+        if needed <= self.capacity:
+            return
+        new_cap = max(needed, int(self.capacity * 1.25) + 1)
+        for k, arr in self._data.items():
+            grown = np.zeros(new_cap, dtype=arr.dtype)
+            grown[: self.n] = arr[: self.n]
+            self._data[k] = grown
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._data.values())
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the live rows, for checkpoints."""
+        return {k: a[: self.n].copy() for k, a in self._data.items()}
+
+    def restore(self, arrays: dict[str, np.ndarray], n: int) -> None:
+        self.ensure_capacity(n)
+        for k in self._dtypes:
+            self._data[k][:n] = arrays[k]
+            self._data[k][n:] = 0
+        object.__setattr__(self, "n", int(n))
+
+
+def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
+    return sum(d.itemsize for d in dtypes.values())
