@@ -78,6 +78,7 @@ class Sim:
         self.monthly_province = {name: np.zeros((self.n_months, len(PROVINCE_NAMES)))
                                  for name in self._province_outputs}
         self.tables: dict[str, list] = {}  # event tables appended by modules (e.g. defectors)
+        self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
         t0 = time.perf_counter()
         numba.set_num_threads(self.threads)
         self.persons, self.households, self.cell_province = synthesise(

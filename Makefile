@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= 100
+SEED ?= 1
+
+.PHONY: install run test test-full bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# the baseline at the default scale (100 people per agent), then its report
+run: install
+	$(VENV)/bin/talbuk run --scenario baseline --scale $(SCALE) --seed $(SEED) --out runs/baseline --force
+	$(VENV)/bin/talbuk report runs/baseline
+
+test: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/pytest -q
+
+# whole-population checks (minutes, several GB of memory)
+test-full: install
+	$(VENV)/bin/pytest -q -m fullscale
+
+bench: install
+	$(PY) benchmarks/core_throughput.py
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,119 @@
+"""Checkpoints: save a running simulation and resume it to the identical result.
+
+A run with checkpoints works in ``<RUN_DIR>.partial/`` until it completes; the finished run
+folder ``RUN_DIR`` appears only at the end (atomically). The working folder holds
+``checkpoint.npz`` (every state array, the records so far, module state) and
+``checkpoint.json`` (what the run was: resolved scenario, seed, scale, threads, the month
+reached, and the sha256 of the ``.npz``). Both files are written to a temporary name and
+renamed, so a kill at any moment leaves the previous checkpoint intact; a truncated or
+altered checkpoint fails its checksum and is refused.
+
+Random numbers are counter-based (``rng.py``), so nothing about the generator needs saving:
+a resumed run draws exactly what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupt or does not match."""
+
+
+def partial_dir(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + ".partial")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic_bytes(path: Path, writer) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
+    """Write ``checkpoint.npz`` and ``checkpoint.json`` into ``work_dir`` atomically."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    arrays = sim.state_arrays()
+    npz = work_dir / "checkpoint.npz"
+    _write_atomic_bytes(npz, lambda f: np.savez(f, **arrays))
+    info = dict(run_info)
+    info.update({
+        "version": CHECKPOINT_VERSION,
+        "months_done": int(sim.t_index),
+        "scenario_toml": sim.scenario.to_toml(),
+        "seed": sim.seed,
+        "scale": sim.scale,
+        "threads": sim.threads,
+        "npz_sha256": _sha256(npz),
+    })
+    data = json.dumps(info, indent=2, sort_keys=True).encode()
+    _write_atomic_bytes(work_dir / "checkpoint.json", lambda f: f.write(data))
+    return npz
+
+
+def read_checkpoint_info(work_dir: Path) -> dict:
+    work_dir = Path(work_dir)
+    meta = work_dir / "checkpoint.json"
+    if not meta.exists():
+        raise CheckpointError(f"{meta}: no checkpoint to resume (was the run started with "
+                              "--checkpoint-every, and has it written one yet?)")
+    try:
+        info = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta}: corrupt checkpoint description ({e})") from None
+    for key in ("version", "months_done", "scenario_toml", "seed", "scale", "npz_sha256"):
+        if key not in info:
+            raise CheckpointError(f"{meta}: {key}: missing from the checkpoint description")
+    if info["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{meta}: version: checkpoint format {info['version']}, "
+                              f"this talbuk reads {CHECKPOINT_VERSION}")
+    return info
+
+
+def load_checkpoint(work_dir: Path):
+    """Rebuild the Sim from a checkpoint folder, verified against its checksum."""
+    from talbuk.scenario import scenario_from_toml
+    from talbuk.sim import Sim
+
+    work_dir = Path(work_dir)
+    info = read_checkpoint_info(work_dir)
+    npz = work_dir / "checkpoint.npz"
+    if not npz.exists():
+        raise CheckpointError(f"{npz}: checkpoint data missing")
+    digest = _sha256(npz)
+    if digest != info["npz_sha256"]:
+        raise CheckpointError(f"{npz}: checksum mismatch (truncated or altered checkpoint); "
+                              "refusing to resume from it")
+    scenario = scenario_from_toml(info["scenario_toml"], file=str(work_dir / "checkpoint.json"))
+    sim = Sim(scenario, scale=info["scale"], seed=info["seed"], threads=info.get("threads"))
+    try:
+        with np.load(npz) as data:
+            arrays = {k: data[k] for k in data.files}
+        sim.restore_arrays(arrays)
+    except (KeyError, ValueError, OSError) as e:
+        raise CheckpointError(f"{npz}: unreadable checkpoint ({e})") from None
+    if sim.t_index != info["months_done"]:
+        raise CheckpointError(f"{npz}: months_done: {sim.t_index} in data, "
+                              f"{info['months_done']} in description")
+    return sim, info

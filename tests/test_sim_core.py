@@ -1,0 +1,124 @@
+"""The simulation core: determinism, thread independence, checkpoints, demography targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from talbuk.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from talbuk.population import read_data
+from talbuk.results import read_run, write_results
+from talbuk.sim import STEP_ORDER, Sim
+
+
+def _tables(results):
+    return results.monthly, results.annual, results.province_annual
+
+
+def test_step_order_declared_once_and_complete():
+    assert STEP_ORDER[0] == "policy" and STEP_ORDER[-1] == "results"
+    assert STEP_ORDER.index("demography") < STEP_ORDER.index("economy") < STEP_ORDER.index("decision")
+
+
+def test_same_seed_same_tables_whatever_the_threads():
+    a = Sim("baseline", scale=5000, seed=3, threads=1).run(until=60)
+    b = Sim("baseline", scale=5000, seed=3, threads=2).run(until=60)
+    for x, y in zip(_tables(a), _tables(b), strict=True):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
+
+
+def test_different_seed_different_tables():
+    a = Sim("baseline", scale=5000, seed=3).run(until=36)
+    b = Sim("baseline", scale=5000, seed=4).run(until=36)
+    assert not a.monthly["deaths"].equals(b.monthly["deaths"])
+
+
+def test_invariants_hold_every_month():
+    sim = Sim("baseline", scale=5000, seed=5, checks=True)
+    sim.run(until=120)  # raises InvariantError on any violation
+
+
+def test_results_in_people_not_agents():
+    a = Sim("baseline", scale=2000, seed=1).run(until=12)
+    b = Sim("baseline", scale=4000, seed=1).run(until=12)
+    # both report about 20.3 million people whatever the agents (sampling noise < 1%)
+    pa, pb = a.monthly["population"].iloc[0], b.monthly["population"].iloc[0]
+    assert 19.9e6 < pa < 20.6e6 and 19.9e6 < pb < 20.6e6
+
+
+def test_checkpoint_resume_is_identical(tmp_path):
+    full = Sim("baseline", scale=5000, seed=11).run()
+    sim = Sim("baseline", scale=5000, seed=11)
+    sim.run(until=150)
+    save_checkpoint(sim, tmp_path / "work", {})
+    resumed, _info = load_checkpoint(tmp_path / "work")
+    assert resumed.t_index == 150
+    rest = resumed.run()
+    for x, y in zip(_tables(full), _tables(rest), strict=True):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+    for name in full.tables:
+        pd.testing.assert_frame_equal(full.tables[name], rest.tables[name], check_exact=True)
+    # and the written Parquet files are byte for byte the same
+    write_results(full, full_toml := resumed.scenario.to_toml(), tmp_path / "a")
+    write_results(rest, full_toml, tmp_path / "b")
+    for f in ("monthly.parquet", "annual.parquet", "province_annual.parquet"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    sim = Sim("baseline", scale=5000, seed=1)
+    sim.run(until=6)
+    npz = save_checkpoint(sim, tmp_path / "w", {})
+    data = npz.read_bytes()
+    npz.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / "w")
+
+
+def test_run_folder_round_trip(tmp_path):
+    sim = Sim("baseline", scale=5000, seed=1)
+    res = sim.run(until=24)
+    write_results(res, sim.scenario.to_toml(), tmp_path / "run")
+    back = read_run(tmp_path / "run")
+    pd.testing.assert_frame_equal(back.annual, res.annual)
+    m = back.manifest
+    for key in ("version", "scenario_hash", "seed", "scale", "threads", "timings_seconds", "data_sha256"):
+        assert key in m
+    with pytest.raises(FileExistsError):
+        write_results(res, sim.scenario.to_toml(), tmp_path / "run")
+    assert not any(p.name.startswith(".run.tmp") for p in tmp_path.iterdir())
+
+
+def test_population_follows_censuses(baseline_small):
+    """1993 and 2008 censuses and the UN 2020 estimate within 2% (data/population.csv)."""
+    _sim, res = baseline_small
+    m = res.monthly.set_index("month")["population"]
+    pop = read_data("population.csv").set_index("year")["population"]
+    assert abs(m["1993-12"] / pop[1993] - 1) < 0.02
+    assert abs(m["2008-10"] / pop[2008] - 1) < 0.02
+    assert abs(m["2020-07"] / pop[2020] - 1) < 0.02
+
+
+def test_2008_age_structure_close_to_census(baseline_small):
+    """2008 census: 0-14 23.2%, 15-64 68.1%, 65+ 8.7% (DESIGN 4.1); within 2.5 points."""
+    _sim, res = baseline_small
+    row = res.monthly.set_index("month").loc["2008-10"]
+    shares = np.array([row["pop_0_14"], row["pop_15_64"], row["pop_65_plus"]]) / row["population"]
+    assert np.all(np.abs(shares - np.array([0.232, 0.681, 0.087])) < 0.025), shares
+
+
+def test_capacity_grows_when_births_exceed_it():
+    sim = Sim("baseline", scale=5000, seed=1)
+    cap = sim.persons.capacity
+    sim.persons.ensure_capacity(sim.persons.n + 1)  # no-op
+    assert sim.persons.capacity == cap
+    n = sim.persons.n
+    before = sim.persons.birth_month.copy()
+    sim.persons.ensure_capacity(cap + 10)
+    assert sim.persons.capacity >= cap + 10 and sim.persons.n == n
+    assert np.array_equal(before, sim.persons.birth_month)
+    with pytest.raises(AttributeError):
+        sim.persons.stage = np.zeros(3)
