@@ -17,6 +17,15 @@ class InvariantError(AssertionError):
     """An accounting identity of the model failed."""
 
 
+def check_members(sim) -> None:
+    """``households.members`` equals a recount (valid right after the demography phase)."""
+    p = sim.persons
+    home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
+    members = np.bincount(p.household[home], minlength=sim.households.n)
+    if not np.array_equal(members, sim.households.members.astype(np.int64)):
+        raise InvariantError("household member counts disagree with a recount")
+
+
 def check_invariants(sim) -> None:
     p = sim.persons
     t = sim.t_index + 1  # months recorded including the current one
@@ -32,9 +41,6 @@ def check_invariants(sim) -> None:
     if round(deaths) != counts[DEAD]:
         raise InvariantError(f"deaths recorded {deaths:.0f} != people flagged dead {counts[DEAD]}")
     home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
-    members = np.bincount(p.household[home], minlength=sim.households.n)
-    if not np.array_equal(members, sim.households.members.astype(np.int64)):
-        raise InvariantError("household member counts disagree with a recount")
     population = sim.monthly["population"][sim.t_index] / sim.scale
     if round(population) != home.sum():
         raise InvariantError(f"population recorded {population:.0f} != people in the country {home.sum()}")

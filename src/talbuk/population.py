@@ -135,8 +135,8 @@ def _rescale_shares(weights: np.ndarray, pops: np.ndarray, target: float) -> np.
     return np.clip(weights * (target / mean), 0.0, 0.98)
 
 
-def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: float = 1.9,
-               household_capacity_factor: float = 3.0) -> tuple[Table, Table, np.ndarray]:
+def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: float = 1.75,
+               household_capacity_factor: float = 2.0) -> tuple[Table, Table, np.ndarray]:
     """Build the person and household tables for the start month.
 
     Returns ``(persons, households, cell_province)``. ``scale`` is people per agent.

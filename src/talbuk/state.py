@@ -42,7 +42,7 @@ SEX_MALE = 0
 SEX_FEMALE = 1
 SONGBUN_NAMES = ("core", "wavering", "hostile")
 
-#: Per-person attributes and their dtypes (49 bytes a person).
+#: Per-person attributes and their dtypes (53 bytes a person).
 PERSON_DTYPES: dict[str, np.dtype] = {
     "birth_month": np.dtype(np.int16),  # months since 1900-01 (may be negative)
     # Key of this person's random draws: the index for the initial population; for a
@@ -64,6 +64,10 @@ PERSON_DTYPES: dict[str, np.dtype] = {
     "grievance": np.dtype(np.float32),  # push
     "legitimacy": np.dtype(np.float32),  # belief in the state
     "fear": np.dtype(np.float32),
+    # Fixed personal traits drawn once from rng stream "trait" (sub 1), 0 = not drawn yet:
+    # bits 0-7 risk aversion, 8-23 leave threshold, 24-31 media adoption threshold
+    # (modules/information.py, modules/decision.py).
+    "traits": np.dtype(np.uint32),
 }
 
 #: Per-household attributes and their dtypes.

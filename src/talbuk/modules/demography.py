@@ -58,9 +58,9 @@ class DemographyParams(ModuleParams):
     infant_decay: float = Field(1.2, ge=0.1, le=5, description="Siler b1 (per year of age)")
     background_hazard: float = Field(0.0007, ge=0, le=0.01, description="Siler a2 (per year)")
     gompertz_slope: float = Field(0.085, ge=0.05, le=0.15, description="Siler b3 (per year of age)")
-    hunger_rr_child: float = Field(8.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 0-4")
-    hunger_rr_adult: float = Field(2.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 5-59")
-    hunger_rr_old: float = Field(6.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 60+")
+    hunger_rr_child: float = Field(8.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 0-4; kept by hand, with economy.hunger_severity set against excess deaths 1993-2000 of 240,000-1,000,000 (targets.csv)")
+    hunger_rr_adult: float = Field(2.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 5-59; kept by hand, with economy.hunger_severity set against excess deaths 1993-2000 of 240,000-1,000,000 (targets.csv)")
+    hunger_rr_old: float = Field(6.0, ge=0, le=50, description="extra relative hazard at hunger 1, ages 60+; kept by hand, with economy.hunger_severity set against excess deaths 1993-2000 of 240,000-1,000,000 (targets.csv)")
     hunger_exponent: float = Field(2.0, ge=1, le=4, description="hazard rises as hunger**k: mild shortfall kills few")
     fertility_multiplier: float = Field(1.0, ge=0, le=3, description="scales the recorded crude birth rate")
     sex_ratio_at_birth: float = Field(1.05, ge=0.9, le=1.2, description="boys per girl")
@@ -110,6 +110,13 @@ class Demography(Module):
         shape = np.zeros(MAX_AGE + 1)
         shape[20:25], shape[25:30], shape[30:35], shape[35:40] = 0.25, 0.40, 0.25, 0.10
         self.fertility_shape = shape / 5.0  # per single year of age
+        # the same tables by age in months, so the kernel never divides
+        age_years = np.arange((MAX_AGE + 1) * 12) // 12
+        self.hazard_m = np.ascontiguousarray(self.monthly_hazard[:, :, age_years])
+        self.rr_m = self.rr[age_years]
+        self.fertility_m = self.fertility_shape[age_years]
+        self.fertility_next_m = self.fertility_shape[np.minimum((np.arange(age_years.size) + 1) // 12, MAX_AGE)]
+        self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
         self._last = None  # (population, weighted women) of the last month, for birth rates
 
@@ -178,30 +185,34 @@ class Demography(Module):
             np.int64(t), sim.seed_key, persons.rng_id, persons.stage, persons.stage_month,
             persons.birth_month,
             persons.sex, persons.province, persons.hunger, persons.resistance,
-            self.monthly_hazard[year_idx], self.rr, float(p.hunger_exponent),
-            self.fertility_shape * birth_scale, self.fertility_shape,
+            self.hazard_m[year_idx], self.rr_m, float(p.hunger_exponent),
+            self.fertility_m * birth_scale, self.fertility_next_m, self.group_m,
             np.int64(p.household_split_age * 12), float(p.household_split_prob),
             self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
         tot = counts.sum(axis=0)
-        # new households first (a woman who founds one has her children there), then births
+        # new households and newborns, appended in uid order by one serial pass
         n_split = int(tot[C_SPLITS])
-        households.ensure_capacity(households.n + n_split)
-        households.n = _found_households(
-            n, households.n, self.scratch, persons.household, households.full("province"),
-            households.full("cell"), households.full("flags"))
         n_births = int(tot[C_BIRTHS])
+        households.ensure_capacity(households.n + n_split)
         persons.ensure_capacity(n + n_births)
         if persons.capacity > self.scratch.shape[0]:
             grown = np.zeros(persons.capacity, dtype=np.uint8)
             grown[: self.scratch.shape[0]] = self.scratch
             self.scratch = grown
-        new_n = _write_births(
-            np.int64(t), sim.seed_key, n, self.scratch, float(p.sex_ratio_at_birth),
-            persons.full("rng_id"), persons.full("birth_month"), persons.full("household"), persons.full("sex"),
-            persons.full("province"), persons.full("songbun"), persons.full("stage"),
-            persons.full("stage_month"), persons.full("resistance"), persons.full("legitimacy"))
+        new_h, new_n = _append_households_and_births(
+            np.int64(t), sim.seed_key, n, households.n, self.scratch, float(p.sex_ratio_at_birth),
+            households.full("province"), households.full("cell"), households.full("flags"),
+            persons.full("rng_id"), persons.full("birth_month"), persons.full("household"),
+            persons.full("sex"), persons.full("province"), persons.full("songbun"),
+            persons.full("stage"), persons.full("stage_month"), persons.full("resistance"),
+            persons.full("legitimacy"))
+        households.n = new_h
         persons.n = new_n
         members = _household_members(persons.stage, persons.household, households.members)
+        if sim.checks:
+            from talbuk.checks import check_members
+
+            check_members(sim)
         self._last = (float(tot[C_POP] + n_births), float(women_w_next.sum()))
         s = sim.scale
         sim.record("population", (tot[C_POP] + n_births) * s)
@@ -242,10 +253,15 @@ def _census(stage, birth_month, sex, t, shape):
 
 @nb.njit(parallel=True, cache=True)
 def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
-                       resistance, hazard, rr, hunger_exp, birth_p, shape, split_age,
-                       split_p, scratch, bounds, counts, excess, prov_deaths, prov_pop,
-                       women_w_next):
+                       resistance, hazard_m, rr_m, hunger_exp, birth_p_m, shape_next_m,
+                       group_m, split_age, split_p, scratch, bounds, counts, excess,
+                       prov_deaths, prov_pop, women_w_next):
+    """One pass over everyone: deaths, births and household splits flagged, stocks counted.
+
+    Tables are indexed by age in months (0 .. 12*MAX_AGE+11), so no division in the loop.
+    """
     tm = np.uint64(t)
+    max_m = hazard_m.shape[1] - 1
     for c in nb.prange(bounds.shape[0] - 1):
         # counters live in registers and chunk-local arrays, written once per chunk: threads
         # never write to the same cache line in the loop (no false sharing)
@@ -253,31 +269,29 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         abroad_deaths = 0
         births = 0
         splits = 0
-        pop = 0
-        a014 = 0
-        a1564 = 0
-        a65 = 0
         males = 0
         ww = 0.0
+        groups = np.zeros(3, dtype=np.int64)
         p_deaths = np.zeros(N_PROV, dtype=np.int64)
         p_pop = np.zeros(N_PROV, dtype=np.int64)
         p_excess = np.zeros(N_PROV, dtype=np.float64)
+        run_prov = -1  # people are sorted by province: count runs, not every person
+        run_len = 0
         for i in range(bounds[c], bounds[c + 1]):
             st = stage[i]
             if st == DEAD:
                 continue
             age_m = t - birth_month[i]
-            age = age_m // 12
-            if age > MAX_AGE:
-                age = MAX_AGE
+            if age_m > max_m:
+                age_m = max_m
             s = sex[i]
-            h0 = hazard[s, age]
+            h0 = hazard_m[s, age_m]
             home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
             h = h0
             if home:
                 hg = hunger[i]
                 if hg > 0.0:
-                    h = h0 * (1.0 + rr[age] * hg ** hunger_exp)
+                    h = h0 * (1.0 + rr_m[age_m] * hg ** hunger_exp)
             r = resistance[i] - h
             if r <= 0.0:
                 stage[i] = DEAD
@@ -294,16 +308,17 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
             resistance[i] = r
             if not home:
                 continue
-            pop += 1
-            p_pop[province[i]] += 1
-            if age < 15:
-                a014 += 1
-            elif age < 65:
-                a1564 += 1
+            pr = np.int64(province[i])
+            if pr == run_prov:
+                run_len += 1
             else:
-                a65 += 1
+                if run_prov >= 0:
+                    p_pop[run_prov] += run_len
+                run_prov = pr
+                run_len = 1
+            groups[group_m[age_m]] += 1
             if s == SEX_FEMALE:
-                bp = birth_p[age]
+                bp = birth_p_m[age_m]
                 flag = 0
                 if bp > 0.0 and st == RESIDENT:
                     if rng.uniform1(seed, _BIRTH, tm, rng_id[i], np.uint64(0)) < bp:
@@ -315,20 +330,19 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                         splits += 1
                 if flag:
                     scratch[i] = flag
-                # next month's fertility denominator (women still alive, one month older)
-                a_next = (age_m + 1) // 12
-                if a_next <= MAX_AGE:
-                    ww += shape[a_next]
+                ww += shape_next_m[age_m]  # next month's fertility denominator
             else:
                 males += 1
+        if run_prov >= 0:
+            p_pop[run_prov] += run_len
         counts[c, C_DEATHS] = deaths
         counts[c, C_ABROAD_DEATHS] = abroad_deaths
         counts[c, C_BIRTHS] = births
         counts[c, C_SPLITS] = splits
-        counts[c, C_POP] = pop
-        counts[c, C_0_14] = a014
-        counts[c, C_15_64] = a1564
-        counts[c, C_65P] = a65
+        counts[c, C_0_14] = groups[0]
+        counts[c, C_15_64] = groups[1]
+        counts[c, C_65P] = groups[2]
+        counts[c, C_POP] = groups[0] + groups[1] + groups[2]
         counts[c, C_MALE] = males
         prov_deaths[c, :] = p_deaths
         prov_pop[c, :] = p_pop
@@ -337,45 +351,51 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
 
 
 @nb.njit(cache=True)
-def _found_households(n, n_households, scratch, household, hh_province, hh_cell, hh_flags):
-    """New households for the women flagged (bit 2), in uid order: deterministic ids."""
-    k = n_households
-    for i in range(n):
-        if scratch[i] & 2:
-            scratch[i] &= 1
-            old = household[i]
-            hh_province[k] = hh_province[old]
-            hh_cell[k] = hh_cell[old]
-            hh_flags[k] = 0  # a new family: not a farm household unless the economy says so
-            household[i] = k
-            k += 1
-    return k
+def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, hh_province,
+                                  hh_cell, hh_flags, rng_id, birth_month, household, sex,
+                                  province, songbun, stage, stage_month, resistance, legitimacy):
+    """Serial pass over the flagged few, in uid order, so new ids never depend on threads.
 
-
-@nb.njit(cache=True)
-def _write_births(t, seed, n, scratch, sex_ratio, rng_id, birth_month, household, sex, province,
-                  songbun, stage, stage_month, resistance, legitimacy):
-    """Append newborns in the order of their mothers' uids: ids do not depend on threads."""
+    Bit 2: the woman founds a new household in her cell (before any birth, so her child is
+    born into it). Bit 1: she gives birth; the newborn is appended. Flags are cleared. The
+    scan reads the flags eight bytes at a time and skips empty words.
+    """
+    words = scratch[: (n // 8) * 8].view(np.uint64)
+    k_h = n_households
     k = n
     p_boy = sex_ratio / (1.0 + sex_ratio)
-    for i in range(n):
-        if scratch[i] & 1:
+    for w in range(words.shape[0] + 1):
+        if w < words.shape[0] and words[w] == 0:
+            continue
+        lo = w * 8
+        hi = min(lo + 8, n)
+        for i in range(lo, hi):
+            f = scratch[i]
+            if f == 0:
+                continue
             scratch[i] = 0
-            w0, w1, w2, w3 = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
-            u_sex = rng.to_unit(w1)
-            child = np.uint32(w3)
-            rng_id[k] = child
-            birth_month[k] = t
-            household[k] = household[i]
-            sex[k] = 0 if u_sex < p_boy else 1
-            province[k] = province[i]
-            songbun[k] = songbun[i]
-            stage[k] = RESIDENT
-            stage_month[k] = t
-            resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
-            legitimacy[k] = 1.0
-            k += 1
-    return k
+            if f & 2:
+                old = household[i]
+                hh_province[k_h] = hh_province[old]
+                hh_cell[k_h] = hh_cell[old]
+                hh_flags[k_h] = 0  # a new family: not a farm household unless the economy says so
+                household[i] = k_h
+                k_h += 1
+            if f & 1:
+                w0, w1, w2, w3 = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
+                child = np.uint32(w3)
+                rng_id[k] = child
+                birth_month[k] = t
+                household[k] = household[i]
+                sex[k] = 0 if rng.to_unit(w1) < p_boy else 1
+                province[k] = province[i]
+                songbun[k] = songbun[i]
+                stage[k] = RESIDENT
+                stage_month[k] = t
+                resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
+                legitimacy[k] = 1.0
+                k += 1
+    return k_h, k
 
 
 @nb.njit(cache=True)

@@ -1,0 +1,275 @@
+"""Attitudes: grievance (push), desire (pull), legitimacy and fear of every person 14+.
+
+Mechanisms (docs/information_attitudes_decision.md, "Attitudes"; DESIGN.md 4.4). Each
+attitude is an exponential moving average ``x <- x + r (x* - x)`` towards a target ``x*``
+built from this month's circumstances, so recent experience weighs most and a shock fades
+over months (one fused float32 pass over people, no random draws):
+
+* **Legitimacy** (belief in the state), slow (``r = 1/24``): target
+  ``L* = L0 - k_class (a_h hunger + a_m media) - a_p punished``, where ``L0`` is 1 for the
+  older generations and ``market_gen_legitimacy`` for the market generation (who never relied
+  on the state), and ``k_class`` is smaller for the core class (they keep rations and
+  privileges: Haggard & Noland 2011, Collins 2012).
+* **Grievance** (push), ``r = 1/6``: ``G* = g_h hunger + g_l loss + g_p punished +
+  g_s[songbun] + g_leg (1 - L)``. ``loss`` is the household's recent loss of savings (won
+  and foreign currency valued in dollars at the market rate; inflation and the 2009
+  redenomination), compared with last month and remembered with a monthly decay.
+* **Desire** (pull), ``r = 1/12``: ``D* = d_m media + d_k kin + d_g market_gen + d_t trader
+  + d_s skill``; media counts for those who have watched (``F_MEDIA_EVER``); kin in South
+  Korea count fully, kin in China by half (they send money and tell of life outside).
+* **Fear**, ``r = 1/6``: ``F* = f_s severity (1 - c_g market_gen) + f_v surveillance
+  + f_p punished + f_r raid``: the punishment-severity lever, the household's surveillance,
+  the person's own punishment and a media search in the cell this month; the market
+  generation fears less.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from pydantic import Field
+
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.state import (
+    CROSSING,
+    DETAINED,
+    F_MARKET_GEN,
+    F_MEDIA_EVER,
+    F_PUNISHED,
+    F_TRADER,
+    H_KIN_CHINA,
+    H_KIN_SOUTH,
+    PREPARING,
+    RESIDENT,
+)
+
+ATTITUDE_MIN_AGE = 14
+ADULT_AGE = 16
+
+
+class AttitudesParams(ModuleParams):
+    """Attitude parameters: weights of each circumstance in each target, and rates."""
+
+    rate_legitimacy: float = Field(1 / 24, ge=0.001, le=1, description="assumption: beliefs in the state change over years")
+    rate_grievance: float = Field(1 / 6, ge=0.001, le=1, description="assumption: grievance follows the last half year")
+    rate_desire: float = Field(1 / 12, ge=0.001, le=1, description="assumption: desire builds over a year")
+    rate_fear: float = Field(1 / 6, ge=0.001, le=1, description="assumption")
+    legit_hunger: float = Field(0.6, ge=0, le=2, description="assumption: hunger erodes belief in the state (Haggard & Noland 2011)")
+    legit_media: float = Field(0.4, ge=0, le=2, description="assumption: foreign media erode belief in the state (InterMedia 2012)")
+    legit_punished: float = Field(0.3, ge=0, le=1, description="assumption")
+    legit_class_core: float = Field(0.5, ge=0, le=2, description="assumption: the core class keeps privileges, loses belief more slowly")
+    legit_class_hostile: float = Field(1.2, ge=0, le=2, description="assumption")
+    market_gen_legitimacy: float = Field(0.6, ge=0, le=1, description="assumption: the market generation never relied on the state (DESIGN.md 0)")
+    griev_hunger: float = Field(0.6, ge=0, le=3, description="assumption: hunger is the main push of the 1990s (Haggard & Noland 2011)")
+    griev_loss: float = Field(0.6, ge=0, le=3, description="assumption: loss of savings (2009 redenomination)")
+    griev_punished: float = Field(0.3, ge=0, le=3, description="assumption")
+    griev_wavering: float = Field(0.05, ge=0, le=1, description="assumption: songbun discrimination, wavering class")
+    griev_hostile: float = Field(0.15, ge=0, le=1, description="assumption: songbun discrimination, hostile class")
+    griev_illegitimacy: float = Field(0.25, ge=0, le=3, description="assumption")
+    loss_memory: float = Field(0.9, ge=0, le=0.999, description="assumption: monthly retention of a household's remembered loss")
+    desire_media: float = Field(0.7, ge=0, le=3, description="assumption: foreign media show life in South Korea (InterMedia 2012)")
+    desire_kin_south: float = Field(0.6, ge=0, le=3, description="set by hand (0.4 -> 0.6) against the 2000s rise of arrivals (chain migration: about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea send money and tell the truth")
+    desire_market_gen: float = Field(0.15, ge=0, le=3, description="assumption: the market generation seeks a better deal (DESIGN.md 0)")
+    desire_trader: float = Field(0.08, ge=0, le=3, description="assumption: traders see China and prices")
+    desire_skill: float = Field(0.05, ge=0, le=3, description="assumption: market skill")
+    fear_severity: float = Field(0.6, ge=0, le=2, description="assumption: fear follows the punishment-severity lever")
+    fear_market_gen_cut: float = Field(0.35, ge=0, le=1, description="assumption: the market generation fears less (DESIGN.md 4.2)")
+    fear_surveillance: float = Field(0.3, ge=0, le=2, description="assumption")
+    fear_punished: float = Field(0.2, ge=0, le=2, description="assumption")
+    fear_raid: float = Field(0.2, ge=0, le=2, description="assumption: a media search in the cell")
+
+
+class Attitudes(Module):
+    """Grievance, desire, legitimacy and fear, updated as moving averages."""
+
+    name = "attitudes"
+    Params = AttitudesParams
+    outputs = (
+        Output("mean_desire", "mean", "index", "mean desire (pull) of adults 16+ in North Korea"),
+        Output("mean_grievance", "mean", "index", "mean grievance (push) of adults 16+"),
+        Output("mean_legitimacy", "mean", "index", "mean belief in the state of adults 16+"),
+        Output("mean_fear", "mean", "index", "mean fear of adults 16+"),
+    )
+
+    def init(self, sim) -> None:
+        self.prev_wealth = np.zeros(0, dtype=np.float32)  # household wealth last month, USD
+        self.loss = np.zeros(0, dtype=np.float32)  # remembered loss, 0..1
+        self.started = False
+
+    def checkpoint_state(self) -> dict:
+        return {"prev_wealth": self.prev_wealth.copy(), "loss": self.loss.copy(),
+                "started": np.array([self.started])}
+
+    def restore_state(self, arrays: dict) -> None:
+        if "prev_wealth" in arrays:
+            self.prev_wealth = np.asarray(arrays["prev_wealth"], dtype=np.float32).copy()
+            self.loss = np.asarray(arrays["loss"], dtype=np.float32).copy()
+            self.started = bool(np.asarray(arrays["started"])[0])
+
+    def _grow(self, nh: int) -> None:
+        if self.prev_wealth.shape[0] < nh:
+            pw = np.zeros(nh, dtype=np.float32)
+            ls = np.zeros(nh, dtype=np.float32)
+            pw[: self.prev_wealth.shape[0]] = self.prev_wealth
+            ls[: self.loss.shape[0]] = self.loss
+            self.prev_wealth, self.loss = pw, ls
+
+    def step(self, sim) -> None:
+        p = self.params
+        persons, households = sim.persons, sim.households
+        nh = households.n
+        self._grow(nh)
+        rate = sim.lever("exchange_rate")
+        _household_loss(households.savings_won, households.savings_usd, float(rate),
+                        np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
+                        sim.chunk_bounds(nh))
+        cell_raided = sim.shared.get("cell_raided")
+        if cell_raided is None:
+            cell_raided = np.zeros(int(sim.cell_province.shape[0]), dtype=np.uint8)
+        first = not self.started
+        self.started = True
+        r = np.array([p.rate_legitimacy, p.rate_grievance, p.rate_desire, p.rate_fear],
+                     dtype=np.float32)
+        if first:
+            r[:] = 1.0  # start at the targets of the first month, not at zero
+        w = np.array([
+            p.legit_hunger, p.legit_media, p.legit_punished, p.legit_class_core, 1.0,
+            p.legit_class_hostile, p.market_gen_legitimacy,
+            p.griev_hunger, p.griev_loss, p.griev_punished, 0.0, p.griev_wavering,
+            p.griev_hostile, p.griev_illegitimacy,
+            p.desire_media, p.desire_kin_south, p.desire_market_gen, p.desire_trader,
+            p.desire_skill,
+            p.fear_severity * sim.lever("punishment_severity"), p.fear_market_gen_cut,
+            p.fear_surveillance, p.fear_punished, p.fear_raid,
+        ], dtype=np.float32)
+        bounds = sim.chunk_bounds(persons.n)
+        sums = np.zeros((bounds.size - 1, 5), dtype=np.float64)
+        _attitude_kernel(np.int64(sim.month), persons.stage, persons.birth_month,
+                         persons.household, persons.songbun, persons.flags, persons.hunger,
+                         persons.market_skill, persons.media_exposure, persons.desire,
+                         persons.grievance, persons.legitimacy, persons.fear,
+                         households.cell, households.flags, households.surveillance,
+                         self.loss, cell_raided, r, w, bounds, sums)
+        tot = sums.sum(axis=0)
+        n = tot[4]
+        sim.record("mean_desire", tot[0] / n if n else 0.0)
+        sim.record("mean_grievance", tot[1] / n if n else 0.0)
+        sim.record("mean_legitimacy", tot[2] / n if n else 0.0)
+        sim.record("mean_fear", tot[3] / n if n else 0.0)
+
+
+@nb.njit(parallel=True, cache=True)
+def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth, loss, bounds):
+    """Relative loss of household wealth (USD at the market rate) since last month."""
+    inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
+    for c in nb.prange(bounds.shape[0] - 1):
+        for h in range(bounds[c], bounds[c + 1]):
+            wealth = np.float32(savings_usd[h] + savings_won[h] * inv)
+            prev = prev_wealth[h]
+            new_loss = np.float32(0.0)
+            if prev > wealth:
+                new_loss = (prev - wealth) / (prev + np.float32(20.0))  # 20 USD: small sums matter little
+            ls = loss[h] * memory + new_loss
+            loss[h] = ls if ls < np.float32(1.0) else np.float32(1.0)
+            prev_wealth[h] = wealth
+
+
+@nb.njit(inline="always", cache=True)
+def _clip01(x):
+    if x < np.float32(0.0):
+        return np.float32(0.0)
+    if x > np.float32(1.0):
+        return np.float32(1.0)
+    return x
+
+
+@nb.njit(parallel=True, cache=True)
+def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, market_skill,
+                     exposure, desire, grievance, legitimacy, fear, hh_cell, hh_flags,
+                     surveillance, hh_loss, cell_raided, r, w, bounds, sums):
+    min_age = ATTITUDE_MIN_AGE * 12
+    adult_age = ADULT_AGE * 12
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    r_leg, r_gr, r_de, r_fe = r[0], r[1], r[2], r[3]
+    l_h, l_m, l_p, l_core, l_wav, l_host, l_mg = w[0], w[1], w[2], w[3], w[4], w[5], w[6]
+    g_h, g_l, g_p, g_s1, g_s2, g_leg = w[7], w[8], w[9], w[11], w[12], w[13]
+    d_m, d_k, d_g, d_t, d_s = w[14], w[15], w[16], w[17], w[18]
+    f_s, f_g, f_v, f_p, f_r = w[19], w[20], w[21], w[22], w[23]
+    for c in nb.prange(bounds.shape[0] - 1):
+        s_d = 0.0
+        s_g = 0.0
+        s_l = 0.0
+        s_f = 0.0
+        n = 0
+        for i in range(bounds[c], bounds[c + 1]):
+            st = stage[i]
+            if st != RESIDENT and st != PREPARING and st != CROSSING and st != DETAINED:
+                continue
+            age_m = t - birth_month[i]
+            if age_m < min_age:
+                continue
+            h = household[i]
+            fl = flags[i]
+            sb = songbun[i]
+            hg = hunger[i]
+            mg = (fl & F_MARKET_GEN) != 0
+            pun = one if (fl & F_PUNISHED) else zero
+            media = exposure[i] if (fl & F_MEDIA_EVER) else zero
+            # legitimacy
+            k = l_wav
+            if sb == 0:
+                k = l_core
+            elif sb == 2:
+                k = l_host
+            l0 = l_mg if mg else one
+            lt = _clip01(l0 - k * (l_h * hg + l_m * media) - l_p * pun)
+            lg = legitimacy[i]
+            lg = lg + r_leg * (lt - lg)
+            legitimacy[i] = lg
+            # grievance (push)
+            gs = zero
+            if sb == 1:
+                gs = g_s1
+            elif sb == 2:
+                gs = g_s2
+            gt = g_h * hg + g_l * hh_loss[h] + g_p * pun + gs + g_leg * (one - lg)
+            gr = grievance[i]
+            gr = gr + r_gr * (gt - gr)
+            grievance[i] = gr
+            # desire (pull)
+            hf = hh_flags[h]
+            kin = zero
+            if hf & H_KIN_SOUTH:
+                kin = one
+            elif hf & H_KIN_CHINA:
+                kin = np.float32(0.5)
+            sk = market_skill[i]
+            if sk > one:
+                sk = one
+            dt = d_m * media + d_k * kin + d_s * sk
+            if mg:
+                dt += d_g
+            if fl & F_TRADER:
+                dt += d_t
+            de = desire[i]
+            de = de + r_de * (dt - de)
+            desire[i] = de
+            # fear
+            ft = f_s * (one - f_g if mg else one) + f_v * surveillance[h] + f_p * pun
+            if cell_raided[hh_cell[h]]:
+                ft += f_r
+            fe = fear[i]
+            fe = fe + r_fe * (ft - fe)
+            fear[i] = fe
+            if age_m >= adult_age:
+                s_d += de
+                s_g += gr
+                s_l += lg
+                s_f += fe
+                n += 1
+        sums[c, 0] = s_d
+        sums[c, 1] = s_g
+        sums[c, 2] = s_l
+        sums[c, 3] = s_f
+        sums[c, 4] = n

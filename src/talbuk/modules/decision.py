@@ -1,0 +1,273 @@
+"""Decision: who decides to leave North Korea this month, and why (DESIGN.md 4.4).
+
+Eligible: people aged ``min_age``-``max_age`` who are RESIDENT (not preparing, not
+detained). For each, the push ``G`` (grievance), the pull ``D`` (desire) and a perceived net
+risk ``R`` are combined by the scenario's ``decision_rule`` into a monthly probability
+``p_i``; a random draw is made only when ``p_i > 0``.
+
+Net risk (all rules): ``R = ra_i (w_b border_security^k + w_c china_repatriation + w_f fear)
++ w_fam family + w_age age - w_kin kin``, with ``k = border_exponent`` (a sealed border with
+walls and shoot-to-kill orders is feared far more than a guarded one), ``ra_i`` a fixed
+risk-aversion trait
+(uniform 0.5-1.5), ``family`` the share of up to 4 relatives left behind (guilt by
+association punishes them), ``age`` the years above 30 over 30, ``kin`` 1 with kin in South
+Korea, 0.5 with kin in China (they pay brokers, tell the truth). ``fear`` carries the
+punishment-severity lever, surveillance and punishment (modules/attitudes.py).
+
+Each person has a fixed threshold ``theta_i = theta_0 + theta_s logit(u_i)`` (``u_i`` a
+16-bit trait), so the timing of a decision, not the decision itself, is left to chance:
+
+* ``threshold`` (after Epstein 2002): ``x = G + D - R - theta_i``;
+* ``utility`` (rational actor): ``x = P_s v_abroad (0.3 + D) - v_stay (1 - G) - cost
+  - (1 - P_s) v_pun severity ra_i (1 + family) - theta_i``, with success chance
+  ``P_s = (1 - border)(1 - 0.5 china)`` raised by kin, and ``cost = fee / (fee + money)``
+  (money: household savings in USD, own means and kin help);
+* ``planned`` (Theory of Planned Behaviour, Ajzen 1991): ``x = w_a (D + a_G G) + w_n norm
+  + w_c control - w_r R - theta_i``, norm = kin abroad and the cell's share of families with
+  kin abroad, control = affordability (money vs ``broker_fee_usd``) times access (border,
+  distance to it).
+
+``p_i = h max(0, min(1, x / ramp))``: zero below the threshold, rising to the monthly hazard
+``h`` above it. Each decision records push ``G``, pull ``D`` and risk ``R``; it is "pushed"
+when ``G > D``. The expected number of decisions ``sum_i p_i`` (people, per sex) is recorded
+beside the sampled one and passed to the journey module in ``sim.shared``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from pydantic import Field
+
+from talbuk import rng
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.modules.information import person_traits, trait_leave_u, trait_risk_aversion
+from talbuk.population import PROVINCES
+from talbuk.state import F_DECIDED, H_KIN_CHINA, H_KIN_SOUTH, PREPARING, RESIDENT, SEX_FEMALE
+
+_DECISION = np.uint64(rng.STREAMS["decision"])
+RULES = {"threshold": 0, "utility": 1, "planned": 2}
+N_PROV = len(PROVINCES)
+C_DEC, C_PUSHED, C_FEM = range(3)
+
+
+class DecisionParams(ModuleParams):
+    """Decision parameters. Thresholds and hazards were set by hand (see docs)."""
+
+    min_age: int = Field(16, ge=10, le=40, description="assumption: youngest who decide by themselves")
+    max_age: int = Field(60, ge=30, le=100, description="assumption")
+    risk_border: float = Field(1.2, ge=0, le=5, description="assumption: weight of border security in perceived risk")
+    border_exponent: float = Field(2.0, ge=1, le=4, description="assumption: risk rises convexly as the border closes (walls, shoot-to-kill orders)")
+    risk_china: float = Field(0.2, ge=0, le=5, description="assumption: weight of China's repatriation")
+    risk_fear: float = Field(0.5, ge=0, le=5, description="assumption: weight of fear (punishment severity, surveillance)")
+    risk_family: float = Field(0.15, ge=0, le=5, description="assumption: family left behind are punished (guilt by association)")
+    risk_age: float = Field(0.3, ge=0, le=5, description="assumption: the old leave less")
+    kin_relief: float = Field(0.3, ge=0, le=5, description="set by hand (0.2 -> 0.3) against the 2000s rise of arrivals: kin abroad pay brokers, lower the risk")
+    threshold_loc: float = Field(0.8, ge=-5, le=5, description="set by hand: decisions of order 3,000-10,000 a year in the 2000s")
+    threshold_scale: float = Field(0.15, ge=0.01, le=2, description="set by hand: spread of personal thresholds (logistic scale)")
+    ramp: float = Field(0.2, ge=0.001, le=5, description="assumption: width over which p rises to the hazard")
+    hazard: float = Field(0.02, ge=0, le=1, description="set by hand: monthly chance of deciding when well above the threshold")
+    utility_abroad: float = Field(1.0, ge=0, le=10, description="assumption: value of life abroad (income many times higher)")
+    utility_stay: float = Field(0.8, ge=0, le=10, description="assumption: value of staying when not aggrieved")
+    utility_cost: float = Field(0.3, ge=0, le=10, description="assumption: weight of the fee relative to means")
+    utility_punish: float = Field(0.6, ge=0, le=10, description="assumption: weight of expected punishment if caught")
+    utility_loc: float = Field(0.15, ge=-5, le=5, description="set by hand: threshold location for the utility rule")
+    planned_attitude: float = Field(1.0, ge=0, le=5, description="assumption (TPB weights)")
+    planned_push: float = Field(0.8, ge=0, le=5, description="assumption: hardship makes leaving look better")
+    planned_norm: float = Field(0.4, ge=0, le=5, description="assumption")
+    planned_control: float = Field(0.4, ge=0, le=5, description="assumption")
+    planned_risk: float = Field(0.8, ge=0, le=5, description="assumption")
+    planned_loc: float = Field(1.0, ge=-5, le=5, description="set by hand: threshold location for the planned rule")
+    own_means_usd: float = Field(300.0, ge=0, le=100000, description="assumption: what a family can sell (goods, house rights)")
+    kin_help_usd: float = Field(5000.0, ge=0, le=100000, description="assumption: kin abroad pay the broker")
+    distance_scale_km: float = Field(600.0, ge=50, le=5000, description="assumption: access falls with distance to the border")
+
+
+class Decision(Module):
+    """The decision to leave: threshold, utility or planned-behaviour rule."""
+
+    name = "decision"
+    Params = DecisionParams
+    outputs = (
+        Output("decisions", "flow", "people", "people who decided to leave (sampled)"),
+        Output("decisions_pushed", "flow", "people", "decisions with push (grievance) above pull (desire)"),
+        Output("decisions_pulled", "flow", "people", "decisions with pull at or above push"),
+        Output("expected_decisions", "flow", "people", "expected decisions: sum of each eligible person's probability"),
+        Output("expected_decisions_female", "flow", "people", "expected decisions of women"),
+    )
+
+    def init(self, sim) -> None:
+        self.rule = RULES[sim.scenario.decision_rule]
+        self.dist = np.array([p.distance_to_border_km for p in PROVINCES], dtype=np.float32)
+        self._idx = np.zeros(0, dtype=np.int64)
+        self._vals = np.zeros((0, 3), dtype=np.float32)
+
+    def step(self, sim) -> None:
+        p = self.params
+        persons, households = sim.persons, sim.households
+        n = persons.n
+        if self._idx.shape[0] < n:
+            self._idx = np.empty(persons.capacity, dtype=np.int64)
+            self._vals = np.empty((persons.capacity, 3), dtype=np.float32)
+        cell_kin = sim.shared.get("cell_kin_share")
+        if cell_kin is None:
+            cell_kin = np.zeros(int(sim.cell_province.shape[0]), dtype=np.float32)
+        fee = sim.lever("broker_fee_usd")
+        exch = sim.lever("exchange_rate")
+        border = sim.lever("border_security")
+        lv = np.array([border ** p.border_exponent, sim.lever("china_repatriation"), sim.lever("punishment_severity"),
+                       fee, 1.0 / exch if exch > 0 else 0.0, border], dtype=np.float64)
+        loc = {0: p.threshold_loc, 1: p.utility_loc, 2: p.planned_loc}[self.rule]
+        w = np.array([
+            p.risk_border, p.risk_china, p.risk_fear, p.risk_family, p.risk_age, p.kin_relief,
+            loc, p.threshold_scale, p.ramp, p.hazard,
+            p.utility_abroad, p.utility_stay, p.utility_cost, p.utility_punish,
+            p.planned_attitude, p.planned_push, p.planned_norm, p.planned_control,
+            p.planned_risk, p.own_means_usd, p.kin_help_usd, p.distance_scale_km,
+        ], dtype=np.float32)
+        bounds = sim.chunk_bounds(n)
+        counts = np.zeros((bounds.size - 1, 3), dtype=np.int64)
+        expected = np.zeros((bounds.size - 1, 2), dtype=np.float64)
+        t = sim.month
+        _decision_kernel(
+            np.int64(self.rule), np.int64(t), sim.seed_key, persons.rng_id, persons.traits,
+            persons.stage, persons.stage_month, persons.flags, persons.birth_month,
+            persons.sex, persons.province, persons.household, persons.grievance,
+            persons.desire, persons.fear, households.flags, households.kin_abroad,
+            households.members, households.cell, households.savings_won,
+            households.savings_usd, cell_kin, self.dist, lv, w,
+            np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
+            self._idx, self._vals)
+        tot = counts.sum(axis=0)
+        # expected flow: per-chunk partials added in chunk order (thread-independent)
+        exp_all = 0.0
+        exp_fem = 0.0
+        for c in range(expected.shape[0]):
+            exp_all += expected[c, 0]
+            exp_fem += expected[c, 1]
+        sim.shared["expected_decisions"] = exp_all
+        sim.shared["expected_decisions_female"] = exp_fem
+        k = int(tot[C_DEC])
+        if k:
+            idx = np.concatenate([self._idx[bounds[c]: bounds[c] + counts[c, C_DEC]]
+                                  for c in range(bounds.size - 1)])
+            vals = np.concatenate([self._vals[bounds[c]: bounds[c] + counts[c, C_DEC]]
+                                   for c in range(bounds.size - 1)])
+            sim.add_rows("decisions", {
+                "uid": idx.astype(np.int64),
+                "month": np.full(k, t, dtype=np.int32),
+                "push": vals[:, 0].astype(np.float32),
+                "pull": vals[:, 1].astype(np.float32),
+                "risk": vals[:, 2].astype(np.float32),
+                "rule": np.full(k, self.rule, dtype=np.uint8),
+            })
+        s = sim.scale
+        sim.record("decisions", k * s)
+        sim.record("decisions_pushed", tot[C_PUSHED] * s)
+        sim.record("decisions_pulled", (k - tot[C_PUSHED]) * s)
+        sim.record("expected_decisions", exp_all * s)
+        sim.record("expected_decisions_female", exp_fem * s)
+
+
+@nb.njit(parallel=True, cache=True)
+def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+                     province, household, grievance, desire, fear, hh_flags, kin_abroad,
+                     members, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
+                     min_age, max_age, bounds, counts, expected, out_idx, out_vals):
+    border_k, china, severity, fee, inv_rate, border = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5]
+    w_b, w_c, w_f, w_fam, w_age, w_kin = w[0], w[1], w[2], w[3], w[4], w[5]
+    loc, scale, ramp, hz = w[6], w[7], w[8], w[9]
+    u_ab, u_st, u_co, u_pu = w[10], w[11], w[12], w[13]
+    p_a, p_g, p_n, p_c, p_r = w[14], w[15], w[16], w[17], w[18]
+    own, kin_help, dscale = w[19], w[20], w[21]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    tm = np.uint64(t)
+    # success chance before kin (utility rule); access through the border (planned rule)
+    p_succ0 = (1.0 - border) * (1.0 - 0.5 * china)
+    for c in nb.prange(bounds.shape[0] - 1):
+        k = 0
+        pushed = 0
+        fem = 0
+        e_all = 0.0
+        e_fem = 0.0
+        base = bounds[c]
+        for i in range(bounds[c], bounds[c + 1]):
+            if stage[i] != RESIDENT:
+                continue
+            age_m = t - birth_month[i]
+            if age_m < min_age or age_m > max_age:
+                continue
+            h = household[i]
+            G = grievance[i]
+            D = desire[i]
+            tr = person_traits(seed, traits, rng_id, i)
+            ra = trait_risk_aversion(tr)
+            hf = hh_flags[h]
+            kin = zero
+            if hf & H_KIN_SOUTH:
+                kin = one
+            elif (hf & H_KIN_CHINA) or kin_abroad[h] > 0:
+                kin = np.float32(0.5)
+            fam = np.float32(members[h] - 1)
+            if fam > np.float32(4.0):
+                fam = np.float32(4.0)
+            fam = fam * np.float32(0.25)
+            if fam < zero:
+                fam = zero
+            old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
+            if old < zero:
+                old = zero
+            R = ra * (w_b * border_k + w_c * china + w_f * fear[i]) + w_fam * fam + w_age * old - w_kin * kin
+            u1 = trait_leave_u(tr)
+            theta = loc + scale * math.log(u1 / (one - u1))
+            if rule == 0:
+                x = G + D - R - theta
+            else:
+                money = own + kin * kin_help + savings_usd[h] + savings_won[h] * inv_rate
+                afford = money / (money + fee + 1.0)
+                if rule == 1:
+                    ps = p_succ0 * (1.0 + 0.3 * kin)
+                    if ps > 1.0:
+                        ps = 1.0
+                    x = (ps * u_ab * (0.3 + D) - u_st * (one - G) - u_co * (1.0 - afford)
+                         - (1.0 - ps) * u_pu * severity * ra * (one + fam) - theta)
+                else:
+                    norm = np.float32(0.6) * kin + cell_kin[hh_cell[h]] * np.float32(4.0)
+                    if norm > one:
+                        norm = one
+                    access = (1.0 - border) * (1.0 - dist[province[i]] / dscale)
+                    if access < 0.0:
+                        access = 0.0
+                    x = (p_a * (D + p_g * G) + p_n * norm + p_c * afford * access
+                         - p_r * R - theta)
+            if x <= 0.0:
+                continue
+            p = x / ramp
+            if p > 1.0:
+                p = 1.0
+            p = p * hz
+            e_all += p
+            female = sex[i] == SEX_FEMALE
+            if female:
+                e_fem += p
+            if rng.uniform1(seed, _DECISION, tm, rng_id[i], np.uint64(0)) < p:
+                stage[i] = PREPARING
+                stage_month[i] = t
+                flags[i] |= F_DECIDED
+                out_idx[base + k] = i
+                out_vals[base + k, 0] = G
+                out_vals[base + k, 1] = D
+                out_vals[base + k, 2] = R
+                k += 1
+                if G > D:
+                    pushed += 1
+                if female:
+                    fem += 1
+        counts[c, C_DEC] = k
+        counts[c, C_PUSHED] = pushed
+        counts[c, C_FEM] = fem
+        expected[c, 0] = e_all
+        expected[c, 1] = e_fem

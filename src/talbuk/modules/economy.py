@@ -1,0 +1,760 @@
+"""Economy: rations (PDS), farm food, hunger, markets, savings and currency shocks.
+
+Mechanisms (docs/economy.md has the equations, DESIGN.md section 4.2 the account):
+
+* **Food need.** A household's need is the sum of its members' needs in adult equivalents
+  (children 0-4, 5-14 and people 60+ weighted below 1; FAO/WHO energy requirements,
+  approximately). One adult need is ``need_grams`` of grain a day.
+* **Farm food.** Cooperative farm households (``H_FARM``) eat from their harvest: per adult
+  need ``min(farm_cap, farm_advantage * food_index)`` (farmers kept grain back; Haggard &
+  Noland 2007). The ``food_index`` lever is national supply relative to need.
+* **Rations (PDS) and triage.** Other households depend on the Public Distribution System.
+  The ``pds_grams`` lever is the grain distributed per dependent; the state does not spread a
+  shrinking supply evenly but covers a share ``s = clip((g - pds_floor_grams) /
+  (pds_full_grams - pds_floor_grams), 0, 1)`` of dependents, in order of a priority score:
+  province (Pyongyang first, the north-east, ``Province.northeast``, last) plus songbun (core
+  first) plus a fixed household jitter. Covered households receive ``min(g / s,
+  pds_norm_grams)`` per person. The two thresholds were set by hand so that 600 g (1990)
+  covers every dependent (62% of people) and 128 g (1997) about a tenth of them (6% of
+  people, ``data/targets.csv``).
+* **Markets.** A household that does not trade enters with a monthly hazard (consumed
+  against a household Exp(1) threshold, so no draw is needed each month)
+  ``entry_base * tolerance * (1 + necessity * gap) * (1 + imitation * cell_share) * sex *
+  (1 + mg_entry_boost * has_market_generation)``, where ``gap`` is last month's food
+  shortfall, ``cell_share`` the share of households of its inminban cell already trading
+  (a scatter-add each month), and ``sex`` is 1 when a working-age woman lives there and
+  ``men_only_entry`` otherwise (men had to attend state workplaces). On entry, working-age
+  members become traders (``F_TRADER``) with probability ``p_trader_woman`` or
+  ``p_trader_man``. Traders quit with hazard ``quit_base + crackdown_quit * drop``, where
+  ``drop`` is the fall of tolerance below its recent maximum (crackdowns of 2005, 2008,
+  2009-10), damped by the household's hunger (the hungry cannot afford to stop).
+* **Market income** (USD a month, real) per trader: ``income_base_usd * (skill_floor + skill)
+  * (1 + mg_income_bonus) * (income_tol_floor + (1 - income_tol_floor) * tolerance) *
+  (1 + china_gain * trade_with_china * exp(-distance_km / china_range_km)) * (1 +
+  capital_gain * log1p(savings_usd / capital_scale_usd))``. Skill is learned by doing.
+* **Informal food.** Dependents the PDS does not cover get ``informal_share * r`` per
+  need, where ``r`` is the residual grain per uncovered need: national supply
+  (``food_index`` times total need) minus what farm households eat and what the PDS hands
+  out (barter, gleaning, selling belongings, kin in the countryside). So the same PDS cut
+  is far deadlier when the harvest has failed (the famine is a failure of both).
+* **Food bought.** The household's money (market income, then a share of its savings if
+  still short; state wages paid for the subsidised ration and buy nothing more) buys food
+  at ``price0_usd * food_index**(-price_elasticity)`` per adult need. Leftover money is saved (``save_rate``), in dollars for a share that rises with the
+  won's depreciation (``exchange_rate`` lever), the rest in won.
+* **Hunger.** ``hunger += hunger_smoothing * (target - hunger)`` with ``target = clip(
+  hunger_severity * (shortfall - hunger_threshold) / (1 - hunger_threshold), 0, 1)``;
+  demography turns hunger into deaths.
+* **Redenomination** (``redenomination`` pulse, 30 Nov 2009): won savings above the exchange
+  cap (``redenomination_cap_old_won``) are lost (all but ``redenomination_excess_kept``), the
+  rest is converted 100:1.
+* **The market generation** (``F_MARKET_GEN``): born in or after ``market_gen_birth_year``
+  (1985), so that ages 10-20 fell in 1995-2005, after the PDS collapsed. In the economy they
+  enter trading more, are likelier to be the member who trades, learn faster and earn more.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from pydantic import Field
+
+from talbuk import rng
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.population import PROVINCES
+from talbuk.state import (
+    CROSSING,
+    DEAD,
+    DETAINED,
+    F_MARKET_GEN,
+    F_TRADER,
+    H_FARM,
+    H_TRADING,
+    PREPARING,
+    RESIDENT,
+    SEX_FEMALE,
+)
+
+_HH = np.uint64(rng.STREAMS["economy_household"])
+_PERSON = np.uint64(rng.STREAMS["economy_person"])
+N_PROV = len(PROVINCES)
+MAX_AGE = 120
+N_BINS = 512  # priority-score histogram bins for the PDS triage
+EV_NONE, EV_ENTER, EV_QUIT = 0, 1, 2
+# household-pass counters (columns of ``hcounts``)
+(K_PDS_FED, K_MARKET_USD, K_STATE_USD, K_TRADING_HH, K_HH, K_SAV_USD, K_DOLLARS, K_REDENOM,
+ K_ENTER, K_QUIT, K_FOOD_BOUGHT, K_NEED) = range(12)
+N_HCOUNTS = 12
+# person-pass counters
+(P_POP, P_HUNGRY, P_HUNGER_SUM, P_TRADER_W, P_WORKER_W, P_TRADER_M, P_WORKER_M, P_MG,
+ P_TRADER_MG, P_WORKER_MG) = range(10)
+N_PCOUNTS = 10
+
+
+class EconomyParams(ModuleParams):
+    """Economy parameters. 'set by hand' marks values adjusted against a named target."""
+
+    need_grams: float = Field(600.0, ge=300, le=900, description="grain per adult need per day (about 2,100 kcal; WFP planning figure)")
+    need_child: float = Field(0.45, ge=0.1, le=1, description="need of ages 0-4 relative to an adult (FAO/WHO energy requirements, approx.)")
+    need_young: float = Field(0.75, ge=0.1, le=1, description="need of ages 5-14 relative to an adult (FAO/WHO, approx.)")
+    need_old: float = Field(0.80, ge=0.1, le=1, description="need of ages 60+ relative to an adult (FAO/WHO, approx.)")
+    farm_advantage: float = Field(1.05, ge=0.5, le=2, description="farm households' supply per need relative to food_index (assumption: farmers held back grain; Haggard & Noland 2007)")
+    farm_cap: float = Field(1.1, ge=0.5, le=2, description="most a farm household eats per need (assumption)")
+    pds_full_grams: float = Field(550.0, ge=100, le=900, description="national ration at which every dependent is covered; set by hand: 600 g in 1990 -> 62% of people fed (targets.csv)")
+    pds_floor_grams: float = Field(80.0, ge=0, le=300, description="ration below which no one is covered; set by hand: 128 g in 1997 -> about 6% of people fed (targets.csv)")
+    pds_norm_grams: float = Field(700.0, ge=300, le=900, description="most a covered dependent receives: official norm for workers (pds_rations.csv 1987)")
+    pds_fed_fraction: float = Field(0.6, ge=0.1, le=1, description="ration (share of need_grams) that counts as 'fed by the PDS' in pds_share (assumption: 'most of a ration')")
+    priority_pyongyang: float = Field(2.0, ge=0, le=5, description="triage score of Pyongyang households (assumption: the capital kept longest; Haggard & Noland 2007)")
+    priority_other: float = Field(1.0, ge=0, le=5, description="triage score of households outside Pyongyang and the north-east")
+    priority_northeast: float = Field(0.0, ge=0, le=5, description="triage score of north-eastern households (cut first; Haggard & Noland 2007)")
+    priority_core: float = Field(1.0, ge=0, le=5, description="triage score added for core-class households (assumption)")
+    priority_wavering: float = Field(0.5, ge=0, le=5, description="triage score added for wavering-class households (assumption)")
+    priority_jitter: float = Field(1.0, ge=0, le=5, description="width of a fixed random score per household (workplace, local officials; assumption)")
+    informal_share: float = Field(0.9, ge=0, le=1, description="share of the residual grain (supply not eaten by farms nor distributed by the PDS) that reaches households outside the PDS through barter, gleaning, selling belongings and kin; set by hand against excess deaths (targets.csv)")
+    price0_usd: float = Field(6.0, ge=0.5, le=50, description="market price of one adult need-month of grain at food_index 1 (assumption: 18 kg of maize at about $0.33/kg)")
+    price_elasticity: float = Field(1.5, ge=0, le=4, description="food price rises as food_index**(-e) (assumption)")
+    wage_1990_usd: float = Field(10.0, ge=0, le=50, description="state wage per worker in 1990, USD (about 100 won a month; assumption)")
+    wage_floor_usd: float = Field(0.5, ge=0, le=10, description="state wage floor in USD (3,000-5,000 new won a month in the 2010s; DailyNK; assumption)")
+    income_base_usd: float = Field(18.0, ge=0, le=500, description="trader's monthly market income at skill 0.7 with no bonuses; set by hand: markets' income share 60-80% in the 2010s (targets.csv)")
+    skill_floor: float = Field(0.3, ge=0, le=1, description="income weight of a beginner (assumption)")
+    skill_learn: float = Field(0.03, ge=0, le=1, description="monthly step of skill towards 1 while trading (assumption)")
+    skill_forget: float = Field(0.01, ge=0, le=1, description="monthly loss of skill when not trading (assumption)")
+    income_tol_floor: float = Field(0.3, ge=0, le=1, description="market income at tolerance 0, relative to tolerance 1 (assumption)")
+    china_gain: float = Field(0.6, ge=0, le=5, description="income bonus at the border per unit of trade_with_china (assumption: smuggling and imports)")
+    china_range_km: float = Field(150.0, ge=10, le=1000, description="distance over which the China bonus decays by 1/e (assumption)")
+    capital_gain: float = Field(0.3, ge=0, le=3, description="income gain per log unit of savings (assumption)")
+    capital_scale_usd: float = Field(100.0, ge=1, le=10000, description="savings scale of the capital effect, USD (assumption)")
+    save_rate: float = Field(0.3, ge=0, le=1, description="share of money left after food that is saved (assumption)")
+    savings_spend: float = Field(0.02, ge=0, le=1, description="share of savings spent each month on other things (durables, bribes, weddings, losses; assumption)")
+    drawdown_rate: float = Field(0.25, ge=0, le=1, description="share of savings a short household spends on food in a month (assumption)")
+    dollar_share_max: float = Field(0.7, ge=0, le=1, description="share of new savings kept in foreign currency at 800,000 old won per USD (assumption)")
+    entry_base: float = Field(0.02, ge=0, le=1, description="monthly entry hazard at tolerance 1, no gap, no neighbours trading; set by hand against the rise of markets (assumption)")
+    necessity: float = Field(8.0, ge=0, le=50, description="entry hazard gain per unit of food gap (assumption)")
+    imitation: float = Field(3.0, ge=0, le=50, description="entry hazard gain per unit of the cell's trading share (assumption)")
+    men_only_entry: float = Field(0.4, ge=0, le=1, description="entry hazard of a household with no working-age woman (men must attend state workplaces; assumption)")
+    p_trader_woman: float = Field(0.85, ge=0, le=1, description="chance a working-age woman of an entering household trades (assumption; most market traders were women, Haggard & Noland 2011)")
+    p_trader_man: float = Field(0.25, ge=0, le=1, description="chance a working-age man of an entering household trades (assumption)")
+    quit_base: float = Field(0.005, ge=0, le=1, description="monthly hazard of a trading household stopping (assumption)")
+    crackdown_quit: float = Field(0.15, ge=0, le=5, description="extra quit hazard per unit drop of tolerance below its recent maximum (assumption)")
+    tolerance_memory: float = Field(0.02, ge=0, le=1, description="monthly decay of the 'recent maximum' of tolerance (assumption)")
+    market_gen_birth_year: int = Field(1985, ge=1975, le=1995, description="first birth year of the market generation: ages 10-20 in 1995-2005, after the PDS collapsed (DESIGN 4.2)")
+    mg_entry_boost: float = Field(0.5, ge=0, le=5, description="entry hazard gain when a working-age member is of the market generation (assumption)")
+    mg_trader_boost: float = Field(1.3, ge=1, le=3, description="multiplier of the chance a market-generation member trades (assumption)")
+    mg_income_bonus: float = Field(0.2, ge=0, le=2, description="income bonus of market-generation traders (assumption)")
+    hunger_threshold: float = Field(0.25, ge=0, le=0.9, description="food shortfall absorbed without hunger (weight loss, less activity); set by hand so that food_index 0.82 with history's rations (no-famine) kills few (assumption)")
+    hunger_severity: float = Field(1.6, ge=0.1, le=5, description="hunger per unit of shortfall above the threshold; set by hand with demography's hunger_rr_* against excess deaths 1993-2000 (targets.csv)")
+    hunger_smoothing: float = Field(0.35, ge=0.01, le=1, description="monthly weight of this month's shortfall in hunger (a few months' memory)")
+    hungry_level: float = Field(0.3, ge=0, le=1, description="hunger above which a person counts as hungry in hungry_share")
+    redenomination_cap_old_won: float = Field(150000.0, ge=0, le=1e7, description="cash exchangeable per household in the 2009 redenomination, old won: first 100,000, raised to 150,000 (reports range 100,000-500,000; events.csv 2009-11)")
+    redenomination_excess_kept: float = Field(0.0, ge=0, le=1, description="share of won above the cap that survives (assumption: lost)")
+
+
+def _tolerance_reference(tol: np.ndarray, decay: float) -> np.ndarray:
+    """Running 'recent maximum' of tolerance: max(tol, previous - decay)."""
+    ref = np.empty_like(tol)
+    r = tol[0]
+    for k in range(tol.size):
+        r = max(tol[k], r - decay)
+        ref[k] = r
+    return ref
+
+
+class Economy(Module):
+    """Rations, farm food, hunger, markets, savings and currency shocks."""
+
+    name = "economy"
+    Params = EconomyParams
+    outputs = (
+        Output("pds_share", "mean", "share", "share of people fed by the PDS (receiving most of a ration)"),
+        Output("trading_share", "mean", "share", "share of households with a member trading"),
+        Output("trader_share_women", "mean", "share", "share of women 16-64 who trade"),
+        Output("trader_share_men", "mean", "share", "share of men 16-64 who trade"),
+        Output("trader_share_market_gen", "mean", "share", "share of market-generation people 16-64 who trade"),
+        Output("market_income_share", "mean", "share", "markets' share of household income (market / (market + state))"),
+        Output("hungry_share", "mean", "share", "share of people with hunger above hungry_level"),
+        Output("hunger_mean", "mean", "0-1", "mean hunger of people in North Korea"),
+        Output("savings_usd_mean", "stock", "USD", "mean household savings (won converted at the market rate, plus foreign currency), USD"),
+        Output("dollar_savings_mean", "stock", "USD", "mean household foreign-currency savings, USD"),
+        Output("market_income_usd_mean", "mean", "USD/month", "mean household market income, USD a month"),
+        Output("food_price_usd", "mean", "USD", "market price of one adult need-month of grain, USD"),
+        Output("food_bought_share", "mean", "share", "share of food need bought in markets"),
+        Output("market_gen_share", "stock", "share", "share of people of the market generation"),
+        Output("redenomination_loss_usd", "flow", "USD", "won savings wiped out by the redenomination, valued in USD (people-scaled)"),
+    )
+    province_outputs = (
+        Output("hungry_people", "mean", "people", "people with hunger above hungry_level"),
+        Output("pds_fed", "mean", "people", "people fed by the PDS"),
+    )
+
+    def init(self, sim) -> None:
+        p = self.params
+        ages = np.arange(MAX_AGE + 1)
+        self.need_w = np.where(ages < 5, p.need_child, np.where(ages < 15, p.need_young,
+                               np.where(ages >= 60, p.need_old, 1.0))).astype(np.float32)
+        self.prov_priority = np.array(
+            [p.priority_pyongyang if pr.name == "Pyongyang" else
+             (p.priority_northeast if pr.northeast else p.priority_other) for pr in PROVINCES])
+        self.songbun_priority = np.array([p.priority_core, p.priority_wavering, 0.0])
+        self.score_max = float(self.prov_priority.max() + self.songbun_priority.max()
+                               + p.priority_jitter) + 1e-6
+        self.prov_china = np.array([math.exp(-pr.distance_to_border_km / p.china_range_km)
+                                    for pr in PROVINCES])
+        hh = sim.households
+        farm = (hh.flags & H_FARM) != 0
+        self.farm_share = np.array([farm[hh.province == k].mean() if np.any(hh.province == k)
+                                    else 0.38 for k in range(N_PROV)])
+        # per-month series derived from the levers (no state to carry)
+        lv = sim.levers
+        self.tol_ref = _tolerance_reference(lv["market_tolerance"], p.tolerance_memory)
+        redenom = lv["redenomination"] > 0.5
+        self.won_factor = np.where(np.cumsum(redenom) > 0, 100.0, 1.0)  # old won per won
+        self.mg_birth = (p.market_gen_birth_year - 1900) * 12
+        n = hh.n
+        self.entry_res = np.zeros(hh.capacity, dtype=np.float32)
+        self.entry_res[:n] = -np.log(rng.uniforms(sim.seed, "economy_household", 0,
+                                                  np.arange(n))[:, 0])
+        self.shortfall = np.zeros(hh.capacity, dtype=np.float32)
+        self.hh_u = np.zeros(hh.capacity, dtype=np.float32)
+        self._fill_hh_u(sim.seed, 0, n)
+        self.n_seen = n
+        self._alloc(hh.capacity, sim.persons.capacity)
+
+    def _fill_hh_u(self, seed: int, lo: int, hi: int) -> None:
+        """Fixed per-household triage jitter: the same draw as the prepass gives new ones."""
+        if hi > lo:
+            u = rng.uniforms(seed, "economy_household", 0, np.arange(lo, hi), sub=7)[:, 2]
+            self.hh_u[lo:hi] = u
+
+    def _alloc(self, hcap: int, pcap: int) -> None:
+        self.need = np.zeros(hcap, dtype=np.float32)
+        self.songbun_min = np.zeros(hcap, dtype=np.uint8)
+        self.n_traders = np.zeros(hcap, dtype=np.int16)
+        self.power = np.zeros(hcap, dtype=np.float32)
+        self.n_workers = np.zeros(hcap, dtype=np.int16)
+        self.n_women = np.zeros(hcap, dtype=np.int16)
+        self.n_mg = np.zeros(hcap, dtype=np.int16)
+        self.event = np.zeros(hcap, dtype=np.uint8)
+
+    def _grow(self, hcap: int) -> None:
+        if self.entry_res.shape[0] < hcap:
+            for name in ("entry_res", "shortfall", "hh_u"):
+                old = getattr(self, name)
+                new = np.zeros(hcap, dtype=old.dtype)
+                new[: old.shape[0]] = old
+                setattr(self, name, new)
+        if self.need.shape[0] < hcap:
+            self._alloc(hcap, 0)
+
+    def checkpoint_state(self) -> dict:
+        return {"entry_res": self.entry_res[: self.n_seen].copy(),
+                "shortfall": self.shortfall[: self.n_seen].copy(),
+                "hh_u": self.hh_u[: self.n_seen].copy(),
+                "n_seen": np.array([self.n_seen], dtype=np.int64)}
+
+    def restore_state(self, arrays: dict) -> None:
+        n = int(arrays["n_seen"][0])
+        self._grow(max(n, 1))
+        self.entry_res[:] = 0
+        self.shortfall[:] = 0
+        self.entry_res[:n] = arrays["entry_res"]
+        self.shortfall[:n] = arrays["shortfall"]
+        self.hh_u[:] = 0
+        self.hh_u[:n] = arrays["hh_u"]
+        self.n_seen = n
+
+    # ------------------------------------------------------------------ month
+    def pds_coverage(self, grams: float) -> tuple[float, float]:
+        """(share of dependents covered, grams a covered dependent receives)."""
+        p = self.params
+        s = min(1.0, max(0.0, (grams - p.pds_floor_grams) / (p.pds_full_grams - p.pds_floor_grams)))
+        ration = min(grams / s, p.pds_norm_grams) if s > 0 else 0.0
+        return s, ration
+
+    def residual_food(self, fi: float, farm_need: float, dep_need: float, cover: float,
+                      ration: float) -> float:
+        """Grain per need left for PDS dependents who get no ration: national supply minus
+        what farm households eat and what the PDS distributes, capped at 1."""
+        p = self.params
+        farm_food = farm_need * min(p.farm_cap, p.farm_advantage * fi)
+        pds_food = dep_need * cover * ration / p.need_grams
+        uncovered = dep_need * (1.0 - cover)
+        if uncovered <= 1e-9:
+            return 0.0
+        left = fi * (farm_need + dep_need) - farm_food - pds_food
+        return float(min(1.0, max(0.0, left / uncovered)))
+
+    def step(self, sim) -> None:
+        p = self.params
+        persons, hh = sim.persons, sim.households
+        k = sim.t_index
+        t = sim.month
+        nh = hh.n
+        self._grow(hh.capacity)
+        fi = max(sim.lever("food_index"), 0.05)
+        tol = sim.lever("market_tolerance")
+        rate = sim.lever("exchange_rate")
+        won_factor = float(self.won_factor[k])
+        rate_old = rate * won_factor
+        redenom = sim.lever("redenomination") > 0.5
+        trade = sim.lever("trade_with_china")
+        cover, ration = self.pds_coverage(sim.lever("pds_grams"))
+        drop = max(0.0, float(self.tol_ref[k]) - tol)
+        price = p.price0_usd * fi ** (-p.price_elasticity)
+        wage = max(p.wage_floor_usd, p.wage_1990_usd * 7.0 / rate_old)
+        lr = math.log(800000.0 / 7.0)
+        dollar_share = min(p.dollar_share_max, max(0.0, p.dollar_share_max * math.log(max(rate_old, 7.0) / 7.0) / lr))
+
+        # 1. persons -> households (serial scatter)
+        _aggregate(np.int64(t), persons.stage, persons.birth_month, persons.sex, persons.household,
+                   persons.songbun, persons.flags, persons.market_skill, nh, self.need_w,
+                   np.int64(self.mg_birth), float(p.skill_floor), float(p.mg_income_bonus),
+                   self.need, self.songbun_min, self.n_traders, self.power, self.n_workers,
+                   self.n_women, self.n_mg)
+        # 2. households: new ones, cell trading shares, triage histogram (serial)
+        n_cells = sim.cell_province.shape[0]
+        cell_share = np.zeros(n_cells, dtype=np.float32)
+        hist = np.zeros(N_BINS, dtype=np.float64)
+        need_sums = np.zeros(2, dtype=np.float64)  # farm, PDS-dependent
+        _household_prepass(np.int64(t), sim.seed_key, np.int64(self.n_seen), hh.flags, hh.province,
+                           hh.cell, hh.members, self.farm_share, self.entry_res, self.shortfall,
+                           self.hh_u, self.songbun_min, self.prov_priority, self.songbun_priority,
+                           float(p.priority_jitter), float(self.score_max), cell_share, hist,
+                           self.need, need_sums)
+        self.n_seen = nh
+        cut_bin, cut_frac = _triage_cut(hist, cover)
+        residual = self.residual_food(fi, need_sums[0], need_sums[1], cover, ration)
+        # 3. households: food, income, savings, entry and quitting (parallel)
+        bounds = sim.chunk_bounds(nh)
+        hcounts = np.zeros((bounds.size - 1, N_HCOUNTS), dtype=np.float64)
+        prov_fed = np.zeros((bounds.size - 1, N_PROV), dtype=np.float64)
+        hp = np.array([
+            p.farm_advantage, p.farm_cap, ration / p.need_grams, p.pds_fed_fraction * p.need_grams,
+            ration, p.informal_share * residual, price, wage, p.income_base_usd, p.income_tol_floor,
+            p.china_gain * trade, p.capital_gain, p.capital_scale_usd, p.save_rate,
+            p.drawdown_rate, dollar_share, rate, fi, tol, p.entry_base, p.necessity,
+            p.imitation, p.men_only_entry, p.mg_entry_boost, p.quit_base + p.crackdown_quit * drop,
+            p.redenomination_cap_old_won,
+            p.redenomination_excess_kept, 1.0 if redenom else 0.0, price / p.price0_usd,
+            1.0 - p.savings_spend,
+        ], dtype=np.float64)
+        _household_kernel(np.int64(t), sim.seed_key, hh.flags, hh.province, hh.cell, hh.members,
+                          hh.savings_won, hh.savings_usd, hh.state_income, hh.market_income,
+                          self.need, self.songbun_min, self.n_traders, self.power, self.n_workers,
+                          self.n_women, self.n_mg, self.entry_res, self.shortfall, self.hh_u, self.event,
+                          cell_share, self.prov_priority, self.songbun_priority,
+                          float(p.priority_jitter), float(self.score_max), np.int64(cut_bin),
+                          float(cut_frac), self.prov_china, hp, bounds, hcounts, prov_fed)
+        # 4. persons: hunger, traders, skill, market generation (parallel)
+        pb = sim.chunk_bounds(persons.n)
+        pcounts = np.zeros((pb.size - 1, N_PCOUNTS), dtype=np.float64)
+        prov_hungry = np.zeros((pb.size - 1, N_PROV), dtype=np.float64)
+        pp = np.array([p.hunger_threshold, p.hunger_severity, p.hunger_smoothing, p.hungry_level,
+                       p.p_trader_woman, p.p_trader_man, p.mg_trader_boost, p.skill_learn,
+                       p.skill_forget], dtype=np.float64)
+        _person_kernel(np.int64(t), sim.seed_key, persons.rng_id, persons.stage,
+                       persons.birth_month, persons.sex, persons.household, persons.province,
+                       persons.flags, persons.hunger, persons.market_skill, hh.flags,
+                       self.shortfall, self.event, np.int64(self.mg_birth), pp, pb, pcounts,
+                       prov_hungry)
+        hc = hcounts.sum(axis=0)
+        pc = pcounts.sum(axis=0)
+        s = sim.scale
+        pop = max(pc[P_POP], 1.0)
+        nhh = max(hc[K_HH], 1.0)
+        sim.record("pds_share", hc[K_PDS_FED] / pop)
+        sim.record("trading_share", hc[K_TRADING_HH] / nhh)
+        sim.record("trader_share_women", pc[P_TRADER_W] / max(pc[P_WORKER_W], 1.0))
+        sim.record("trader_share_men", pc[P_TRADER_M] / max(pc[P_WORKER_M], 1.0))
+        sim.record("trader_share_market_gen", pc[P_TRADER_MG] / max(pc[P_WORKER_MG], 1.0))
+        income = hc[K_MARKET_USD] + hc[K_STATE_USD]
+        sim.record("market_income_share", hc[K_MARKET_USD] / income if income > 0 else 0.0)
+        sim.record("hungry_share", pc[P_HUNGRY] / pop)
+        sim.record("hunger_mean", pc[P_HUNGER_SUM] / pop)
+        sim.record("savings_usd_mean", hc[K_SAV_USD] / nhh)
+        sim.record("dollar_savings_mean", hc[K_DOLLARS] / nhh)
+        sim.record("market_income_usd_mean", hc[K_MARKET_USD] / nhh)
+        sim.record("food_price_usd", price)
+        sim.record("food_bought_share", hc[K_FOOD_BOUGHT] / max(hc[K_NEED], 1e-9))
+        sim.record("market_gen_share", pc[P_MG] / pop)
+        sim.record("redenomination_loss_usd", hc[K_REDENOM] * s)
+        sim.record_province("hungry_people", prov_hungry.sum(axis=0) * s)
+        sim.record_province("pds_fed", prov_fed.sum(axis=0) * s)
+
+
+# ---------------------------------------------------------------------- kernels
+@nb.njit(cache=True)
+def _aggregate(t, stage, birth_month, sex, household, songbun, flags, skill, nh, need_w, mg_birth,
+               skill_floor, mg_bonus, need, songbun_min, n_traders, power, n_workers, n_women,
+               n_mg):
+    """Serial scatter of persons into household sums (need, traders, workers, songbun)."""
+    for h in range(nh):
+        need[h] = 0.0
+        songbun_min[h] = 255
+        n_traders[h] = 0
+        power[h] = 0.0
+        n_workers[h] = 0
+        n_women[h] = 0
+        n_mg[h] = 0
+    for i in range(stage.shape[0]):
+        st = stage[i]
+        if not (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED):
+            continue
+        h = household[i]
+        age = (t - birth_month[i]) // 12
+        if age > MAX_AGE:
+            age = MAX_AGE
+        need[h] += need_w[age]
+        sb = songbun[i]
+        if sb < songbun_min[h]:
+            songbun_min[h] = sb
+        if 16 <= age <= 64 and (st == RESIDENT or st == PREPARING):
+            n_workers[h] += 1
+            mg = birth_month[i] >= mg_birth
+            if sex[i] == SEX_FEMALE:
+                n_women[h] += 1
+            if mg:
+                n_mg[h] += 1
+            if flags[i] & F_TRADER:
+                n_traders[h] += 1
+                w = skill_floor + skill[i]
+                if mg:
+                    w *= 1.0 + mg_bonus
+                power[h] += w
+
+
+@nb.njit(inline="always", cache=True)
+def _score(u, province, songbun, prov_priority, songbun_priority, jitter):
+    sb = songbun if songbun < 3 else 1
+    return prov_priority[province] + songbun_priority[sb] + jitter * u
+
+
+@nb.njit(cache=True)
+def _household_prepass(t, seed, n_seen, flags, province, cell, members, farm_share, entry_res,
+                       shortfall, hh_u, songbun_min, prov_priority, songbun_priority, jitter,
+                       score_max, cell_share, hist, need, need_sums):
+    """New households (farm flag, entry threshold), cell trading shares, triage histogram."""
+    nh = flags.shape[0]
+    tm = np.uint64(t)
+    for h in range(n_seen, nh):
+        u0, u1, u2, _u3 = rng.uniform4(seed, _HH, tm, np.uint64(h), np.uint64(1))
+        if u0 < farm_share[province[h]]:
+            flags[h] |= H_FARM
+        entry_res[h] = -math.log(u1)
+        shortfall[h] = 0.0
+        hh_u[h] = u2
+    cell_n = np.zeros(cell_share.shape[0], dtype=np.float32)
+    for h in range(nh):
+        m = members[h]
+        if m <= 0:
+            continue
+        c = cell[h]
+        cell_n[c] += 1.0
+        if flags[h] & H_TRADING:
+            cell_share[c] += 1.0
+        if flags[h] & H_FARM:
+            need_sums[0] += need[h]
+        else:
+            need_sums[1] += need[h]
+            s = _score(hh_u[h], province[h], songbun_min[h], prov_priority, songbun_priority, jitter)
+            b = int(s / score_max * N_BINS)
+            hist[min(b, N_BINS - 1)] += m
+    for c in range(cell_share.shape[0]):
+        if cell_n[c] > 0:
+            cell_share[c] /= cell_n[c]
+
+
+def _triage_cut(hist: np.ndarray, cover: float) -> tuple[int, float]:
+    """Bin and within-bin fraction above which dependents are covered (top share ``cover``)."""
+    total = hist.sum()
+    if cover >= 1.0 or total <= 0:
+        return -1, 1.0
+    if cover <= 0.0:
+        return N_BINS, 0.0
+    target = cover * total
+    acc = 0.0
+    for b in range(N_BINS - 1, -1, -1):
+        if acc + hist[b] >= target:
+            frac = (target - acc) / hist[b] if hist[b] > 0 else 0.0
+            return b, float(frac)
+        acc += hist[b]
+    return -1, 1.0
+
+
+@nb.njit(cache=True)
+def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, necessity,
+                 imitation, men_only_entry, mg_entry_boost):
+    """Monthly hazard that a non-trading household starts trading (see module docstring)."""
+    hz = entry_base * tolerance * (1.0 + necessity * gap) * (1.0 + imitation * cell_share)
+    if not has_woman:
+        hz *= men_only_entry
+    if has_mg:
+        hz *= 1.0 + mg_entry_boost
+    return hz
+
+
+@nb.njit(parallel=True, cache=True)
+def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
+                      state_income, market_income, need, songbun_min, n_traders, power,
+                      n_workers, n_women, n_mg, entry_res, shortfall, hh_u, event, cell_share,
+                      prov_priority, songbun_priority, jitter, score_max, cut_bin, cut_frac,
+                      prov_china, hp, bounds, hcounts, prov_fed):
+    (farm_adv, farm_cap, ration_need, fed_grams, ration, coping, price, wage, income_base,
+     tol_floor, china, cap_gain, cap_scale, save_rate, drawdown, dollar_share, rate, fi, tol,
+     entry_base, necessity, imitation, men_only, mg_boost, quit_h, cap_won, excess_kept,
+     redenom, price_rel, keep) = (hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6], hp[7], hp[8],
+                            hp[9], hp[10], hp[11], hp[12], hp[13], hp[14], hp[15], hp[16],
+                            hp[17], hp[18], hp[19], hp[20], hp[21], hp[22], hp[23], hp[24],
+                            hp[25], hp[26], hp[27] > 0.5, hp[28], hp[29])
+    tm = np.uint64(t)
+    tol_income = tol_floor + (1.0 - tol_floor) * tol
+    for c in nb.prange(bounds.shape[0] - 1):
+        k_fed = 0.0
+        k_market = 0.0
+        k_state = 0.0
+        k_trading = 0.0
+        k_hh = 0.0
+        k_sav = 0.0
+        k_dol = 0.0
+        k_red = 0.0
+        k_enter = 0.0
+        k_quit = 0.0
+        k_bought = 0.0
+        k_need = 0.0
+        p_fed = np.zeros(N_PROV, dtype=np.float64)
+        for h in range(bounds[c], bounds[c + 1]):
+            event[h] = EV_NONE
+            m = members[h]
+            if m <= 0:
+                state_income[h] = 0.0
+                market_income[h] = 0.0
+                continue
+            fl = flags[h]
+            nd = need[h]
+            pr = province[h]
+            won = savings_won[h] * keep
+            usd = savings_usd[h] * keep
+            if redenom:
+                if won > cap_won:
+                    lost = (won - cap_won) * (1.0 - excess_kept)
+                    k_red += lost / (rate * 100.0)
+                    won -= lost
+                won = won / 100.0
+            # food from the farm or the PDS, valued at the normal price (price0)
+            food = 0.0
+            state_usd = 0.0
+            if fl & H_FARM:
+                per = farm_adv * fi
+                if per > farm_cap:
+                    per = farm_cap
+                food = per * nd
+                state_usd = food * (price / price_rel)
+            else:
+                covered = False
+                if ration > 0.0:
+                    s = _score(hh_u[h], pr, songbun_min[h], prov_priority, songbun_priority,
+                               jitter)
+                    x = s / score_max * N_BINS
+                    b = int(x)
+                    if b > N_BINS - 1:
+                        b = N_BINS - 1
+                    covered = b > cut_bin or (b == cut_bin and (x - b) >= 1.0 - cut_frac)
+                if covered:
+                    food = ration_need * nd
+                    state_usd = food * (price / price_rel)
+                    if ration >= fed_grams:
+                        k_fed += m
+                        p_fed[pr] += m
+                else:
+                    food = coping * nd  # outside the PDS: a share of the residual grain
+                state_usd += wage * n_workers[h]
+            # market income of the household's traders
+            sav_usd = usd + won / rate
+            mk = 0.0
+            if n_traders[h] > 0:
+                capf = 1.0 + cap_gain * math.log1p(max(sav_usd, 0.0) / cap_scale)
+                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf
+            # state wages paid for the (subsidised) ration and little else: they count as
+            # state income but do not buy market food
+            money = mk
+            gap = nd - food
+            bought = 0.0
+            if gap > 0.0:
+                bought = money / price
+                if bought > gap:
+                    bought = gap
+                money -= bought * price
+                gap -= bought
+            if gap > 0.0 and sav_usd > 0.0:
+                can = sav_usd * drawdown / price
+                if can > gap:
+                    can = gap
+                spend = can * price
+                # spend won first (it loses value), then dollars
+                won_usd = won / rate
+                if spend <= won_usd:
+                    won -= spend * rate
+                else:
+                    won = 0.0
+                    usd -= spend - won_usd
+                    if usd < 0.0:
+                        usd = 0.0
+                bought += can
+                gap -= can
+            if money > 0.0:
+                sv = money * save_rate
+                usd += sv * dollar_share
+                won += sv * (1.0 - dollar_share) * rate
+            sh = gap / nd if nd > 0.0 and gap > 0.0 else 0.0
+            prev_gap = shortfall[h]
+            shortfall[h] = sh
+            savings_won[h] = won
+            savings_usd[h] = usd
+            market_income[h] = mk * rate
+            state_income[h] = state_usd * rate
+            k_market += mk
+            k_state += state_usd
+            k_hh += 1.0
+            k_sav += usd + won / rate
+            k_dol += usd
+            k_bought += bought
+            k_need += nd
+            # entering or leaving the markets: hazards consumed against an Exp(1) threshold
+            if n_traders[h] > 0:
+                k_trading += 1.0
+                flags[h] = fl | H_TRADING
+                hz = quit_h * (1.0 - min(prev_gap, 1.0))
+                if hz > 0.0:
+                    r = entry_res[h] - hz
+                    if r <= 0.0:
+                        event[h] = EV_QUIT
+                        flags[h] = fl & ~H_TRADING
+                        k_quit += 1.0
+                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(2)))
+                    else:
+                        entry_res[h] = r
+            else:
+                flags[h] = fl & ~H_TRADING
+                if n_workers[h] > 0 and tol > 0.0:
+                    hz = entry_hazard(prev_gap, cell_share[cell[h]], tol, n_women[h] > 0,
+                                      n_mg[h] > 0, entry_base, necessity, imitation, men_only,
+                                      mg_boost)
+                    r = entry_res[h] - hz
+                    if r <= 0.0:
+                        event[h] = EV_ENTER
+                        k_enter += 1.0
+                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(3)))
+                    else:
+                        entry_res[h] = r
+        hcounts[c, K_PDS_FED] = k_fed
+        hcounts[c, K_MARKET_USD] = k_market
+        hcounts[c, K_STATE_USD] = k_state
+        hcounts[c, K_TRADING_HH] = k_trading
+        hcounts[c, K_HH] = k_hh
+        hcounts[c, K_SAV_USD] = k_sav
+        hcounts[c, K_DOLLARS] = k_dol
+        hcounts[c, K_REDENOM] = k_red
+        hcounts[c, K_ENTER] = k_enter
+        hcounts[c, K_QUIT] = k_quit
+        hcounts[c, K_FOOD_BOUGHT] = k_bought
+        hcounts[c, K_NEED] = k_need
+        prov_fed[c, :] = p_fed
+
+
+@nb.njit(parallel=True, cache=True)
+def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
+                   skill, hh_flags, shortfall, event, mg_birth, pp, bounds, pcounts, prov_hungry):
+    h_thr, severity, smooth, hungry_level, p_woman, p_man, mg_boost, learn, forget = (
+        pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8])
+    tm = np.uint64(t)
+    inv = 1.0 / (1.0 - h_thr)
+    for c in nb.prange(bounds.shape[0] - 1):
+        pop = 0.0
+        hungry = 0.0
+        hsum = 0.0
+        tw = 0.0
+        ww = 0.0
+        tmn = 0.0
+        wm = 0.0
+        mgc = 0.0
+        tmg = 0.0
+        wmg = 0.0
+        p_h = np.zeros(N_PROV, dtype=np.float64)
+        for i in range(bounds[c], bounds[c + 1]):
+            st = stage[i]
+            if st == DEAD or not (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED):
+                continue
+            h = household[i]
+            pop += 1.0
+            fl = flags[i]
+            bm = birth_month[i]
+            mg = bm >= mg_birth
+            if mg:
+                mgc += 1.0
+                if not (fl & F_MARKET_GEN):
+                    fl |= F_MARKET_GEN
+            # hunger: smoothed target from the household's food shortfall
+            sh = shortfall[h]
+            hg = hunger[i]
+            if sh > h_thr or hg > 0.0:
+                target = (sh - h_thr) * inv * severity
+                if target < 0.0:
+                    target = 0.0
+                elif target > 1.0:
+                    target = 1.0
+                hg = hg + smooth * (target - hg)
+                if hg < 1e-4:
+                    hg = 0.0
+                hunger[i] = hg
+            hsum += hg
+            if hg > hungry_level:
+                hungry += 1.0
+                p_h[province[i]] += 1.0
+            # trading
+            age = (t - bm) // 12
+            worker = 16 <= age <= 64 and (st == RESIDENT or st == PREPARING)
+            ev = event[h]
+            if fl & F_TRADER:
+                if ev == EV_QUIT or not worker:
+                    fl &= ~F_TRADER
+                else:
+                    sk = skill[i]
+                    rate = learn * (1.5 if mg else 1.0)
+                    skill[i] = sk + rate * (1.0 - sk)
+            else:
+                if ev == EV_ENTER and worker and st == RESIDENT:
+                    pt = p_woman if sex[i] == SEX_FEMALE else p_man
+                    if mg:
+                        pt = min(1.0, pt * mg_boost)
+                    if rng.uniform1(seed, _PERSON, tm, rng_id[i], np.uint64(0)) < pt:
+                        fl |= F_TRADER
+                        hh_flags[h] |= H_TRADING  # benign: every writer sets the same bit
+                else:
+                    sk = skill[i]
+                    if sk > 0.0:
+                        sk -= forget * sk
+                        skill[i] = sk if sk > 1e-3 else 0.0
+            if fl != flags[i]:
+                flags[i] = fl
+            if worker:
+                tr = 1.0 if fl & F_TRADER else 0.0
+                if sex[i] == SEX_FEMALE:
+                    ww += 1.0
+                    tw += tr
+                else:
+                    wm += 1.0
+                    tmn += tr
+                if mg:
+                    wmg += 1.0
+                    tmg += tr
+        pcounts[c, P_POP] = pop
+        pcounts[c, P_HUNGRY] = hungry
+        pcounts[c, P_HUNGER_SUM] = hsum
+        pcounts[c, P_TRADER_W] = tw
+        pcounts[c, P_WORKER_W] = ww
+        pcounts[c, P_TRADER_M] = tmn
+        pcounts[c, P_WORKER_M] = wm
+        pcounts[c, P_MG] = mgc
+        pcounts[c, P_TRADER_MG] = tmg
+        pcounts[c, P_WORKER_MG] = wmg
+        prov_hungry[c, :] = p_h

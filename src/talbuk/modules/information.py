@@ -1,0 +1,302 @@
+"""Information: foreign media supply, entry through the border, sharing, crackdowns.
+
+Mechanisms (docs/information_attitudes_decision.md, "Information"):
+
+* **Supply by era.** The ``media_supply`` lever (tapes and radio in the 1990s, Chinese DVD
+  players from about 2000, USB/SD cards and Notel players from about 2005) sets how much
+  foreign media is on offer. Media enter with cross-border trade (``trade_with_china``) and
+  spread inland along market routes: each province's availability ``L_p`` follows a target
+  ``supply * trade_factor * exp(-d_p / route_km)`` with a lag of ``1 + d_p / route_speed``
+  months, ``d_p`` the distance to the Chinese border (population.PROVINCES).
+* **Channels.** A person's media pressure is the sum of three channels weighted by where
+  North Koreans got their media in a 2022 survey (64% borrowed from family, 50% from friends,
+  22% bought in markets): the market (higher for traders), the household's share of
+  watchers and the inminban cell's share of watchers (a scatter-add per month), all
+  multiplied by the province's availability ``L_p`` (what is shared is what markets bring
+  in): ``pressure = gain * L_p * (w_m (1 + b_trader) + (w_f hh_share + w_n cell_share)
+  (1 - cut * crackdown))``, capped at 1. Crackdowns cut the two sharing channels.
+* **Adoption.** ``media_exposure`` is an exponential moving average of that pressure
+  (0..1, how much foreign media reaches the person these months). A person first watches
+  (flag ``F_MEDIA_EVER``, never cleared) when it exceeds a fixed personal threshold: a
+  threshold model of diffusion (Granovetter 1978, Valente 1996). Thresholds are fixed
+  traits (exponential, from rng stream ``trait``), so no random draw per person-month is
+  needed; the spread is driven by supply and by neighbours who already watch.
+* **Crackdowns.** Each month an inminban cell is searched with probability
+  ``inspect_rate * media_crackdown`` (Group 109 from 2004, 114 Sangmu from 2012, the 2020
+  law); in a searched cell each household with watchers is caught with probability
+  ``catch_prob``. The caught watchers are punished (``F_PUNISHED``), lose media
+  (exposure halved), their fear rises, and the household's surveillance rises.
+
+Outputs: ``media_ever_share`` (share of adults 16+ who ever watched), the same among the
+border provinces (the people refugee and traveller surveys reach: InterMedia 2012 found
+about 20% in 2008 and 48% in 2010), and the people caught each month.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from pydantic import Field
+
+from talbuk import rng
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.population import PROVINCES
+from talbuk.state import F_MEDIA_EVER, F_PUNISHED, F_TRADER, PREPARING, RESIDENT
+
+_MEDIA = np.uint64(rng.STREAMS["media"])
+_CRACKDOWN = np.uint64(rng.STREAMS["media_crackdown"])
+_TRAIT = np.uint64(rng.STREAMS["trait"])
+N_PROV = len(PROVINCES)
+MEDIA_MIN_AGE = 10  # years: children watch too; adults (16+) are reported
+ADULT_AGE = 16
+C_ADULTS, C_EVER, C_B_ADULTS, C_B_EVER, C_CAUGHT = range(5)
+N_COUNTS = 5
+
+
+@nb.njit(inline="always", cache=True)
+def person_traits(seed, traits, rng_id, i):
+    """The person's fixed trait word, drawn on first use (a pure function of rng_id)."""
+    tr = traits[i]
+    if tr == 0:
+        w0, _w1, _w2, _w3 = rng.philox4x32(np.uint64(rng_id[i]), np.uint64(0), np.uint64(0),
+                                           np.uint64(1), seed, _TRAIT)
+        tr = np.uint32(w0)
+        if tr == 0:
+            tr = np.uint32(1)
+        traits[i] = tr
+    return tr
+
+
+@nb.njit(inline="always", cache=True)
+def trait_risk_aversion(tr):
+    """Risk aversion, uniform on [0.5, 1.5) (bits 0-7)."""
+    return np.float32(0.5) + np.float32((tr & np.uint32(0xFF)) + 0.5) / np.float32(256.0)
+
+
+@nb.njit(inline="always", cache=True)
+def trait_leave_u(tr):
+    """Uniform in (0, 1) for the leave threshold (bits 8-23, 16 bits for fine tails)."""
+    return (np.float32((tr >> np.uint32(8)) & np.uint32(0xFFFF)) + np.float32(0.5)) / np.float32(65536.0)
+
+
+@nb.njit(inline="always", cache=True)
+def trait_media_threshold(tr):
+    """Weibull (shape 2, scale 1) media adoption threshold from bits 24-31."""
+    u = (np.float32(tr >> np.uint32(24)) + np.float32(0.5)) / np.float32(256.0)
+    return math.sqrt(-math.log(np.float32(1.0) - u))
+
+
+class InformationParams(ModuleParams):
+    """Foreign media parameters."""
+
+    route_km: float = Field(450.0, ge=50, le=5000, description="assumption: availability inland falls as exp(-distance/route_km) from the border")
+    route_speed_km_per_month: float = Field(25.0, ge=1, le=1000, description="assumption: media travel inland along market routes at this speed (sets the lag of inland provinces)")
+    trade_weight: float = Field(0.5, ge=0, le=1, description="assumption: share of supply that scales with trade_with_china (the rest is smuggling)")
+    market_weight: float = Field(0.22, ge=0, le=2, description="2022 survey: 22% bought media in markets")
+    family_weight: float = Field(0.64, ge=0, le=2, description="2022 survey: 64% borrowed from family")
+    friends_weight: float = Field(0.50, ge=0, le=2, description="2022 survey: 50% borrowed from friends")
+    trader_bonus: float = Field(1.0, ge=0, le=5, description="assumption: traders meet twice the market supply (smugglers, imports)")
+    pressure_gain: float = Field(0.95, ge=0, le=10, description="set by hand so the border provinces reach InterMedia's 20% (2008) and 48% (2010)")
+    threshold_scale: float = Field(0.55, ge=0.01, le=10, description="set by hand (as pressure_gain): scale of the Weibull(2) adoption thresholds")
+    exposure_rate: float = Field(0.2, ge=0.01, le=1, description="assumption: monthly weight of the moving average of media pressure")
+    crackdown_sharing_cut: float = Field(0.5, ge=0, le=1, description="assumption: a full crackdown halves lending among family and friends")
+    inspect_rate: float = Field(0.02, ge=0, le=1, description="assumption: monthly chance a cell is searched at crackdown 1")
+    catch_prob: float = Field(0.05, ge=0, le=1, description="assumption: chance a watching household in a searched cell is caught")
+    caught_surveillance: float = Field(0.3, ge=0, le=1, description="assumption: rise of household surveillance when caught")
+    caught_fear: float = Field(0.3, ge=0, le=1, description="assumption: rise of fear of a caught watcher and their household")
+    watching_min: float = Field(0.05, ge=0, le=1, description="assumption: exposure above which an ever-watcher still watches (can be caught)")
+
+
+class Information(Module):
+    """Foreign media: supply, entry at the border, sharing, adoption, crackdowns."""
+
+    name = "information"
+    Params = InformationParams
+    outputs = (
+        Output("media_ever_share", "stock", "share", "share of adults (16+) in North Korea who ever watched foreign media"),
+        Output("media_ever_share_border", "stock", "share", "the same among adults of the provinces bordering China"),
+        Output("media_caught", "flow", "people", "people caught watching foreign media"),
+    )
+
+    def init(self, sim) -> None:
+        self.dist = np.array([p.distance_to_border_km for p in PROVINCES], dtype=np.float64)
+        self.border = np.array([p.borders_china for p in PROVINCES], dtype=np.bool_)
+        self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
+        self.n_cells = int(sim.cell_province.shape[0])
+
+    def checkpoint_state(self) -> dict:
+        return {"level": self.level.copy()}
+
+    def restore_state(self, arrays: dict) -> None:
+        if "level" in arrays:
+            self.level = np.asarray(arrays["level"], dtype=np.float64).copy()
+
+    def step(self, sim) -> None:
+        p = self.params
+        persons, households = sim.persons, sim.households
+        t = sim.month
+        supply = sim.lever("media_supply")
+        trade = sim.lever("trade_with_china")
+        crackdown = sim.lever("media_crackdown")
+        trade_factor = (1.0 - p.trade_weight) + p.trade_weight * trade
+        target = supply * trade_factor * np.exp(-self.dist / p.route_km)
+        lag = 1.0 + self.dist / p.route_speed_km_per_month
+        if sim.t_index == 0 and not np.any(self.level):
+            self.level[:] = target  # start in equilibrium with the 1990 supply
+        else:
+            self.level += (target - self.level) / lag
+        nh = households.n
+        hh_watch = np.zeros(nh, dtype=np.int32)
+        hh_n = np.zeros(nh, dtype=np.int32)
+        _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
+                            persons.household, persons.media_exposure, np.float32(p.watching_min),
+                            hh_watch, hh_n)
+        hh_social = np.zeros(nh, dtype=np.float32)
+        hh_caught = np.zeros(nh, dtype=np.uint8)
+        cell_kin = np.zeros(self.n_cells, dtype=np.float32)
+        cell_raided = np.zeros(self.n_cells, dtype=np.uint8)
+        share_cut = 1.0 - p.crackdown_sharing_cut * crackdown
+        _household_cells(np.int64(t), sim.seed_key, households.cell, households.flags,
+                         households.kin_abroad, households.members, households.surveillance,
+                         hh_watch, hh_n, float(p.family_weight * share_cut),
+                         float(p.friends_weight * share_cut), float(p.inspect_rate * crackdown),
+                         float(p.catch_prob), np.float32(p.caught_surveillance),
+                         hh_social, hh_caught, cell_kin, cell_raided)
+        bounds = sim.chunk_bounds(persons.n)
+        counts = np.zeros((bounds.size - 1, N_COUNTS), dtype=np.int64)
+        _media_kernel(np.int64(t), sim.seed_key, persons.rng_id, persons.traits, persons.stage,
+                      persons.birth_month, persons.province, persons.household, persons.flags,
+                      persons.media_exposure, persons.fear, hh_social, hh_caught,
+                      self.level.astype(np.float32), np.float32(p.market_weight), self.border, np.float32(p.trader_bonus), np.float32(p.pressure_gain),
+                      np.float32(p.threshold_scale), np.float32(p.exposure_rate),
+                      np.float32(p.watching_min), np.float32(p.caught_fear), bounds, counts)
+        tot = counts.sum(axis=0)
+        sim.shared["cell_kin_share"] = cell_kin
+        sim.shared["cell_raided"] = cell_raided
+        sim.record("media_ever_share", tot[C_EVER] / tot[C_ADULTS] if tot[C_ADULTS] else 0.0)
+        sim.record("media_ever_share_border",
+                   tot[C_B_EVER] / tot[C_B_ADULTS] if tot[C_B_ADULTS] else 0.0)
+        sim.record("media_caught", tot[C_CAUGHT] * sim.scale)
+
+
+@nb.njit(cache=True)
+def _scatter_households(t, stage, birth_month, flags, household, exposure, watching_min,
+                        hh_watch, hh_n):
+    """Serial scatter: watchers and people 10+ per household (integer counts)."""
+    min_age = MEDIA_MIN_AGE * 12
+    for i in range(stage.shape[0]):
+        st = stage[i]
+        if st != RESIDENT and st != PREPARING:
+            continue
+        if t - birth_month[i] < min_age:
+            continue
+        h = household[i]
+        hh_n[h] += 1
+        if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
+            hh_watch[h] += 1
+
+
+@nb.njit(cache=True)
+def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance, hh_watch,
+                     hh_n, w_family, w_friends, inspect_p, catch_p, caught_surv, hh_social,
+                     hh_caught, cell_kin, cell_raided):
+    """Cell shares of watchers and of families with kin abroad; searches and catches."""
+    n_cells = cell_kin.shape[0]
+    cw = np.zeros(n_cells, dtype=np.int64)
+    cn = np.zeros(n_cells, dtype=np.int64)
+    ck = np.zeros(n_cells, dtype=np.int64)
+    ch = np.zeros(n_cells, dtype=np.int64)
+    tm = np.uint64(t)
+    nh = cell.shape[0]
+    for h in range(nh):
+        c = cell[h]
+        cw[c] += hh_watch[h]
+        cn[c] += hh_n[h]
+        if members[h] > 0:
+            ch[c] += 1
+            if kin_abroad[h] > 0 or (hh_flags[h] & 12) != 0:  # H_KIN_CHINA | H_KIN_SOUTH
+                ck[c] += 1
+    cell_share = np.zeros(n_cells, dtype=np.float32)
+    for c in range(n_cells):
+        if cn[c] > 0:
+            cell_share[c] = cw[c] / cn[c]
+        if ch[c] > 0:
+            cell_kin[c] = ck[c] / ch[c]
+        if inspect_p > 0.0 and cw[c] > 0:
+            if rng.uniform1(seed, _CRACKDOWN, tm, np.uint64(c), np.uint64(0)) < inspect_p:
+                cell_raided[c] = 1
+    for h in range(nh):
+        n = hh_n[h]
+        if n == 0:
+            continue
+        c = cell[h]
+        hh_social[h] = w_family * (hh_watch[h] / n) + w_friends * cell_share[c]
+        if cell_raided[c] and hh_watch[h] > 0:
+            if rng.uniform1(seed, _CRACKDOWN, tm, np.uint64(h), np.uint64(1)) < catch_p:
+                hh_caught[h] = 1
+                s = surveillance[h] + caught_surv
+                surveillance[h] = s if s < 1.0 else 1.0
+
+
+@nb.njit(parallel=True, cache=True)
+def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, household, flags,
+                  exposure, fear, hh_social, hh_caught, prov_level, market_w, border, trader_bonus,
+                  gain, threshold_scale, rate, watching_min, caught_fear, bounds, counts):
+    min_age = MEDIA_MIN_AGE * 12
+    adult_age = ADULT_AGE * 12
+    one = np.float32(1.0)
+    for c in nb.prange(bounds.shape[0] - 1):
+        adults = 0
+        ever = 0
+        b_adults = 0
+        b_ever = 0
+        caught = 0
+        for i in range(bounds[c], bounds[c + 1]):
+            st = stage[i]
+            if st != RESIDENT and st != PREPARING:
+                continue
+            age_m = t - birth_month[i]
+            if age_m < min_age:
+                continue
+            h = household[i]
+            pr = province[i]
+            fl = flags[i]
+            market = market_w
+            if fl & F_TRADER:
+                market = market * (one + trader_bonus)
+            # sharing passes on what the markets bring in: every channel scales with L_p
+            pressure = gain * prov_level[pr] * (market + hh_social[h])
+            if pressure > one:
+                pressure = one
+            e = exposure[i]
+            e = e + rate * (pressure - e)
+            if not (fl & F_MEDIA_EVER):
+                if pressure > np.float32(0.0):
+                    tr = person_traits(seed, traits, rng_id, i)
+                    if e > threshold_scale * trait_media_threshold(tr):
+                        fl |= F_MEDIA_EVER
+            elif hh_caught[h] and e >= watching_min:
+                fl |= F_PUNISHED
+                e = e * np.float32(0.5)
+                caught += 1
+            if hh_caught[h]:
+                f = fear[i] + caught_fear
+                fear[i] = f if f < one else one
+            exposure[i] = e
+            flags[i] = fl
+            if age_m >= adult_age:
+                adults += 1
+                is_ever = (fl & F_MEDIA_EVER) != 0
+                if is_ever:
+                    ever += 1
+                if border[pr]:
+                    b_adults += 1
+                    if is_ever:
+                        b_ever += 1
+        counts[c, C_ADULTS] = adults
+        counts[c, C_EVER] = ever
+        counts[c, C_B_ADULTS] = b_adults
+        counts[c, C_B_EVER] = b_ever
+        counts[c, C_CAUGHT] = caught

@@ -1,0 +1,887 @@
+"""The journey out and the families left behind (DESIGN sections 2 and 4.5).
+
+Two modules live here: :class:`Journey` (``journey``) moves everyone who has decided to leave
+through the pipeline, and :class:`LeftBehind` (``left_behind``) handles the households they
+leave: surveillance, punishment and remittances. ``docs/journey.md`` describes both in ODD
+form, with every equation and parameter.
+
+Pipeline (stage codes in :mod:`talbuk.state`)::
+
+    RESIDENT -(decision)-> PREPARING -> CROSSING -> IN_CHINA -> IN_TRANSIT -> ARRIVED
+                              |  \\gave up      |  \\turned back  |  \\settled   |
+                              |   -> RESIDENT   |   -> PREPARING |   -> SETTLED_CHINA
+                              caught at the border, arrested in China or in transit -> DETAINED
+                              DETAINED -> RESIDENT (punished) ; deaths on the way -> DEAD
+
+Every person in the pipeline makes one categorical draw a month (stream ``journey``); the
+probabilities come from this month's levers (``border_security``, ``china_repatriation``,
+``broker_fee_usd``, ``onward_route``, ``punishment_severity``, ``exchange_rate``) and a few
+personal factors (household money, distance to the border, kin in South Korea, sex). Only the
+people in the pipeline are visited: the module keeps a compact index of them (and of those who
+arrived or settled, whose households keep the kin flags), so a month costs O(pipeline), not
+O(population).
+
+Mechanisms and sources (starting values set by hand, see docs/journey.md):
+
+* Preparing: the household must raise the crossing part of the broker fee
+  (``data/broker_fees.csv``: tens of dollars in the 1990s, thousands in the 2000s, tens of
+  thousands after 2016) from its savings in dollars and won; a floor stands for borrowing,
+  selling goods and "pay on arrival" brokerage (brokers paid from the resettlement grant in
+  South Korea; Washington Post 2007, BBC 2011). Kin in South Korea pay (DESIGN 4.5). People
+  far from the border need longer (travel permits, bribes). Some give up each month, more so
+  when the border is tight. A watched household finds it harder to leave.
+* Crossing: success falls with ``border_security`` (1 = sealed: nobody crosses); a failure is
+  being caught (more likely the tighter the border) or being turned back to try again; a few
+  die (shoot-to-kill orders of 2008 and 2020).
+* In China: monthly arrest and repatriation risk rises with ``china_repatriation``; women,
+  often sold into marriage, stayed for years before the mid-2000s (their onward rate is lower
+  then; later brokers ran direct routes mostly used by women); some settle for good.
+* Onward route: the rate rises with ``onward_route`` and falls with the onward part of the
+  fee; kin in South Korea pay and speed it; in transit (Mongolia, Vietnam, Laos, Thailand) a
+  few months, with some risk of arrest.
+* Detention: caught people spend months in detention (longer when ``punishment_severity`` is
+  high), some die there, the rest return home punished and more afraid.
+* Left behind: when a member crosses or is caught the household is watched (surveillance up)
+  and may be punished (a fine taken from savings); watching fades. Members in South Korea
+  send remittances. Kin flags (H_KIN_CHINA, H_KIN_SOUTH) and ``kin_abroad`` are recounted
+  every month from the index, exactly, for the decision module (chain migration).
+* Low-noise expected arrivals (DESIGN section 2): a deterministic mean-field copy of the
+  pipeline (mass per stage and sex) is fed each month with ``sim.shared["expected_decisions"]``
+  and moved with the same probabilities the agents use that month. Where agents' probabilities
+  depend on personal state (money, distance, kin, surveillance), the copy uses the mean of the
+  agents' own probabilities in that stage and sex this month (or, when no agent is in that
+  stage, an exponential moving average of past means). Natural deaths abroad are left out of
+  the copy (at most about 2% over a three-year stay).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from talbuk import rng
+from talbuk.calendar import format_month, month_year
+from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.population import PROVINCE_NAMES, PROVINCES
+from talbuk.state import (
+    ARRIVED,
+    CROSSING,
+    DEAD,
+    DETAINED,
+    F_PUNISHED,
+    H_KIN_CHINA,
+    H_KIN_SOUTH,
+    H_WATCHED,
+    IN_CHINA,
+    IN_TRANSIT,
+    PREPARING,
+    RESIDENT,
+    SETTLED_CHINA,
+    SEX_FEMALE,
+    SONGBUN_NAMES,
+    STAGE_NAMES,
+)
+
+_JOURNEY = np.uint64(rng.STREAMS["journey"])
+_LEFT_BEHIND = np.uint64(rng.STREAMS["left_behind"])
+
+# columns of the per-episode month record
+R_DECIDED, R_CROSSED, R_IN_CHINA, R_TRANSIT, R_ARRIVED, R_CAUGHT, R_SETTLED, R_DIED = range(8)
+RECORD_COLUMNS = ("decided", "crossed", "in_china", "transit", "arrived", "caught", "settled", "died")
+NO_MONTH = -1
+ACTIVE = 255  # rec_outcome of an episode still in the index
+
+# monthly counters of the journey kernel
+(K_ARR, K_ARR_F, K_ARR_KIN, K_MONTHS_ABROAD, K_CROSS_OK, K_CAUGHT_CROSS, K_TURNED, K_REPAT,
+ K_GAVE_UP, K_JDEATH, K_SETTLED, K_RELEASED, K_NAT_DEATH, K_EVENTS,
+ S_PREP, S_CROSSING, S_CHINA, S_TRANSIT, S_SETTLED, S_DETAINED, S_ARRIVED) = range(21)
+N_K = 21
+
+# lever-derived probabilities passed to the kernel (index into ``pr``)
+(P_GIVEUP, P_PREP_BASE, P_AFFORD_FLOOR, P_FEE_CROSS, P_EXCHANGE, P_KIN_PREP, P_SURV_BLOCK,
+ P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
+ P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
+ P_DIE_DETAINED, P_FEAR) = range(24)
+N_P = 24
+
+# mean-field stages (rows of ``mf``)
+M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED = range(5)
+# mean-field cumulative exits
+X_GAVE_UP, X_DIED, X_SETTLED, X_ARRIVED, X_RELEASED = range(5)
+
+
+class JourneyParams(ModuleParams):
+    """Journey parameters. Defaults are starting values set by hand against the shape of
+    ``data/arrivals_rok.csv`` and the targets of ``data/targets.csv`` (stock in China 2002 and
+    2006, months abroad 2002 and 2009); they are priors for calibration, not estimates."""
+
+    prepare_rate: float = Field(0.30, ge=0, le=0.95, description="assumption: monthly chance that a preparer near the border who can pay sets off (a few months of preparation)")
+    afford_floor: float = Field(0.25, ge=0, le=1, description="assumption: affordability of a household without the fee (borrowing, selling goods, brokers paid on arrival: Washington Post 2007, BBC 2011)")
+    crossing_fee_share: float = Field(0.5, ge=0.05, le=1, description="broker_fees.csv 2011: about 3,500 of 6,000 USD for the crossing, the rest for the onward route")
+    distance_scale_km: float = Field(150.0, ge=10, le=2000, description="assumption: preparation rate falls as 1/(1 + distance/scale) with the road distance to the border (permits, bribes)")
+    kin_prepare_mult: float = Field(2.0, ge=1, le=10, description="assumption: kin in South Korea pay the broker and arrange the crossing (DESIGN 4.5)")
+    surveillance_block: float = Field(0.5, ge=0, le=1, description="assumption: share of the preparation rate lost in a fully watched household")
+    giveup_base: float = Field(0.03, ge=0, le=0.3, description="assumption: monthly chance a preparer gives up")
+    giveup_security: float = Field(0.05, ge=0, le=0.5, description="assumption: extra monthly chance of giving up per unit of border_security")
+    cross_success_max: float = Field(0.9, ge=0, le=1, description="assumption: chance a crossing succeeds with an open border (border_security = 0)")
+    cross_exponent: float = Field(1.0, ge=0.2, le=5, description="assumption: success = max * (1 - border_security) ** exponent; 0 when sealed")
+    cross_death: float = Field(0.01, ge=0, le=0.2, description="assumption: chance of death at the crossing per unit of border_security (shoot-to-kill orders, events.csv 2008-05, 2020-08)")
+    caught_base: float = Field(0.3, ge=0, le=1, description="assumption: share of failed crossings that end in arrest with an open border")
+    caught_security: float = Field(0.6, ge=0, le=1, description="assumption: extra share caught per unit of border_security (caught = base + this * security, capped at 1)")
+    repatriation_rate: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest-and-return chance in China per unit of china_repatriation; set by hand so 2002 arrivals had been abroad about 38 months (targets.csv)")
+    settle_rate_male: float = Field(0.004, ge=0, le=0.2, description="assumption: monthly chance a man stays in China for good")
+    settle_rate_female: float = Field(0.015, ge=0, le=0.2, description="assumption: monthly chance a woman stays in China for good (marriage; DESIGN 4.5); raised by hand towards the stock in China of targets.csv 2002 and 2006")
+    china_death_rate: float = Field(0.0005, ge=0, le=0.05, description="assumption: monthly deaths in China beyond natural mortality (violence, illness in hiding)")
+    onward_rate: float = Field(0.10, ge=0, le=1, description="assumption: monthly chance of setting off for South Korea per unit of onward_route (before fee, sex and kin factors); set by hand against months abroad (targets.csv)")
+    female_onward_early: float = Field(0.3, ge=0, le=1.5, description="assumption: women's onward rate relative to men's until the ramp starts (women sold into marriage stay for years; DESIGN 4.5)")
+    female_onward_late: float = Field(1.1, ge=0, le=2, description="assumption: women's onward rate relative to men's after the ramp (brokered direct routes, mostly women from the late 2000s)")
+    female_ramp_start: int = Field(2004, ge=1990, le=2030, description="assumption: year the women's onward factor starts to rise")
+    female_ramp_end: int = Field(2009, ge=1990, le=2030, description="assumption: year the women's onward factor reaches its late value")
+    onward_fee_half_usd: float = Field(15000.0, ge=100, le=1e6, description="assumption: onward fee (USD) that halves the onward rate of people without kin in South Korea")
+    kin_onward_mult: float = Field(2.0, ge=1, le=10, description="assumption: kin in South Korea pay the onward broker and speed the route (DESIGN 4.5)")
+    transit_months: float = Field(3.0, ge=1, le=24, description="assumption: mean months in transit (China to Mongolia or South-East Asia, embassy, flight)")
+    transit_arrest: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest chance in transit per unit of china_repatriation")
+    transit_death: float = Field(0.002, ge=0, le=0.1, description="assumption: monthly deaths in transit (river and jungle crossings)")
+    detention_months_base: float = Field(3.0, ge=1, le=60, description="assumption: months of detention with punishment_severity 0 (short labour training in the famine years; Haggard & Noland 2011)")
+    detention_months_severity: float = Field(12.0, ge=0, le=120, description="assumption: extra months of detention per unit of punishment_severity")
+    detention_death: float = Field(0.005, ge=0, le=0.1, description="assumption: monthly death chance in detention per unit of punishment_severity")
+    fear_caught: float = Field(0.3, ge=0, le=1, description="assumption: rise in fear of a caught returnee (capped at 1)")
+
+
+class Journey(Module):
+    """Preparation, crossing, China, onward route, arrest and arrival (DESIGN 4.5)."""
+
+    name = "journey"
+    Params = JourneyParams
+    outputs = (
+        Output("arrivals", "flow", "people", "people reaching South Korea (sampled agents x scale)"),
+        Output("arrivals_expected", "flow", "people", "expected arrivals from the mean-field copy of the pipeline (low noise, DESIGN 2)"),
+        Output("arrivals_female", "flow", "people", "women reaching South Korea"),
+        Output("arrivals_with_kin", "flow", "people", "arrivals whose household already had a member in South Korea"),
+        Output("arrivals_with_kin_share", "stock", "share", "share of the year's arrivals with family already in the South (monthly value: year to date)"),
+        Output("months_abroad_total", "flow", "person-months", "sum over arrivals of months from crossing into China to arrival"),
+        Output("months_abroad_mean", "stock", "months", "mean months from crossing to arrival among the year's arrivals (monthly value: year to date)"),
+        Output("crossings", "flow", "people", "successful crossings into China"),
+        Output("caught_crossing", "flow", "people", "people caught at the border"),
+        Output("repatriated", "flow", "people", "people arrested in China or in transit and returned"),
+        Output("in_china", "stock", "people", "North Koreans in China: in hiding plus settled"),
+        Output("in_china_expected", "stock", "people", "in China (in hiding plus settled) in the mean-field copy"),
+        Output("in_transit", "stock", "people", "people on the onward route"),
+        Output("preparing", "stock", "people", "people preparing to leave"),
+        Output("detained", "stock", "people", "people in detention after being caught"),
+        Output("gave_up", "flow", "people", "preparers who gave up"),
+        Output("journey_deaths", "flow", "people", "deaths at the border, in China, in transit or in detention (beyond natural mortality)"),
+        Output("settled_china", "flow", "people", "people who settled in China for good"),
+        Output("returned_punished", "flow", "people", "detainees released home, punished"),
+        Output("households_kin_south", "stock", "households", "households with a member in South Korea"),
+    )
+
+    def init(self, sim) -> None:
+        p = self.params
+        self.dist_factor = np.array([1.0 / (1.0 + pr.distance_to_border_km / p.distance_scale_km)
+                                     for pr in PROVINCES], dtype=np.float64)
+        self.n_idx = 0
+        self.idx_person = np.zeros(1024, dtype=np.int64)
+        self.idx_rec = np.zeros(1024, dtype=np.int64)
+        self.n_rec = 0
+        self.rec_person = np.zeros(1024, dtype=np.int64)
+        self.rec_months = np.full((1024, 8), NO_MONTH, dtype=np.int16)
+        self.rec_outcome = np.full(1024, ACTIVE, dtype=np.uint8)
+        self.rec_push = np.zeros(1024, dtype=np.float32)
+        self.rec_pull = np.zeros(1024, dtype=np.float32)
+        self.rows_seen = 0
+        self.mf = np.zeros((5, 2), dtype=np.float64)  # expected agents per stage and sex
+        self.mf_exits = np.zeros((5, 2), dtype=np.float64)
+        self.mf_decisions = 0.0
+        # moving averages of agents' personal probabilities (fallback when a stage is empty)
+        self.ema = np.array([[p.prepare_rate * 0.3] * 2, [p.onward_rate * 0.3] * 2], dtype=np.float64)
+        self.ytd = np.zeros(4, dtype=np.float64)  # year, arrivals, with kin, months abroad
+        self.events_hh = np.zeros(0, dtype=np.int64)
+        self.events_kind = np.zeros(0, dtype=np.uint8)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        n, r = self.n_idx, self.n_rec
+        return {"idx_person": self.idx_person[:n].copy(), "idx_rec": self.idx_rec[:n].copy(),
+                "rec_person": self.rec_person[:r].copy(), "rec_months": self.rec_months[:r].copy(),
+                "rec_outcome": self.rec_outcome[:r].copy(), "rec_push": self.rec_push[:r].copy(),
+                "rec_pull": self.rec_pull[:r].copy(),
+                "scalars": np.array([self.rows_seen, self.mf_decisions], dtype=np.float64),
+                "mf": self.mf.copy(), "mf_exits": self.mf_exits.copy(), "ema": self.ema.copy(),
+                "ytd": self.ytd.copy()}
+
+    def restore_state(self, arrays: dict) -> None:
+        if "idx_person" not in arrays:
+            return
+        self.n_idx = 0
+        self._grow_index(len(arrays["idx_person"]))
+        self.n_idx = len(arrays["idx_person"])
+        self.idx_person[: self.n_idx] = arrays["idx_person"]
+        self.idx_rec[: self.n_idx] = arrays["idx_rec"]
+        r = len(arrays["rec_person"])
+        self.n_rec = 0
+        self._grow_records(r)
+        self.n_rec = r
+        self.rec_person[:r] = arrays["rec_person"]
+        self.rec_months[:r] = arrays["rec_months"]
+        self.rec_outcome[:r] = arrays["rec_outcome"]
+        self.rec_push[:r] = arrays["rec_push"]
+        self.rec_pull[:r] = arrays["rec_pull"]
+        self.rows_seen = int(arrays["scalars"][0])
+        self.mf_decisions = float(arrays["scalars"][1])
+        self.mf[:] = arrays["mf"]
+        self.mf_exits[:] = arrays["mf_exits"]
+        self.ema[:] = arrays["ema"]
+        self.ytd[:] = arrays["ytd"]
+
+    def _grow_index(self, extra: int) -> None:
+        need = self.n_idx + extra
+        if need > self.idx_person.shape[0]:
+            cap = max(need, 2 * self.idx_person.shape[0])
+            for name in ("idx_person", "idx_rec"):
+                old = getattr(self, name)
+                new = np.zeros(cap, dtype=old.dtype)
+                new[: self.n_idx] = old[: self.n_idx]
+                setattr(self, name, new)
+
+    def _grow_records(self, extra: int) -> None:
+        need = self.n_rec + extra
+        if need > self.rec_person.shape[0]:
+            cap = max(need, 2 * self.rec_person.shape[0])
+            n = self.n_rec
+            new_person = np.zeros(cap, dtype=np.int64)
+            new_person[:n] = self.rec_person[:n]
+            new_months = np.full((cap, 8), NO_MONTH, dtype=np.int16)
+            new_months[:n] = self.rec_months[:n]
+            new_outcome = np.full(cap, ACTIVE, dtype=np.uint8)
+            new_outcome[:n] = self.rec_outcome[:n]
+            new_push = np.zeros(cap, dtype=np.float32)
+            new_push[:n] = self.rec_push[:n]
+            new_pull = np.zeros(cap, dtype=np.float32)
+            new_pull[:n] = self.rec_pull[:n]
+            self.rec_person, self.rec_months, self.rec_outcome = new_person, new_months, new_outcome
+            self.rec_push, self.rec_pull = new_push, new_pull
+
+    # ------------------------------------------------------------------ entrants
+    def _new_decisions(self, sim) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows the decision module appended since last month (uid, push, pull)."""
+        chunks = sim.tables.get("decisions", [])
+        uids, push, pull = [], [], []
+        offset = 0
+        for c in chunks:
+            n = len(c["uid"])
+            if offset + n > self.rows_seen:
+                lo = max(0, self.rows_seen - offset)
+                uids.append(np.asarray(c["uid"][lo:], dtype=np.int64))
+                push.append(np.asarray(c["push"][lo:], dtype=np.float32) if "push" in c
+                            else np.zeros(n - lo, dtype=np.float32))
+                pull.append(np.asarray(c["pull"][lo:], dtype=np.float32) if "pull" in c
+                            else np.zeros(n - lo, dtype=np.float32))
+            offset += n
+        self.rows_seen = offset
+        if not uids:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.astype(np.float32), empty.astype(np.float32)
+        return np.concatenate(uids), np.concatenate(push), np.concatenate(pull)
+
+    def enroll(self, sim, uids: np.ndarray, push: np.ndarray | None = None,
+               pull: np.ndarray | None = None) -> int:
+        """Add people who are PREPARING this month to the pipeline index (one record each).
+
+        Called with the decision rows each month; people not in PREPARING or already in the
+        index are skipped. Returns the number enrolled.
+        """
+        uids = np.asarray(uids, dtype=np.int64)
+        persons = sim.persons
+        ok = persons.stage[uids] == PREPARING
+        if self.n_idx:
+            ok &= ~np.isin(uids, self.idx_person[: self.n_idx])
+        uids = uids[ok]
+        k = len(uids)
+        if k == 0:
+            return 0
+        push = np.zeros(k, np.float32) if push is None else np.asarray(push, np.float32)[ok]
+        pull = np.zeros(k, np.float32) if pull is None else np.asarray(pull, np.float32)[ok]
+        self._grow_index(k)
+        self._grow_records(k)
+        recs = np.arange(self.n_rec, self.n_rec + k)
+        self.rec_person[recs] = uids
+        self.rec_months[recs] = NO_MONTH
+        self.rec_months[recs, R_DECIDED] = persons.stage_month[uids]
+        self.rec_outcome[recs] = ACTIVE
+        self.rec_push[recs] = push
+        self.rec_pull[recs] = pull
+        self.idx_person[self.n_idx: self.n_idx + k] = uids
+        self.idx_rec[self.n_idx: self.n_idx + k] = recs
+        self.n_idx += k
+        self.n_rec += k
+        return k
+
+    def rebuild_index(self, sim) -> int:
+        """Enroll anyone found in PREPARING by a scan of ``stage`` (for tests and repairs)."""
+        uids = np.flatnonzero(sim.persons.stage == PREPARING)
+        return self.enroll(sim, uids)
+
+    # ------------------------------------------------------------------ probabilities
+    def probabilities(self, sim) -> np.ndarray:
+        """This month's lever-derived probabilities (the vector ``pr`` of the kernel)."""
+        p = self.params
+        border = sim.lever("border_security")
+        rep = sim.lever("china_repatriation")
+        fee = sim.lever("broker_fee_usd")
+        route = sim.lever("onward_route")
+        severity = sim.lever("punishment_severity")
+        pr = np.zeros(N_P, dtype=np.float64)
+        pr[P_GIVEUP] = min(0.5, p.giveup_base + p.giveup_security * border)
+        pr[P_PREP_BASE] = p.prepare_rate
+        pr[P_AFFORD_FLOOR] = p.afford_floor
+        pr[P_FEE_CROSS] = max(1.0, p.crossing_fee_share * fee)
+        pr[P_EXCHANGE] = max(1e-6, sim.lever("exchange_rate"))
+        pr[P_KIN_PREP] = p.kin_prepare_mult
+        pr[P_SURV_BLOCK] = p.surveillance_block
+        ok = p.cross_success_max * max(0.0, 1.0 - border) ** p.cross_exponent
+        die = min(p.cross_death * border, 1.0 - ok)
+        pr[P_CROSS_OK] = ok
+        pr[P_CROSS_DIE] = die
+        pr[P_CAUGHT_FAIL] = min(1.0, p.caught_base + p.caught_security * border)
+        pr[P_REP] = min(0.5, p.repatriation_rate * rep)
+        pr[P_SETTLE_M] = p.settle_rate_male
+        pr[P_SETTLE_F] = p.settle_rate_female
+        pr[P_DIE_CHINA] = p.china_death_rate
+        pr[P_ONWARD] = p.onward_rate * route
+        year = month_year(sim.month) + (sim.month % 12) / 12.0
+        span = max(1e-9, p.female_ramp_end - p.female_ramp_start)
+        w = min(1.0, max(0.0, (year - p.female_ramp_start) / span))
+        pr[P_FEMALE] = p.female_onward_early + w * (p.female_onward_late - p.female_onward_early)
+        onward_fee = (1.0 - p.crossing_fee_share) * fee
+        pr[P_FEE_FACTOR] = p.onward_fee_half_usd / (p.onward_fee_half_usd + onward_fee)
+        pr[P_KIN_ONWARD] = p.kin_onward_mult
+        pr[P_ARRIVE] = 1.0 / p.transit_months
+        pr[P_TRANSIT_CAUGHT] = min(0.3, p.transit_arrest * rep)
+        pr[P_TRANSIT_DIE] = p.transit_death
+        pr[P_RELEASE] = 1.0 / (p.detention_months_base + p.detention_months_severity * severity)
+        pr[P_DIE_DETAINED] = min(0.5, p.detention_death * severity)
+        pr[P_FEAR] = p.fear_caught
+        return pr
+
+    # ------------------------------------------------------------------ step
+    def step(self, sim) -> None:
+        t = sim.month
+        persons, households = sim.persons, sim.households
+        uids, push, pull = self._new_decisions(sim)
+        if len(uids):
+            self.enroll(sim, uids, push, pull)
+        pr = self.probabilities(sim)
+        n = self.n_idx
+        counts = np.zeros(N_K, dtype=np.int64)
+        sums = np.zeros((4, 2), dtype=np.float64)  # prep n, prep p_go sum, china n, china p_on sum
+        self.events_hh = np.zeros(n, dtype=np.int64)
+        self.events_kind = np.zeros(n, dtype=np.uint8)
+        touched = np.zeros(n, dtype=np.int64)
+        new_n, n_touched = _journey_kernel(
+            np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.rec_months,
+            self.rec_outcome, persons.stage, persons.stage_month, persons.flags, persons.fear,
+            persons.sex, persons.province, persons.household, persons.rng_id,
+            households.flags, households.surveillance, households.savings_won,
+            households.savings_usd, self.dist_factor, pr, self.events_hh, self.events_kind,
+            touched, counts, sums)
+        self.events_hh = self.events_hh[: counts[K_EVENTS]]
+        self.events_kind = self.events_kind[: counts[K_EVENTS]]
+        self.n_idx = new_n
+        n_south = _recount_kin(new_n, self.idx_person, touched[:n_touched], persons.stage,
+                               persons.household, households.flags, households.kin_abroad)
+        expected_arrivals, expected_china = self._mean_field(sim, pr, sums)
+        self._record(sim, counts, expected_arrivals, expected_china, n_south)
+
+    def _mean_field(self, sim, pr: np.ndarray, sums: np.ndarray) -> tuple[float, float]:
+        """Advance the deterministic expected pipeline one month (in agents)."""
+        dec = float(sim.shared.get("expected_decisions", 0.0))
+        dec_f = float(sim.shared.get("expected_decisions_female", 0.0))
+        dec_f = min(max(dec_f, 0.0), dec)
+        self.mf_decisions += dec
+        mf, ex = self.mf, self.mf_exits
+        mf[M_PREP, 0] += dec - dec_f
+        mf[M_PREP, SEX_FEMALE] += dec_f
+        arrived = 0.0
+        for s in range(2):
+            for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
+                if sums[n_col, s] > 0:
+                    avg = sums[p_col, s] / sums[n_col, s]
+                    self.ema[row, s] = 0.8 * self.ema[row, s] + 0.2 * avg
+                else:
+                    avg = self.ema[row, s]
+                if row == 0:
+                    p_go = avg
+                else:
+                    p_on = avg
+            prep, cross, china, transit, det = mf[:, s]
+            gu, go = prep * pr[P_GIVEUP], prep * p_go
+            ok, dd = cross * pr[P_CROSS_OK], cross * pr[P_CROSS_DIE]
+            cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
+            tb = cross - ok - dd - cau
+            settle = pr[P_SETTLE_F] if s == SEX_FEMALE else pr[P_SETTLE_M]
+            rep, dh, st, on = china * pr[P_REP], china * pr[P_DIE_CHINA], china * settle, china * p_on
+            arr, tc, td = transit * pr[P_ARRIVE], transit * pr[P_TRANSIT_CAUGHT], transit * pr[P_TRANSIT_DIE]
+            rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
+            mf[M_PREP, s] = prep - gu - go + tb
+            mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
+            mf[M_CHINA, s] = china - rep - dh - st - on + ok
+            mf[M_TRANSIT, s] = transit - arr - tc - td + on
+            mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc
+            ex[X_GAVE_UP, s] += gu
+            ex[X_DIED, s] += dd + dh + td + ddd
+            ex[X_SETTLED, s] += st
+            ex[X_ARRIVED, s] += arr
+            ex[X_RELEASED, s] += rel
+            arrived += arr
+        return arrived, float(mf[M_CHINA].sum() + ex[X_SETTLED].sum())
+
+    def mean_field_balance(self) -> tuple[float, float]:
+        """(cumulative expected decisions, expected mass in all stages plus all exits)."""
+        return self.mf_decisions, float(self.mf.sum() + self.mf_exits.sum())
+
+    def _record(self, sim, k: np.ndarray, expected_arrivals: float, expected_china: float,
+                n_south: int) -> None:
+        s = sim.scale
+        year = month_year(sim.month)
+        if self.ytd[0] != year:
+            self.ytd[:] = (year, 0.0, 0.0, 0.0)
+        self.ytd[1] += k[K_ARR]
+        self.ytd[2] += k[K_ARR_KIN]
+        self.ytd[3] += k[K_MONTHS_ABROAD]
+        sim.record("arrivals", k[K_ARR] * s)
+        sim.record("arrivals_expected", expected_arrivals * s)
+        sim.record("arrivals_female", k[K_ARR_F] * s)
+        sim.record("arrivals_with_kin", k[K_ARR_KIN] * s)
+        sim.record("months_abroad_total", k[K_MONTHS_ABROAD] * s)
+        has = self.ytd[1] > 0
+        sim.record("arrivals_with_kin_share", self.ytd[2] / self.ytd[1] if has else np.nan)
+        sim.record("months_abroad_mean", self.ytd[3] / self.ytd[1] if has else np.nan)
+        sim.record("crossings", k[K_CROSS_OK] * s)
+        sim.record("caught_crossing", k[K_CAUGHT_CROSS] * s)
+        sim.record("repatriated", k[K_REPAT] * s)
+        sim.record("in_china", (k[S_CHINA] + k[S_SETTLED]) * s)
+        sim.record("in_china_expected", expected_china * s)
+        sim.record("in_transit", k[S_TRANSIT] * s)
+        sim.record("preparing", k[S_PREP] * s)
+        sim.record("detained", k[S_DETAINED] * s)
+        sim.record("gave_up", k[K_GAVE_UP] * s)
+        sim.record("journey_deaths", k[K_JDEATH] * s)
+        sim.record("settled_china", k[K_SETTLED] * s)
+        sim.record("returned_punished", k[K_RELEASED] * s)
+        sim.record("households_kin_south", n_south * s)
+
+    # ------------------------------------------------------------------ event table
+    def finish_tables(self, sim) -> dict[str, pd.DataFrame]:
+        """The ``defectors`` table: one row per decision episode (normally one per person)."""
+        r = self.n_rec
+        persons = sim.persons
+        who = self.rec_person[:r]
+        months = self.rec_months[:r].astype(np.int64)
+        lo = int(min(sim.start_month, months[months >= 0].min() if (months >= 0).any() else sim.start_month))
+        hi = int(max(sim.end_month, months.max() if r else sim.end_month))
+        lut = np.array([format_month(m) for m in range(lo, hi + 1)] + [None], dtype=object)
+        outcome = self.rec_outcome[:r].copy()
+        active = outcome == ACTIVE
+        outcome[active] = persons.stage[who[active]]
+        df = pd.DataFrame({
+            "uid": who,
+            "sex": np.where(persons.sex[who] == SEX_FEMALE, "female", "male"),
+            "birth_year": (persons.birth_month[who].astype(np.int64) // 12 + 1900).astype(np.int32),
+            "province": np.array(PROVINCE_NAMES, dtype=object)[persons.province[who]],
+            "songbun": np.array(SONGBUN_NAMES, dtype=object)[persons.songbun[who]],
+        })
+        for c, name in enumerate(RECORD_COLUMNS):
+            col = months[:, c]
+            df[name] = lut[np.where(col >= 0, col - lo, len(lut) - 1)]
+        df["outcome"] = np.array(STAGE_NAMES, dtype=object)[outcome]
+        df["push"] = self.rec_push[:r]
+        df["pull"] = self.rec_pull[:r]
+        df["weight"] = np.full(r, sim.scale)
+        return {"defectors": df}
+
+
+@nb.njit(cache=True)
+def _journey_kernel(t, seed, n, idx_person, idx_rec, rec_months, rec_outcome, stage,
+                    stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
+                    hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
+                    k, sums):
+    """One month of the pipeline for the people in the index (serial: the index is small).
+
+    Each person makes one categorical draw; the index is compacted in place (people who left
+    the pipeline are dropped, their households noted in ``touched`` for the kin recount).
+    """
+    tm = np.uint64(t)
+    t16 = np.int16(t)
+    w = 0
+    n_touched = 0
+    n_ev = 0
+    for j in range(n):
+        i = idx_person[j]
+        r = idx_rec[j]
+        st = stage[i]
+        h = household[i]
+        s = 1 if sex[i] == SEX_FEMALE else 0
+        keep = True
+        if st == DEAD:  # died of natural causes (demography) on the way or abroad
+            if rec_months[r, R_DIED] < 0:
+                rec_months[r, R_DIED] = stage_month[i]
+            k[K_NAT_DEATH] += 1
+            rec_outcome[r] = DEAD
+            keep = False
+        elif st == RESIDENT:  # returned by another module
+            rec_outcome[r] = RESIDENT
+            keep = False
+        elif st == ARRIVED or st == SETTLED_CHINA:
+            pass
+        else:
+            u = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
+            if st == PREPARING:
+                kin = (hh_flags[h] & H_KIN_SOUTH) != 0
+                if kin:
+                    afford = pr[P_KIN_PREP]
+                else:
+                    money = hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]
+                    afford = money / pr[P_FEE_CROSS]
+                    if afford > 1.0:
+                        afford = 1.0
+                    if afford < pr[P_AFFORD_FLOOR]:
+                        afford = pr[P_AFFORD_FLOOR]
+                p_go = pr[P_PREP_BASE] * dist_factor[province[i]] * afford \
+                    * (1.0 - pr[P_SURV_BLOCK] * hh_surv[h])
+                if p_go > 0.95 - pr[P_GIVEUP]:
+                    p_go = 0.95 - pr[P_GIVEUP]
+                sums[0, s] += 1.0
+                sums[1, s] += p_go
+                if u < pr[P_GIVEUP]:
+                    stage[i] = RESIDENT
+                    stage_month[i] = t16
+                    rec_outcome[r] = RESIDENT
+                    k[K_GAVE_UP] += 1
+                    keep = False
+                elif u < pr[P_GIVEUP] + p_go:
+                    stage[i] = CROSSING
+                    stage_month[i] = t16
+                    rec_months[r, R_CROSSED] = t16
+            elif st == CROSSING:
+                p_ok = pr[P_CROSS_OK]
+                p_die = p_ok + pr[P_CROSS_DIE]
+                p_caught = p_die + (1.0 - p_die) * pr[P_CAUGHT_FAIL]
+                if u < p_ok:
+                    stage[i] = IN_CHINA
+                    stage_month[i] = t16
+                    rec_months[r, R_IN_CHINA] = t16
+                    k[K_CROSS_OK] += 1
+                    ev_hh[n_ev] = h
+                    ev_kind[n_ev] = 0
+                    n_ev += 1
+                elif u < p_die:
+                    stage[i] = DEAD
+                    stage_month[i] = t16
+                    rec_months[r, R_DIED] = t16
+                    rec_outcome[r] = DEAD
+                    k[K_JDEATH] += 1
+                    keep = False
+                elif u < p_caught:
+                    stage[i] = DETAINED
+                    stage_month[i] = t16
+                    rec_months[r, R_CAUGHT] = t16
+                    k[K_CAUGHT_CROSS] += 1
+                    ev_hh[n_ev] = h
+                    ev_kind[n_ev] = 1
+                    n_ev += 1
+                else:  # turned back: prepares again
+                    stage[i] = PREPARING
+                    stage_month[i] = t16
+                    k[K_TURNED] += 1
+            elif st == IN_CHINA:
+                kin = (hh_flags[h] & H_KIN_SOUTH) != 0
+                p_on = pr[P_ONWARD] * (pr[P_FEMALE] if s == 1 else 1.0) \
+                    * (pr[P_KIN_ONWARD] if kin else pr[P_FEE_FACTOR])
+                if p_on > 0.5:
+                    p_on = 0.5
+                sums[2, s] += 1.0
+                sums[3, s] += p_on
+                p_rep = pr[P_REP]
+                p_die = p_rep + pr[P_DIE_CHINA]
+                p_settle = p_die + (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
+                if u < p_rep:
+                    stage[i] = DETAINED
+                    stage_month[i] = t16
+                    rec_months[r, R_CAUGHT] = t16
+                    k[K_REPAT] += 1
+                    ev_hh[n_ev] = h
+                    ev_kind[n_ev] = 1
+                    n_ev += 1
+                elif u < p_die:
+                    stage[i] = DEAD
+                    stage_month[i] = t16
+                    rec_months[r, R_DIED] = t16
+                    rec_outcome[r] = DEAD
+                    k[K_JDEATH] += 1
+                    keep = False
+                elif u < p_settle:
+                    stage[i] = SETTLED_CHINA
+                    stage_month[i] = t16
+                    rec_months[r, R_SETTLED] = t16
+                    k[K_SETTLED] += 1
+                elif u < p_settle + p_on:
+                    stage[i] = IN_TRANSIT
+                    stage_month[i] = t16
+                    rec_months[r, R_TRANSIT] = t16
+            elif st == IN_TRANSIT:
+                p_arr = pr[P_ARRIVE]
+                p_caught = p_arr + pr[P_TRANSIT_CAUGHT]
+                p_die = p_caught + pr[P_TRANSIT_DIE]
+                if u < p_arr:
+                    stage[i] = ARRIVED
+                    stage_month[i] = t16
+                    rec_months[r, R_ARRIVED] = t16
+                    k[K_ARR] += 1
+                    if s == 1:
+                        k[K_ARR_F] += 1
+                    if (hh_flags[h] & H_KIN_SOUTH) != 0:
+                        k[K_ARR_KIN] += 1
+                    if rec_months[r, R_IN_CHINA] >= 0:
+                        k[K_MONTHS_ABROAD] += t - rec_months[r, R_IN_CHINA]
+                elif u < p_caught:
+                    stage[i] = DETAINED
+                    stage_month[i] = t16
+                    rec_months[r, R_CAUGHT] = t16
+                    k[K_REPAT] += 1
+                    ev_hh[n_ev] = h
+                    ev_kind[n_ev] = 1
+                    n_ev += 1
+                elif u < p_die:
+                    stage[i] = DEAD
+                    stage_month[i] = t16
+                    rec_months[r, R_DIED] = t16
+                    rec_outcome[r] = DEAD
+                    k[K_JDEATH] += 1
+                    keep = False
+            elif st == DETAINED:
+                p_rel = pr[P_RELEASE]
+                p_die = p_rel + pr[P_DIE_DETAINED]
+                if u < p_rel:
+                    stage[i] = RESIDENT
+                    stage_month[i] = t16
+                    flags[i] |= F_PUNISHED
+                    f = fear[i] + pr[P_FEAR]
+                    fear[i] = f if f < 1.0 else 1.0
+                    rec_outcome[r] = RESIDENT
+                    k[K_RELEASED] += 1
+                    keep = False
+                elif u < p_die:
+                    stage[i] = DEAD
+                    stage_month[i] = t16
+                    rec_months[r, R_DIED] = t16
+                    rec_outcome[r] = DEAD
+                    k[K_JDEATH] += 1
+                    keep = False
+        if keep:
+            idx_person[w] = i
+            idx_rec[w] = r
+            w += 1
+            st = stage[i]
+            if st == PREPARING:
+                k[S_PREP] += 1
+            elif st == CROSSING:
+                k[S_CROSSING] += 1
+            elif st == IN_CHINA:
+                k[S_CHINA] += 1
+            elif st == IN_TRANSIT:
+                k[S_TRANSIT] += 1
+            elif st == SETTLED_CHINA:
+                k[S_SETTLED] += 1
+            elif st == DETAINED:
+                k[S_DETAINED] += 1
+            elif st == ARRIVED:
+                k[S_ARRIVED] += 1
+        else:
+            touched[n_touched] = h
+            n_touched += 1
+    k[K_EVENTS] = n_ev
+    return w, n_touched
+
+
+@nb.njit(cache=True)
+def _recount_kin(n, idx_person, touched, stage, household, hh_flags, hh_kin):
+    """Exact kin flags and ``kin_abroad`` for every household with someone in the index."""
+    clear = np.uint8(0xFF ^ (H_KIN_CHINA | H_KIN_SOUTH))
+    for j in range(touched.shape[0]):
+        h = touched[j]
+        hh_flags[h] &= clear
+        hh_kin[h] = 0
+    for j in range(n):
+        h = household[idx_person[j]]
+        hh_flags[h] &= clear
+        hh_kin[h] = 0
+    n_south = 0
+    for j in range(n):
+        i = idx_person[j]
+        st = stage[i]
+        h = household[i]
+        if st == IN_CHINA or st == IN_TRANSIT or st == SETTLED_CHINA:
+            hh_flags[h] |= H_KIN_CHINA
+        elif st == ARRIVED:
+            if (hh_flags[h] & H_KIN_SOUTH) == 0:
+                n_south += 1
+            hh_flags[h] |= H_KIN_SOUTH
+        else:
+            continue
+        if hh_kin[h] < 255:
+            hh_kin[h] += 1
+    return n_south
+
+
+# ============================================================================ left behind
+
+
+class LeftBehindParams(ModuleParams):
+    """Families left behind. Defaults are assumptions (starting values), not estimates."""
+
+    surveillance_on_leave: float = Field(0.4, ge=0, le=1, description="assumption: rise in household surveillance when a member crosses into China (guilt by association; DESIGN 4.5)")
+    surveillance_on_caught: float = Field(0.7, ge=0, le=1, description="assumption: rise in household surveillance when a member is caught")
+    surveillance_decay: float = Field(0.02, ge=0, le=1, description="assumption: monthly proportional fading of surveillance (half-life about 3 years)")
+    surveillance_floor: float = Field(0.05, ge=0, le=1, description="assumption: surveillance below which a household is no longer watched")
+    family_punish_prob: float = Field(0.3, ge=0, le=1, description="assumption: chance per event, per unit of punishment_severity, that the family is punished (fined, surveillance to 1)")
+    family_fine_share: float = Field(0.2, ge=0, le=1, description="assumption: share of a punished family's savings taken as fines and bribes")
+    remit_share: float = Field(0.6, ge=0, le=1, description="assumption: share of defectors in South Korea who send money home (refugee surveys report about half to two thirds)")
+    remit_usd_per_year: float = Field(1200.0, ge=0, le=50000, description="assumption: dollars a sending defector gets to the family a year, after the broker's cut (surveys: about 1-2 million KRW a year)")
+    remit_delay_months: int = Field(6, ge=0, le=120, description="assumption: months after arrival before the first remittance (resettlement, Hanawon)")
+
+
+class LeftBehind(Module):
+    """Surveillance, punishment and remittances of the households emigrants leave behind."""
+
+    name = "left_behind"
+    Params = LeftBehindParams
+    outputs = (
+        Output("remittances_usd", "flow", "USD", "money sent by defectors in South Korea and added to their families' savings"),
+        Output("remitting_households", "stock", "households", "households that received a remittance this month"),
+        Output("families_punished", "flow", "households", "families punished for a member's flight or arrest"),
+        Output("watched_households", "stock", "households", "households under surveillance because of a member"),
+    )
+
+    def init(self, sim) -> None:
+        self.watched = np.zeros(0, dtype=np.int64)
+        self.remitted_usd_total = 0.0  # in agents' money (not scaled), for conservation checks
+
+    def checkpoint_state(self) -> dict:
+        return {"watched": self.watched.copy(), "remitted": np.array([self.remitted_usd_total])}
+
+    def restore_state(self, arrays: dict) -> None:
+        if "watched" in arrays:
+            self.watched = np.asarray(arrays["watched"], dtype=np.int64).copy()
+            self.remitted_usd_total = float(arrays["remitted"][0])
+
+    def step(self, sim) -> None:
+        p = self.params
+        journey = next((m for m in sim.modules if m.name == "journey"), None)
+        households, persons = sim.households, sim.persons
+        t = sim.month
+        severity = sim.lever("punishment_severity")
+        border = sim.lever("border_security")
+        if journey is not None:
+            ev_hh, ev_kind = journey.events_hh, journey.events_kind
+        else:
+            ev_hh, ev_kind = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        # old surveillance fades first, then this month's events raise it again
+        keep = np.zeros(len(self.watched), dtype=np.int64)
+        n_keep = _fade(self.watched, households.flags, households.surveillance,
+                       float(p.surveillance_decay), float(p.surveillance_floor), keep)
+        new_watch = np.zeros(len(ev_hh), dtype=np.int64)
+        n_new, punished = _surveil(np.int64(t), sim.seed_key, ev_hh, ev_kind,
+                                   households.flags, households.surveillance,
+                                   households.savings_won, households.savings_usd,
+                                   float(p.surveillance_on_leave), float(p.surveillance_on_caught),
+                                   float(p.family_punish_prob * severity),
+                                   float(p.family_fine_share), new_watch)
+        self.watched = np.concatenate([keep[:n_keep], new_watch[:n_new]])
+        n_keep = len(self.watched)
+        # remittances from members in South Korea; the channel (couriers, brokers, Chinese
+        # phones) closes with the border (assumption: 1 - border_security ** 4)
+        monthly = p.remit_usd_per_year / 12.0 * (1.0 - border ** 4)
+        sent = 0.0
+        n_hh = 0
+        if journey is not None and monthly > 0:
+            sent, n_hh = _remit(np.int64(t), sim.seed_key, journey.n_idx, journey.idx_person,
+                                journey.idx_rec, journey.rec_months, persons.stage,
+                                persons.household, persons.rng_id, households.members,
+                                households.savings_usd, float(p.remit_share), monthly,
+                                np.int64(p.remit_delay_months))
+        self.remitted_usd_total += sent
+        s = sim.scale
+        sim.record("remittances_usd", sent * s)
+        sim.record("remitting_households", n_hh * s)
+        sim.record("families_punished", punished * s)
+        sim.record("watched_households", n_keep * s)
+
+
+@nb.njit(cache=True)
+def _surveil(t, seed, ev_hh, ev_kind, hh_flags, hh_surv, hh_won, hh_usd, inc_leave, inc_caught,
+             p_punish, fine, new_watch):
+    tm = np.uint64(t)
+    n_new = 0
+    punished = 0
+    for e in range(ev_hh.shape[0]):
+        h = ev_hh[e]
+        if (hh_flags[h] & H_WATCHED) == 0:
+            hh_flags[h] |= H_WATCHED
+            new_watch[n_new] = h
+            n_new += 1
+        inc = inc_caught if ev_kind[e] == 1 else inc_leave
+        s = hh_surv[h] + inc
+        u = rng.uniform1(seed, _LEFT_BEHIND, tm, np.uint64(h), np.uint64(e))
+        if u < p_punish:
+            s = 1.0
+            hh_won[h] *= 1.0 - fine
+            hh_usd[h] *= 1.0 - fine
+            punished += 1
+        hh_surv[h] = s if s < 1.0 else 1.0
+    return n_new, punished
+
+
+@nb.njit(cache=True)
+def _fade(watched, hh_flags, hh_surv, decay, floor, keep):
+    """Surveillance fades; households below the floor are no longer watched."""
+    n_keep = 0
+    for j in range(watched.shape[0]):
+        h = watched[j]
+        s = hh_surv[h] * (1.0 - decay)
+        if s < floor:
+            hh_surv[h] = 0.0
+            hh_flags[h] &= np.uint8(0xFF ^ H_WATCHED)
+        else:
+            hh_surv[h] = s
+            keep[n_keep] = h
+            n_keep += 1
+    return n_keep
+
+
+@nb.njit(cache=True)
+def _remit(t, seed, n, idx_person, idx_rec, rec_months, stage, household, rng_id, members,
+           hh_usd, share, monthly, delay):
+    """Each sending defector in South Korea adds ``monthly`` USD to the family's savings;
+    what is added is exactly what is recorded as sent."""
+    sent = 0.0
+    n_hh = 0
+    for j in range(n):
+        i = idx_person[j]
+        if stage[i] != ARRIVED:
+            continue
+        r = idx_rec[j]
+        if t - rec_months[r, R_ARRIVED] < delay:
+            continue
+        h = household[i]
+        if members[h] <= 0:
+            continue
+        # whether this person sends money at all is a fixed trait (month 0 of the stream)
+        if rng.uniform1(seed, _LEFT_BEHIND, np.uint64(0), rng_id[i], np.uint64(1)) >= share:
+            continue
+        hh_usd[h] += monthly
+        sent += monthly
+        n_hh += 1
+    return sent, n_hh
