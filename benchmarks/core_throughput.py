@@ -10,6 +10,7 @@ absolute times drift; the ratio does not).
 
     python benchmarks/core_throughput.py                 # scale 10 and 1, 1 and 2 threads
     python benchmarks/core_throughput.py --scales 100 --threads 2
+    python benchmarks/core_throughput.py --modules demography --out benchmarks/results_demography.json
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def worker(scale: float, threads: int) -> dict:
+def worker(scale: float, threads: int, modules: str) -> dict:
     from talbuk.sim import Sim
 
     t0 = time.perf_counter()
-    sim = Sim("baseline", scale=scale, seed=1, threads=threads)
+    sim = Sim("baseline", scale=scale, seed=1, threads=threads,
+              modules=None if modules == "all" else tuple(modules.split(",")))
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = sim.run()
@@ -45,7 +47,7 @@ def worker(scale: float, threads: int) -> dict:
         "agent_months_per_second": agent_months / wall,
         "state_bytes_per_person": (sim.persons.nbytes() + sim.households.nbytes()) / sim.initial_persons,
         "peak_rss_bytes_per_agent": peak / sim.initial_persons,
-        "agents_initial": sim.initial_persons, "people_initial": people0,
+        "agents_initial": sim.initial_persons, "people_initial": people0, "modules": modules,
         "phase_seconds": {k: round(v, 2) for k, v in sim.phase_seconds.items() if v > 0},
     }
 
@@ -79,20 +81,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", default="10,1")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--worker", nargs=2, metavar=("SCALE", "THREADS"))
+    ap.add_argument("--modules", default="all", help="'all' or a comma list, e.g. 'demography' for the core")
+    ap.add_argument("--worker", nargs=3, metavar=("SCALE", "THREADS", "MODULES"))
     ap.add_argument("--out", default=str(HERE / "results_core.json"))
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(float(args.worker[0]), int(args.worker[1]))))
+        print(json.dumps(worker(float(args.worker[0]), int(args.worker[1]), args.worker[2])))
         return
     rows = []
     for scale in (float(s) for s in args.scales.split(",")):
         for threads in (int(t) for t in args.threads.split(",")):
-            r = subprocess.run([sys.executable, __file__, "--worker", str(scale), str(threads)],
+            r = subprocess.run([sys.executable, __file__, "--worker", str(scale), str(threads), args.modules],
                                capture_output=True, text=True, check=True)
             row = json.loads(r.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"scale {scale:>5g} threads {threads}: run {row['run_seconds']:7.1f} s  "
+            print(f"[{args.modules}] scale {scale:>5g} threads {threads}: run {row['run_seconds']:7.1f} s  "
                   f"{row['person_months_per_second'] / 1e6:8.0f} M person-months/s  "
                   f"{row['agent_months_per_second'] / 1e6:6.1f} M agent-months/s  "
                   f"state {row['state_bytes_per_person']:5.1f} B/agent  "

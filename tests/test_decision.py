@@ -6,22 +6,14 @@ import numpy as np
 import pytest
 
 from talbuk import Sim
-from talbuk.calendar import parse_month
-from talbuk.scenario import load_scenario
 from talbuk.state import F_DECIDED, RESIDENT
+from tests.helpers import months_to, scenario_file
 
 SCALE = 1000  # about 20,000 agents
 
 
-def _scenario(tmp_path, body: str, name: str = "t"):
-    f = tmp_path / f"{name}.toml"
-    f.write_text(f'extends = "baseline"\nname = "{name}"\n' + body)
-    return load_scenario(f)
-
-
-def _months_to(year: int) -> int:
-    return parse_month(f"{year}-12") - parse_month("1990-01") + 1
-
+_scenario = scenario_file
+_months_to = months_to
 
 def _decisions(sim) -> dict[str, np.ndarray]:
     chunks = sim.tables.get("decisions", [])

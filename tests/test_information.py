@@ -5,23 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from talbuk import Sim
-from talbuk.calendar import parse_month
 from talbuk.population import PROVINCES
-from talbuk.scenario import load_scenario
 from talbuk.state import F_MARKET_GEN, F_MEDIA_EVER, F_PUNISHED, RESIDENT
+from tests.helpers import months_to, scenario_file
 
 SCALE = 2000  # about 10,000 agents: fast, and enough for shares to 0.01
 
 
-def _scenario(tmp_path, body: str, name: str = "t"):
-    f = tmp_path / f"{name}.toml"
-    f.write_text(f'extends = "baseline"\nname = "{name}"\n' + body)
-    return load_scenario(f)
-
-
-def _months_to(year: int) -> int:
-    return parse_month(f"{year}-12") - parse_month("1990-01") + 1
-
+_scenario = scenario_file
+_months_to = months_to
 
 def test_no_media_supply_nobody_exposed():
     sim = Sim("no-foreign-media", scale=SCALE * 2, seed=3)

@@ -44,10 +44,12 @@ class Sim:
 
     ``scale`` is people per agent (1 = every person); results are always in people.
     ``threads`` sets numba's thread count (default: all cores); results do not depend on it.
+    ``modules`` runs only the named modules (demography is required), for benchmarks and tests.
     """
 
     def __init__(self, scenario: str | Path | Scenario = "baseline", *, scale: float = 10,
-                 seed: int = 1, threads: int | None = None, checks: bool = False):
+                 seed: int = 1, threads: int | None = None, checks: bool = False,
+                 modules: tuple[str, ...] | None = None):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if not scale >= 1:
             raise ValueError(f"scale must be at least 1 (people per agent), got {scale}")
@@ -60,8 +62,14 @@ class Sim:
         self.end_month = self.scenario.end_month
         self.n_months = self.end_month - self.start_month + 1
         self.levers = self.scenario.lever_series(self.start_month, self.n_months)
+        if modules is not None:
+            unknown = sorted(set(modules) - set(MODULE_CLASSES))
+            if unknown or "demography" not in modules:
+                raise ValueError(f"modules: {unknown or 'demography is required'}; known: {sorted(MODULE_CLASSES)}")
+        # ``modules`` selects a subset (benchmarks of the core, tests); default: all of them
         self.modules = [MODULE_CLASSES[name](self.scenario.params[name])
-                        for name in STEP_ORDER if name in MODULE_CLASSES]
+                        for name in STEP_ORDER if name in MODULE_CLASSES
+                        and (modules is None or name in modules)]
         self.t_index = 0  # months completed
         self.phase_seconds = {name: 0.0 for name in STEP_ORDER}
         self.setup_seconds = 0.0
