@@ -17,13 +17,15 @@ class InvariantError(AssertionError):
     """An accounting identity of the model failed."""
 
 
-def check_members(sim) -> None:
-    """``households.members`` equals a recount (valid right after the demography phase)."""
+def check_members(sim, population: int) -> None:
+    """Member counts and the population equal a recount (valid right after demography)."""
     p = sim.persons
     home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
     members = np.bincount(p.household[home], minlength=sim.households.n)
     if not np.array_equal(members, sim.households.members.astype(np.int64)):
         raise InvariantError("household member counts disagree with a recount")
+    if population != home.sum():
+        raise InvariantError(f"population counted {population} != people in the country {home.sum()}")
 
 
 def check_invariants(sim) -> None:
@@ -40,10 +42,6 @@ def check_invariants(sim) -> None:
     deaths = (sim.monthly["deaths"][:t].sum() + sim.monthly["deaths_abroad"][:t].sum()) / sim.scale
     if round(deaths) != counts[DEAD]:
         raise InvariantError(f"deaths recorded {deaths:.0f} != people flagged dead {counts[DEAD]}")
-    home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
-    population = sim.monthly["population"][sim.t_index] / sim.scale
-    if round(population) != home.sum():
-        raise InvariantError(f"population recorded {population:.0f} != people in the country {home.sum()}")
     for m in sim.modules:
         check = getattr(m, "check", None)
         if check is not None:

@@ -212,7 +212,7 @@ class Demography(Module):
         if sim.checks:
             from talbuk.checks import check_members
 
-            check_members(sim)
+            check_members(sim, int(tot[C_POP] + n_births))
         self._last = (float(tot[C_POP] + n_births), float(women_w_next.sum()))
         s = sim.scale
         sim.record("population", (tot[C_POP] + n_births) * s)
