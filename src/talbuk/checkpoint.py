@@ -14,12 +14,13 @@ a resumed run draws exactly what the uninterrupted one would have.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from talbuk.results import file_sha256 as _sha256
 
 CHECKPOINT_VERSION = 1
 
@@ -31,14 +32,6 @@ class CheckpointError(Exception):
 def partial_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     return run_dir.with_name(run_dir.name + ".partial")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_atomic_bytes(path: Path, writer) -> None:
