@@ -235,11 +235,7 @@ def report(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``talbuk`` command."""
-    try:
-        app(args=argv, prog_name="talbuk", standalone_mode=True)
-    except SystemExit as e:
-        # click maps usage errors to 2 already; keep other codes as they are
-        raise e
+    app(args=argv, prog_name="talbuk")  # click exits with 2 on usage errors
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from talbuk.calendar import format_month, month_year
+from talbuk.calendar import format_month
 from talbuk.population import PROVINCE_NAMES
 
 
@@ -198,7 +198,3 @@ def read_run(run_dir: Path) -> Results:
                    province_annual=pd.read_parquet(run_dir / "province_annual.parquet"),
                    tables=tables,
                    manifest=json.loads((run_dir / "manifest.json").read_text()))
-
-
-def year_of(month_index: int) -> int:
-    return month_year(month_index)

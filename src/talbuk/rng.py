@@ -41,7 +41,7 @@ STREAMS: dict[str, int] = {
     "init_household": 2,
     "init_trait": 3,
     # demography
-    "death": 10,
+    "death": 10,  # reserved: deaths use an Exp(1) threshold drawn from "trait", not a monthly draw
     "birth": 11,
     "household_split": 12,
     # economy
