@@ -145,3 +145,11 @@ def test_report_is_self_contained(tmp_path):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # no CDN, works offline
+
+
+def test_compare_refuses_bad_input(tmp_path):
+    r = talbuk("compare", "baseline", "no-such-scenario", "--out", tmp_path / "c")
+    assert r.returncode == 2 and "no-such-scenario" in r.stderr and "Traceback" not in r.stderr
+    r = talbuk("compare", "baseline", "no-famine", "--runs", "0", "--out", tmp_path / "c")
+    assert r.returncode == 2 and "--runs" in r.stderr
+    assert not (tmp_path / "c").exists()

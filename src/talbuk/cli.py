@@ -209,6 +209,49 @@ def rerun(
 
 
 @app.command()
+def compare(
+    base: Annotated[str, typer.Argument(help="the base scenario (name or file)")],
+    others: Annotated[list[str], typer.Argument(help="scenarios to compare with the base")],
+    runs: Annotated[int, typer.Option(help="paired runs (seeds SEED .. SEED+RUNS-1)")] = 10,
+    scale: Annotated[float, typer.Option(help="people per agent")] = 500.0,
+    seed: Annotated[int, typer.Option(help="first seed")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="comparison folder")] = None,
+    threads: Annotated[int | None, typer.Option(help="numba threads")] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+):
+    """Paired ensembles with common random numbers: differences by year with 90% bands."""
+    from talbuk.compare import compare as run_compare
+    from talbuk.compare import write_comparison
+    from talbuk.scenario import ScenarioError, load_scenario
+
+    try:
+        if runs < 1:
+            raise BadInput(f"--runs: must be at least 1, got {runs}")
+        if not scale >= 1:
+            raise BadInput(f"--scale: must be at least 1 (people per agent), got {scale:g}")
+        if seed < 0:
+            raise BadInput(f"--seed: must be a non-negative integer, got {seed}")
+        names = [load_scenario(x).name for x in [base, *others]]
+        target = out if out is not None else Path("runs") / ("compare-" + "-".join(names))
+        _check_out_dir(target, force)
+    except (BadInput, ScenarioError) as e:
+        _fail(str(e))
+    t0 = time.perf_counter()
+
+    def progress(name, r):
+        err.print(f"run {r + 1}/{runs}: {name}  ({time.perf_counter() - t0:.0f} s)")
+
+    cmp = run_compare(base, others, runs=runs, scale=scale, seed=seed, threads=threads, progress=progress)
+    write_comparison(cmp, target, force=force)
+    table = Table("scenario", "output", "period", "median difference", "90% band")
+    for _, row in cmp.totals.iterrows():
+        table.add_row(row["scenario"], row["output"], row["period"], f"{row['median']:,.0f}",
+                      f"{row['low']:,.0f} .. {row['high']:,.0f}")
+    stdout.print(table)
+    stdout.print(f"wrote {target}")
+
+
+@app.command()
 def scenarios():
     """List the built-in scenarios."""
     from talbuk.scenario import builtin_scenarios
