@@ -137,6 +137,25 @@ def _fig_pipeline(a: pd.DataFrame):
     return fig, "Targets: people in China 10,000-300,000 in 2002 and 30,000-100,000 in 2006 (data/targets.csv)."
 
 
+def _fig_motives(res):
+    from talbuk.compare import motives
+
+    m = motives(res)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for gen, g in m.groupby("generation"):
+        g = g[g["arrivals"] > 0]
+        ax.plot(g["year"], g["pulled_share"], marker="o", ms=3, lw=1.5, label=gen)
+    ax.axhline(0.5, color="#888", lw=1, ls=":")
+    ax.set_ylim(0, 1)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("year of arrival")
+    ax.set_ylabel("share of arrivals mainly pulled (desire)")
+    ax.set_title("Motives: pull (media, kin, markets) over push (hunger, loss, punishment)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig, ("Model attribution from each decision's push and pull components; one run, sampled "
+                 "arrivals (noisy at coarse scales). Generations split at birth year 1985.")
+
+
 FIGURES = (
     ("population", ("population",), _fig_population),
     ("vital_rates", ("births", "deaths"), _fig_vital),
@@ -145,6 +164,7 @@ FIGURES = (
     ("economy", ("pds_share",), _fig_economy),
     ("media", ("media_ever_share",), _fig_media),
     ("pipeline", ("in_china",), _fig_pipeline),
+    ("motives", ("arrivals",), None),
 )
 
 
@@ -162,7 +182,15 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         if not all(c in a.columns for c in needs):
             missing.append(name)
             continue
-        fig, caption = _fig_excess(a, pa) if name == "excess_deaths" else maker(a)
+        if name == "motives" and "defectors" not in res.tables:
+            missing.append(name)
+            continue
+        if name == "excess_deaths":
+            fig, caption = _fig_excess(a, pa)
+        elif name == "motives":
+            fig, caption = _fig_motives(res)
+        else:
+            fig, caption = maker(a)
         png = _png(fig)
         (fig_dir / f"{name}.png").write_bytes(png)
         parts.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
