@@ -103,6 +103,16 @@ class Decision(Module):
         self.dist = np.array([p.distance_to_border_km for p in PROVINCES], dtype=np.float32)
         self._idx = np.zeros(0, dtype=np.int64)
         self._vals = np.zeros((0, 3), dtype=np.float32)
+        self._theta_key = None
+        self._theta = np.zeros(0, dtype=np.float32)
+
+    def _theta_table(self, loc: float, scale: float) -> np.ndarray:
+        """Personal thresholds by the 16-bit leave trait (cached while loc and scale hold)."""
+        key = (float(np.float32(loc)), float(np.float32(scale)))
+        if key != self._theta_key:
+            self._theta = _theta_table(np.float32(loc), np.float32(scale))
+            self._theta_key = key
+        return self._theta
 
     def step(self, sim) -> None:
         p = self.params
@@ -139,7 +149,7 @@ class Decision(Module):
             households.members, households.cell, households.savings_won,
             households.savings_usd, cell_kin, self.dist, lv, w,
             np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
-            self._idx, self._vals)
+            self._idx, self._vals, self._theta_table(loc, p.threshold_scale))
         tot = counts.sum(axis=0)
         # expected flow: per-chunk partials added in chunk order (thread-independent)
         exp_all = 0.0
@@ -171,14 +181,26 @@ class Decision(Module):
         sim.record("expected_decisions_female", exp_fem * s)
 
 
+@nb.njit(cache=True)
+def _theta_table(loc, scale):
+    """``theta = loc + scale logit(u)`` for each value of the 16-bit leave trait (bits 8-23),
+    with exactly the float32 operations of a per-person evaluation (no log per person)."""
+    one = np.float32(1.0)
+    out = np.empty(65536, dtype=np.float32)
+    for k in range(65536):
+        u1 = trait_leave_u(np.uint32(k) << np.uint32(8))
+        out[k] = loc + scale * math.log(u1 / (one - u1))
+    return out
+
+
 @nb.njit(parallel=True, cache=True)
 def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
                      province, household, grievance, desire, fear, hh_flags, kin_abroad,
                      members, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
-                     min_age, max_age, bounds, counts, expected, out_idx, out_vals):
+                     min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab):
     border_k, china, severity, fee, inv_rate, border = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5]
     w_b, w_c, w_f, w_fam, w_age, w_kin = w[0], w[1], w[2], w[3], w[4], w[5]
-    loc, scale, ramp, hz = w[6], w[7], w[8], w[9]
+    ramp, hz = w[8], w[9]  # w[6], w[7] (threshold location and scale): in theta_tab
     u_ab, u_st, u_co, u_pu = w[10], w[11], w[12], w[13]
     p_a, p_g, p_n, p_c, p_r = w[14], w[15], w[16], w[17], w[18]
     own, kin_help, dscale = w[19], w[20], w[21]
@@ -221,8 +243,8 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             if old < zero:
                 old = zero
             R = ra * (w_b * border_k + w_c * china + w_f * fear[i]) + w_fam * fam + w_age * old - w_kin * kin
-            u1 = trait_leave_u(tr)
-            theta = loc + scale * math.log(u1 / (one - u1))
+            # theta = loc + scale * logit(u) of the 16-bit leave trait, from a table
+            theta = theta_tab[(tr >> np.uint32(8)) & np.uint32(0xFFFF)]
             if rule == 0:
                 x = G + D - R - theta
             else:

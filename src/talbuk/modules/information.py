@@ -170,7 +170,7 @@ class Information(Module):
                       persons.birth_month, persons.province, persons.household, persons.flags,
                       persons.media_exposure, persons.fear, hh_social, hh_caught,
                       self.level.astype(np.float32), np.float32(p.market_weight), self.border, np.float32(p.trader_bonus), np.float32(p.pressure_gain),
-                      np.float32(p.threshold_scale), np.float32(p.exposure_rate),
+                      _threshold_table(np.float32(p.threshold_scale)), np.float32(p.exposure_rate),
                       np.float32(p.watching_min), np.float32(p.caught_fear), bounds, counts)
         tot = counts.sum(axis=0)
         sim.shared["cell_kin_share"] = cell_kin
@@ -240,10 +240,20 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
                 surveillance[h] = s if s < 1.0 else 1.0
 
 
+@nb.njit(cache=True)
+def _threshold_table(threshold_scale):
+    """Adoption thresholds ``threshold_scale * Weibull(u)`` for each value of the trait's top
+    byte, with exactly the float32 operations of a per-person evaluation."""
+    out = np.empty(256, dtype=np.float32)
+    for k in range(256):
+        out[k] = threshold_scale * trait_media_threshold(np.uint32(k) << np.uint32(24))
+    return out
+
+
 @nb.njit(parallel=True, cache=True)
 def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, household, flags,
                   exposure, fear, hh_social, hh_caught, prov_level, market_w, border, trader_bonus,
-                  gain, threshold_scale, rate, watching_min, caught_fear, bounds, counts):
+                  gain, thr_tab, rate, watching_min, caught_fear, bounds, counts):
     min_age = MEDIA_MIN_AGE * 12
     adult_age = ADULT_AGE * 12
     one = np.float32(1.0)
@@ -275,7 +285,7 @@ def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, househo
             if not (fl & F_MEDIA_EVER):
                 if pressure > np.float32(0.0):
                     tr = person_traits(seed, traits, rng_id, i)
-                    if e > threshold_scale * trait_media_threshold(tr):
+                    if e > thr_tab[tr >> np.uint32(24)]:
                         fl |= F_MEDIA_EVER
             elif hh_caught[h] and e >= watching_min:
                 fl |= F_PUNISHED
