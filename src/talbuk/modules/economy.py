@@ -65,7 +65,6 @@ from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
     CROSSING,
-    DEAD,
     DETAINED,
     F_MARKET_GEN,
     F_TRADER,
@@ -80,8 +79,13 @@ _HH = np.uint64(rng.STREAMS["economy_household"])
 _PERSON = np.uint64(rng.STREAMS["economy_person"])
 N_PROV = len(PROVINCES)
 MAX_AGE = 120
+AGE_MONTHS = (MAX_AGE + 1) * 12  # length of the tables by age in months
 N_BINS = 512  # priority-score histogram bins for the PDS triage
 EV_NONE, EV_ENTER, EV_QUIT = 0, 1, 2
+# Bits of ``hbits``, what a household's members are (OR over members: order-free). Bits 0-2:
+# some member has songbun 0, 1, 2 (the lowest set bit is the lowest songbun).
+B_SB_OTHER, B_WOMAN, B_MG, B_TRADER = 8, 16, 32, 64  # songbun > 2; working-age woman,
+# working-age member of the market generation, trader
 # household-pass counters (columns of ``hcounts``)
 (K_PDS_FED, K_MARKET_USD, K_STATE_USD, K_TRADING_HH, K_HH, K_SAV_USD, K_DOLLARS, K_REDENOM,
  K_ENTER, K_QUIT, K_FOOD_BOUGHT, K_NEED) = range(12)
@@ -192,6 +196,10 @@ class Economy(Module):
         ages = np.arange(MAX_AGE + 1)
         self.need_w = np.where(ages < 5, p.need_child, np.where(ages < 15, p.need_young,
                                np.where(ages >= 60, p.need_old, 1.0))).astype(np.float32)
+        # the same by age in months (no division per person): age // 12, capped at MAX_AGE
+        age_m = np.minimum(np.arange(AGE_MONTHS) // 12, MAX_AGE)
+        self.need_m = self.need_w[age_m]
+        self.worker_m = ((age_m >= 16) & (age_m <= 64)).astype(np.uint8)
         self.prov_priority = np.array(
             [p.priority_pyongyang if pr.name == "Pyongyang" else
              (p.priority_northeast if pr.northeast else p.priority_other) for pr in PROVINCES])
@@ -211,6 +219,12 @@ class Economy(Module):
         self.won_factor = np.where(np.cumsum(redenom) > 0, 100.0, 1.0)  # old won per won
         self.mg_birth = (p.market_gen_birth_year - 1900) * 12
         n = hh.n
+        # The initial population is sorted by household and its households by cell: the
+        # aggregation passes run in parallel over that prefix (checked each month, with a
+        # serial fallback) and fix up later households, movers and the born serially.
+        self.p0 = int(sim.persons.n)
+        self.h0 = int(n)
+        self.movers = np.zeros(self.p0, dtype=np.int32)
         self.entry_res = np.zeros(hh.capacity, dtype=np.float32)
         self.entry_res[:n] = -np.log(rng.uniforms(sim.seed, "economy_household", 0,
                                                   np.arange(n))[:, 0])
@@ -228,13 +242,11 @@ class Economy(Module):
 
     def _alloc(self, hcap: int, pcap: int) -> None:
         self.need = np.zeros(hcap, dtype=np.float32)
-        self.songbun_min = np.zeros(hcap, dtype=np.uint8)
-        self.n_traders = np.zeros(hcap, dtype=np.int16)
+        self.hbits = np.zeros(hcap, dtype=np.uint8)  # B_* bits of the members
         self.power = np.zeros(hcap, dtype=np.float32)
         self.n_workers = np.zeros(hcap, dtype=np.int16)
-        self.n_women = np.zeros(hcap, dtype=np.int16)
-        self.n_mg = np.zeros(hcap, dtype=np.int16)
         self.event = np.zeros(hcap, dtype=np.uint8)
+        self.hx = np.zeros(hcap, dtype=np.float64)  # triage score in histogram units
 
     def _grow(self, hcap: int) -> None:
         if self.entry_res.shape[0] < hcap:
@@ -305,27 +317,54 @@ class Economy(Module):
         lr = math.log(800000.0 / 7.0)
         dollar_share = min(p.dollar_share_max, max(0.0, p.dollar_share_max * math.log(max(rate_old, 7.0) / 7.0) / lr))
 
-        # 1. persons -> households (serial scatter)
-        _aggregate(np.int64(t), persons.stage, persons.birth_month, persons.sex, persons.household,
-                   persons.songbun, persons.flags, persons.market_skill, nh, self.need_w,
-                   np.int64(self.mg_birth), float(p.skill_floor), float(p.mg_income_bonus),
-                   self.need, self.songbun_min, self.n_traders, self.power, self.n_workers,
-                   self.n_women, self.n_mg)
-        # 2. households: new ones, cell trading shares, triage histogram (serial)
+        # 1. persons -> households: parallel over the sorted initial population, serial
+        #    fix-up of chunk-boundary households, movers and the born (same order of sums)
+        n = persons.n
+        p0 = min(self.p0, n)
+        pb0 = sim.chunk_bounds(p0)
+        hb = sim.chunk_bounds(nh)
+        nc0 = pb0.size - 1
+        first_h = np.empty(nc0, dtype=np.int64)
+        last_h = np.empty(nc0, dtype=np.int64)
+        defer_end = np.empty(nc0, dtype=np.int64)
+        n_movers = np.empty(nc0, dtype=np.int64)
+        ok = np.empty(nc0, dtype=np.bool_)
+        args = (np.int64(t), persons.stage, persons.birth_month, persons.sex, persons.household,
+                persons.songbun, persons.flags, persons.market_skill, self.need_m,
+                self.worker_m, np.int64(self.mg_birth), float(p.skill_floor),
+                float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers)
+        _aggregate_par(np.int64(self.h0), hb, pb0, first_h, last_h, defer_end, self.movers,
+                       n_movers, ok, *args)
+        if not _aggregate_fixup(np.int64(p0), np.int64(self.h0), pb0, first_h, last_h,
+                                defer_end, self.movers, n_movers, ok,
+                                np.empty(n, dtype=np.int32), *args):
+            _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
+        # 2. households: new ones (serial), then cell trading shares, triage scores and
+        #    histogram, need sums (parallel, exact: integer counts, sums of float32 needs)
         n_cells = sim.cell_province.shape[0]
-        cell_share = np.zeros(n_cells, dtype=np.float32)
-        hist = np.zeros(N_BINS, dtype=np.float64)
-        need_sums = np.zeros(2, dtype=np.float64)  # farm, PDS-dependent
-        _household_prepass(np.int64(t), sim.seed_key, np.int64(self.n_seen), hh.flags, hh.province,
-                           hh.cell, hh.members, self.farm_share, self.entry_res, self.shortfall,
-                           self.hh_u, self.songbun_min, self.prov_priority, self.songbun_priority,
-                           float(p.priority_jitter), float(self.score_max), cell_share, hist,
-                           self.need, need_sums)
+        _new_households(np.int64(t), sim.seed_key, np.int64(self.n_seen), hh.flags, hh.province,
+                        self.farm_share, self.entry_res, self.shortfall, self.hh_u)
         self.n_seen = nh
+        cell_share = np.zeros(n_cells, dtype=np.float32)
+        cell_n = np.zeros(n_cells, dtype=np.int32)
+        cell_tr = np.zeros(n_cells, dtype=np.int32)
+        nch = hb.size - 1
+        hist_c = np.zeros((nch, N_BINS), dtype=np.float64)
+        need_c = np.zeros((nch, 2), dtype=np.float64)  # farm, PDS-dependent
+        first_c = np.empty((nch, 4), dtype=np.int64)  # first cell, its households, trading, last cell
+        ok_c = np.empty(nch, dtype=np.bool_)
+        _household_scan(np.int64(self.h0), hh.flags, hh.province, hh.cell, hh.members,
+                        self.hh_u, self.need, self.hbits, self.prov_priority, self.songbun_priority,
+                        float(p.priority_jitter), float(self.score_max), self.hx, hb, hist_c,
+                        need_c, cell_n, cell_tr, first_c, ok_c)
+        _cell_shares(np.int64(self.h0), hh.flags, hh.cell, hh.members, first_c, ok_c, cell_n,
+                     cell_tr, cell_share)
+        hist = hist_c.sum(axis=0)
+        need_sums = need_c.sum(axis=0)
         cut_bin, cut_frac = _triage_cut(hist, cover)
         residual = self.residual_food(fi, need_sums[0], need_sums[1], cover, ration)
         # 3. households: food, income, savings, entry and quitting (parallel)
-        bounds = sim.chunk_bounds(nh)
+        bounds = hb
         hcounts = np.zeros((bounds.size - 1, N_HCOUNTS), dtype=np.float64)
         prov_fed = np.zeros((bounds.size - 1, N_PROV), dtype=np.float64)
         hp = np.array([
@@ -340,13 +379,11 @@ class Economy(Module):
         ], dtype=np.float64)
         _household_kernel(np.int64(t), sim.seed_key, hh.flags, hh.province, hh.cell, hh.members,
                           hh.savings_won, hh.savings_usd, hh.state_income, hh.market_income,
-                          self.need, self.songbun_min, self.n_traders, self.power, self.n_workers,
-                          self.n_women, self.n_mg, self.entry_res, self.shortfall, self.hh_u, self.event,
-                          cell_share, self.prov_priority, self.songbun_priority,
-                          float(p.priority_jitter), float(self.score_max), np.int64(cut_bin),
+                          self.need, self.hbits, self.power, self.n_workers,
+                          self.hx, self.entry_res, self.shortfall, self.event, cell_share, np.int64(cut_bin),
                           float(cut_frac), self.prov_china, hp, bounds, hcounts, prov_fed)
         # 4. persons: hunger, traders, skill, market generation (parallel)
-        pb = sim.chunk_bounds(persons.n)
+        pb = sim.chunk_bounds(n)
         pcounts = np.zeros((pb.size - 1, N_PCOUNTS), dtype=np.float64)
         prov_hungry = np.zeros((pb.size - 1, N_PROV), dtype=np.float64)
         pp = np.array([p.hunger_threshold, p.hunger_severity, p.hunger_smoothing, p.hungry_level,
@@ -355,7 +392,8 @@ class Economy(Module):
         _person_kernel(np.int64(t), sim.seed_key, persons.rng_id, persons.stage,
                        persons.birth_month, persons.sex, persons.household, persons.province,
                        persons.flags, persons.hunger, persons.market_skill, hh.flags,
-                       self.shortfall, self.event, np.int64(self.mg_birth), pp, pb, pcounts,
+                       self.shortfall, self.event, self.worker_m, np.int64(self.mg_birth), pp, pb,
+                       pcounts,
                        prov_hungry)
         hc = hcounts.sum(axis=0)
         pc = pcounts.sum(axis=0)
@@ -383,85 +421,292 @@ class Economy(Module):
 
 
 # ---------------------------------------------------------------------- kernels
+# The sum of one person into their household (need by age, lowest songbun, workers, women,
+# market generation, traders and their trading power) is written out in each loop below:
+# numba passes arrays to a called function with reference counting, which costs more than
+# the sum itself.
+@nb.njit(inline="always", cache=True)
+def _in_country(st):
+    return st <= CROSSING or st == DETAINED  # resident, preparing, crossing, detained
+
+
 @nb.njit(cache=True)
-def _aggregate(t, stage, birth_month, sex, household, songbun, flags, skill, nh, need_w, mg_birth,
-               skill_floor, mg_bonus, need, songbun_min, n_traders, power, n_workers, n_women,
-               n_mg):
+def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
+               worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
     """Serial scatter of persons into household sums (need, traders, workers, songbun)."""
+    amax = need_m.shape[0] - 1
     for h in range(nh):
         need[h] = 0.0
-        songbun_min[h] = 255
-        n_traders[h] = 0
+        hbits[h] = 0
         power[h] = 0.0
         n_workers[h] = 0
-        n_women[h] = 0
-        n_mg[h] = 0
     for i in range(stage.shape[0]):
         st = stage[i]
-        if not (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED):
+        if not _in_country(st):
             continue
         h = household[i]
-        age = (t - birth_month[i]) // 12
-        if age > MAX_AGE:
-            age = MAX_AGE
-        need[h] += need_w[age]
+        bm = birth_month[i]
+        a = t - bm
+        if a > amax:
+            a = amax
+        need[h] += need_m[a]
         sb = songbun[i]
-        if sb < songbun_min[h]:
-            songbun_min[h] = sb
-        if 16 <= age <= 64 and (st == RESIDENT or st == PREPARING):
+        bits = (1 << sb) if sb < 3 else B_SB_OTHER
+        if worker_m[a] != 0 and st <= PREPARING:
             n_workers[h] += 1
-            mg = birth_month[i] >= mg_birth
+            mg = bm >= mg_birth
             if sex[i] == SEX_FEMALE:
-                n_women[h] += 1
+                bits |= B_WOMAN
             if mg:
-                n_mg[h] += 1
+                bits |= B_MG
             if flags[i] & F_TRADER:
-                n_traders[h] += 1
+                bits |= B_TRADER
                 w = skill_floor + skill[i]
                 if mg:
                     w *= 1.0 + mg_bonus
                 power[h] += w
+        hbits[h] |= bits
 
 
-@nb.njit(inline="always", cache=True)
-def _score(u, province, songbun, prov_priority, songbun_priority, jitter):
-    sb = songbun if songbun < 3 else 1
-    return prov_priority[province] + songbun_priority[sb] + jitter * u
+@nb.njit(parallel=True, cache=True)
+def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_movers, ok,
+                   t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
+                   worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
+    """Parallel part of the scatter, over the initial population ``[0, pbounds[-1])``.
+
+    Its members of initial households (``< h0``) come in household order, so a chunk owns
+    every household it meets except its first one (shared with the chunk before), which it
+    defers to :func:`_aggregate_fixup` together with members who moved to a new household.
+    Each household's sums are thereby still formed in person-index order.
+    """
+    amax = need_m.shape[0] - 1
+    for c in nb.prange(hbounds.shape[0] - 1):
+        for h in range(hbounds[c], hbounds[c + 1]):
+            need[h] = 0.0
+            hbits[h] = 0
+            power[h] = 0.0
+            n_workers[h] = 0
+    for c in nb.prange(pbounds.shape[0] - 1):
+        lo = pbounds[c]
+        hf = -1
+        prev = -1
+        dend = lo
+        nm = 0
+        good = True
+        for i in range(lo, pbounds[c + 1]):
+            st = stage[i]
+            if not _in_country(st):
+                continue
+            hh = household[i]
+            if hh >= h0:
+                movers[lo + nm] = i
+                nm += 1
+                continue
+            if hh < prev:
+                good = False
+            prev = hh
+            if hf < 0:
+                hf = hh
+            if hh == hf:
+                dend = i + 1
+                continue
+            h = hh
+            bm = birth_month[i]
+            a = t - bm
+            if a > amax:
+                a = amax
+            need[h] += need_m[a]
+            sb = songbun[i]
+            bits = (1 << sb) if sb < 3 else B_SB_OTHER
+            if worker_m[a] != 0 and st <= PREPARING:
+                n_workers[h] += 1
+                mg = bm >= mg_birth
+                if sex[i] == SEX_FEMALE:
+                    bits |= B_WOMAN
+                if mg:
+                    bits |= B_MG
+                if flags[i] & F_TRADER:
+                    bits |= B_TRADER
+                    w = skill_floor + skill[i]
+                    if mg:
+                        w *= 1.0 + mg_bonus
+                    power[h] += w
+            hbits[h] |= bits
+        first_h[c] = hf
+        last_h[c] = prev
+        defer_end[c] = dend
+        n_movers[c] = nm
+        ok[c] = good
 
 
 @nb.njit(cache=True)
-def _household_prepass(t, seed, n_seen, flags, province, cell, members, farm_share, entry_res,
-                       shortfall, hh_u, songbun_min, prov_priority, songbun_priority, jitter,
-                       score_max, cell_share, hist, need, need_sums):
-    """New households (farm flag, entry threshold), cell trading shares, triage histogram."""
-    nh = flags.shape[0]
+def _aggregate_fixup(p0, h0, pbounds, first_h, last_h, defer_end, movers, n_movers, ok, idx,
+                     t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
+                     worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
+    """Serial rest of the scatter; False if the initial population was not in order.
+
+    Adds, in person order per household: the chunks' first households, the initial people
+    who moved to a new household, and the born.
+    """
+    amax = need_m.shape[0] - 1
+    nc = pbounds.shape[0] - 1
+    prev = -1
+    for c in range(nc):
+        if not ok[c]:
+            return False
+        if first_h[c] >= 0:
+            if first_h[c] < prev:
+                return False
+            prev = last_h[c]
+    k = 0
+    for c in range(nc):
+        hf = first_h[c]
+        if hf < 0:
+            continue
+        for i in range(pbounds[c], defer_end[c]):
+            if _in_country(stage[i]) and household[i] == hf:
+                idx[k] = i
+                k += 1
+    for c in range(nc):
+        base = pbounds[c]
+        for j in range(n_movers[c]):
+            idx[k] = movers[base + j]
+            k += 1
+    for i in range(p0, stage.shape[0]):
+        if _in_country(stage[i]):
+            idx[k] = i
+            k += 1
+    for j in range(k):
+        i = idx[j]
+        st = stage[i]
+        h = household[i]
+        bm = birth_month[i]
+        a = t - bm
+        if a > amax:
+            a = amax
+        need[h] += need_m[a]
+        sb = songbun[i]
+        bits = (1 << sb) if sb < 3 else B_SB_OTHER
+        if worker_m[a] != 0 and st <= PREPARING:
+            n_workers[h] += 1
+            mg = bm >= mg_birth
+            if sex[i] == SEX_FEMALE:
+                bits |= B_WOMAN
+            if mg:
+                bits |= B_MG
+            if flags[i] & F_TRADER:
+                bits |= B_TRADER
+                w = skill_floor + skill[i]
+                if mg:
+                    w *= 1.0 + mg_bonus
+                power[h] += w
+        hbits[h] |= bits
+    return True
+
+
+@nb.njit(cache=True)
+def _new_households(t, seed, n_seen, flags, province, farm_share, entry_res, shortfall, hh_u):
+    """Households founded since last month: farm flag, entry threshold, triage jitter."""
     tm = np.uint64(t)
-    for h in range(n_seen, nh):
+    for h in range(n_seen, flags.shape[0]):
         u0, u1, u2, _u3 = rng.uniform4(seed, _HH, tm, np.uint64(h), np.uint64(1))
         if u0 < farm_share[province[h]]:
             flags[h] |= H_FARM
         entry_res[h] = -math.log(u1)
         shortfall[h] = 0.0
         hh_u[h] = u2
-    cell_n = np.zeros(cell_share.shape[0], dtype=np.float32)
-    for h in range(nh):
-        m = members[h]
-        if m <= 0:
-            continue
-        c = cell[h]
-        cell_n[c] += 1.0
-        if flags[h] & H_TRADING:
-            cell_share[c] += 1.0
-        if flags[h] & H_FARM:
-            need_sums[0] += need[h]
-        else:
-            need_sums[1] += need[h]
-            s = _score(hh_u[h], province[h], songbun_min[h], prov_priority, songbun_priority, jitter)
-            b = int(s / score_max * N_BINS)
-            hist[min(b, N_BINS - 1)] += m
+
+
+@nb.njit(parallel=True, cache=True)
+def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_priority,
+                    songbun_priority, jitter, score_max, hx, hbounds, hist_c, need_c, cell_n,
+                    cell_tr, first_c, ok_c):
+    """Per chunk of households: triage scores and histogram, need sums, cell counts.
+
+    Initial households (``< h0``) come in cell order: a chunk counts every cell it meets
+    except its first (kept apart, added by :func:`_cell_shares`); later households are
+    counted there too. All sums here are exact (integers; float32 needs summed in float64).
+    """
+    for c in nb.prange(hbounds.shape[0] - 1):
+        fc = -1
+        prevc = -1
+        fn = 0
+        ftr = 0
+        good = True
+        nf = 0.0
+        nd = 0.0
+        for h in range(hbounds[c], hbounds[c + 1]):
+            m = members[h]
+            if m <= 0:
+                continue
+            fl = flags[h]
+            if h < h0:
+                cc = cell[h]
+                tr = 1 if fl & H_TRADING else 0
+                if cc < prevc:
+                    good = False
+                prevc = cc
+                if fc < 0:
+                    fc = cc
+                if cc == fc:
+                    fn += 1
+                    ftr += tr
+                else:
+                    cell_n[cc] += 1
+                    cell_tr[cc] += tr
+            if fl & H_FARM:
+                nf += need[h]
+            else:
+                nd += need[h]
+                # triage score: province, lowest songbun of the members, fixed jitter
+                hb = hbits[h]
+                sb = 0 if hb & 1 else (1 if hb & 2 else (2 if hb & 4 else 1))
+                s = prov_priority[province[h]] + songbun_priority[sb] + jitter * hh_u[h]
+                x = s / score_max * N_BINS
+                hx[h] = x
+                b = int(x)
+                hist_c[c, min(b, N_BINS - 1)] += m
+        need_c[c, 0] = nf
+        need_c[c, 1] = nd
+        first_c[c, 0] = fc
+        first_c[c, 1] = fn
+        first_c[c, 2] = ftr
+        first_c[c, 3] = prevc
+        ok_c[c] = good
+
+
+@nb.njit(cache=True)
+def _cell_shares(h0, flags, cell, members, first_c, ok_c, cell_n, cell_tr, cell_share):
+    """Finish the cell counts (chunks' first cells, new households) and form the shares."""
+    nh = flags.shape[0]
+    good = True
+    prev = -1
+    for c in range(first_c.shape[0]):
+        if not ok_c[c]:
+            good = False
+        if first_c[c, 0] >= 0:
+            if first_c[c, 0] < prev:
+                good = False
+            prev = first_c[c, 3]
+    if good:
+        for c in range(first_c.shape[0]):
+            if first_c[c, 0] >= 0:
+                cell_n[first_c[c, 0]] += first_c[c, 1]
+                cell_tr[first_c[c, 0]] += first_c[c, 2]
+        lo = min(h0, nh)
+    else:  # households out of cell order: count them all here
+        cell_n[:] = 0
+        cell_tr[:] = 0
+        lo = 0
+    for h in range(lo, nh):
+        if members[h] > 0:
+            cc = cell[h]
+            cell_n[cc] += 1
+            if flags[h] & H_TRADING:
+                cell_tr[cc] += 1
     for c in range(cell_share.shape[0]):
         if cell_n[c] > 0:
-            cell_share[c] /= cell_n[c]
+            cell_share[c] = np.float32(cell_tr[c]) / np.float32(cell_n[c])
 
 
 def _triage_cut(hist: np.ndarray, cover: float) -> tuple[int, float]:
@@ -495,10 +740,9 @@ def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, nece
 
 @nb.njit(parallel=True, cache=True)
 def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
-                      state_income, market_income, need, songbun_min, n_traders, power,
-                      n_workers, n_women, n_mg, entry_res, shortfall, hh_u, event, cell_share,
-                      prov_priority, songbun_priority, jitter, score_max, cut_bin, cut_frac,
-                      prov_china, hp, bounds, hcounts, prov_fed):
+                      state_income, market_income, need, hbits, power, n_workers, hx,
+                      entry_res, shortfall, event, cell_share, cut_bin,
+                      cut_frac, prov_china, hp, bounds, hcounts, prov_fed):
     (farm_adv, farm_cap, ration_need, fed_grams, ration, coping, price, wage, income_base,
      tol_floor, china, cap_gain, cap_scale, save_rate, drawdown, dollar_share, rate, fi, tol,
      entry_base, necessity, imitation, men_only, mg_boost, quit_h, cap_won, excess_kept,
@@ -523,14 +767,17 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         k_need = 0.0
         p_fed = np.zeros(N_PROV, dtype=np.float64)
         for h in range(bounds[c], bounds[c + 1]):
-            event[h] = EV_NONE
             m = members[h]
             if m <= 0:
+                event[h] = EV_NONE
                 state_income[h] = 0.0
                 market_income[h] = 0.0
                 continue
+            ev = EV_NONE
             fl = flags[h]
             nd = need[h]
+            ntr = hbits[h] & B_TRADER
+            nwk = n_workers[h]
             pr = province[h]
             won = savings_won[h] * keep
             usd = savings_usd[h] * keep
@@ -552,9 +799,7 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
             else:
                 covered = False
                 if ration > 0.0:
-                    s = _score(hh_u[h], pr, songbun_min[h], prov_priority, songbun_priority,
-                               jitter)
-                    x = s / score_max * N_BINS
+                    x = hx[h]  # the triage score, computed by _household_scan
                     b = int(x)
                     if b > N_BINS - 1:
                         b = N_BINS - 1
@@ -567,11 +812,11 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                         p_fed[pr] += m
                 else:
                     food = coping * nd  # outside the PDS: a share of the residual grain
-                state_usd += wage * n_workers[h]
+                state_usd += wage * nwk
             # market income of the household's traders
             sav_usd = usd + won / rate
             mk = 0.0
-            if n_traders[h] > 0:
+            if ntr > 0:
                 capf = 1.0 + cap_gain * math.log1p(max(sav_usd, 0.0) / cap_scale)
                 mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf
             # state wages paid for the (subsidised) ration and little else: they count as
@@ -620,14 +865,14 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
             k_bought += bought
             k_need += nd
             # entering or leaving the markets: hazards consumed against an Exp(1) threshold
-            if n_traders[h] > 0:
+            if ntr > 0:
                 k_trading += 1.0
                 flags[h] = fl | H_TRADING
                 hz = quit_h * (1.0 - min(prev_gap, 1.0))
                 if hz > 0.0:
                     r = entry_res[h] - hz
                     if r <= 0.0:
-                        event[h] = EV_QUIT
+                        ev = EV_QUIT
                         flags[h] = fl & ~H_TRADING
                         k_quit += 1.0
                         entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(2)))
@@ -635,17 +880,18 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                         entry_res[h] = r
             else:
                 flags[h] = fl & ~H_TRADING
-                if n_workers[h] > 0 and tol > 0.0:
-                    hz = entry_hazard(prev_gap, cell_share[cell[h]], tol, n_women[h] > 0,
-                                      n_mg[h] > 0, entry_base, necessity, imitation, men_only,
-                                      mg_boost)
+                if nwk > 0 and tol > 0.0:
+                    hz = entry_hazard(prev_gap, cell_share[cell[h]], tol,
+                                      (hbits[h] & B_WOMAN) != 0, (hbits[h] & B_MG) != 0,
+                                      entry_base, necessity, imitation, men_only, mg_boost)
                     r = entry_res[h] - hz
                     if r <= 0.0:
-                        event[h] = EV_ENTER
+                        ev = EV_ENTER
                         k_enter += 1.0
                         entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(3)))
                     else:
                         entry_res[h] = r
+            event[h] = ev
         hcounts[c, K_PDS_FED] = k_fed
         hcounts[c, K_MARKET_USD] = k_market
         hcounts[c, K_STATE_USD] = k_state
@@ -663,26 +909,28 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
 
 @nb.njit(parallel=True, cache=True)
 def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
-                   skill, hh_flags, shortfall, event, mg_birth, pp, bounds, pcounts, prov_hungry):
+                   skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, pcounts,
+                   prov_hungry):
     h_thr, severity, smooth, hungry_level, p_woman, p_man, mg_boost, learn, forget = (
         pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8])
     tm = np.uint64(t)
     inv = 1.0 / (1.0 - h_thr)
+    amax = worker_m.shape[0] - 1
     for c in nb.prange(bounds.shape[0] - 1):
         pop = 0.0
         hungry = 0.0
         hsum = 0.0
-        tw = 0.0
-        ww = 0.0
-        tmn = 0.0
-        wm = 0.0
+        tw = 0
+        ww = 0
+        tmn = 0  # all traders of working age until the end of the chunk
+        wm = 0  # all workers until the end of the chunk
         mgc = 0.0
-        tmg = 0.0
-        wmg = 0.0
+        tmg = 0
+        wmg = 0
         p_h = np.zeros(N_PROV, dtype=np.float64)
         for i in range(bounds[c], bounds[c + 1]):
             st = stage[i]
-            if st == DEAD or not (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED):
+            if not _in_country(st):
                 continue
             h = household[i]
             pop += 1.0
@@ -711,8 +959,10 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
                 hungry += 1.0
                 p_h[province[i]] += 1.0
             # trading
-            age = (t - bm) // 12
-            worker = 16 <= age <= 64 and (st == RESIDENT or st == PREPARING)
+            a = t - bm  # age in months: working age (16-64) from a table
+            if a > amax:
+                a = amax
+            worker = worker_m[a] != 0 and st <= PREPARING
             ev = event[h]
             if fl & F_TRADER:
                 if ev == EV_QUIT or not worker:
@@ -736,24 +986,23 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
                         skill[i] = sk if sk > 1e-3 else 0.0
             if fl != flags[i]:
                 flags[i] = fl
-            if worker:
-                tr = 1.0 if fl & F_TRADER else 0.0
-                if sex[i] == SEX_FEMALE:
-                    ww += 1.0
-                    tw += tr
-                else:
-                    wm += 1.0
-                    tmn += tr
-                if mg:
-                    wmg += 1.0
-                    tmg += tr
+            if worker:  # integer counters without branches (women, all, market generation)
+                tr = np.int64((fl & F_TRADER) != 0)
+                fem = np.int64(sex[i] == SEX_FEMALE)
+                mgi = np.int64(mg)
+                ww += fem
+                tw += tr & fem
+                wm += 1
+                tmn += tr
+                wmg += mgi
+                tmg += tr & mgi
         pcounts[c, P_POP] = pop
         pcounts[c, P_HUNGRY] = hungry
         pcounts[c, P_HUNGER_SUM] = hsum
         pcounts[c, P_TRADER_W] = tw
         pcounts[c, P_WORKER_W] = ww
-        pcounts[c, P_TRADER_M] = tmn
-        pcounts[c, P_WORKER_M] = wm
+        pcounts[c, P_TRADER_M] = tmn - tw
+        pcounts[c, P_WORKER_M] = wm - ww
         pcounts[c, P_MG] = mgc
         pcounts[c, P_TRADER_MG] = tmg
         pcounts[c, P_WORKER_MG] = wmg
