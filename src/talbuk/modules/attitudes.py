@@ -68,7 +68,7 @@ class AttitudesParams(ModuleParams):
     griev_illegitimacy: float = Field(0.25, ge=0, le=3, description="assumption")
     loss_memory: float = Field(0.9, ge=0, le=0.999, description="assumption: monthly retention of a household's remembered loss")
     desire_media: float = Field(0.7, ge=0, le=3, description="assumption: foreign media show life in South Korea (InterMedia 2012)")
-    desire_kin_south: float = Field(0.6, ge=0, le=3, description="set by hand (0.4 -> 0.6) against the 2000s rise of arrivals (chain migration: about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea send money and tell the truth")
+    desire_kin_south: float = Field(1.2, ge=0, le=3, description="set by hand (0.4 -> 1.2) against the 2000s rise of arrivals (chain migration: about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea send money and tell the truth")
     desire_market_gen: float = Field(0.15, ge=0, le=3, description="assumption: the market generation seeks a better deal (DESIGN.md 0)")
     desire_trader: float = Field(0.08, ge=0, le=3, description="assumption: traders see China and prices")
     desire_skill: float = Field(0.05, ge=0, le=3, description="assumption: market skill")

@@ -64,7 +64,7 @@ class DecisionParams(ModuleParams):
     risk_fear: float = Field(0.5, ge=0, le=5, description="assumption: weight of fear (punishment severity, surveillance)")
     risk_family: float = Field(0.15, ge=0, le=5, description="assumption: family left behind are punished (guilt by association)")
     risk_age: float = Field(0.3, ge=0, le=5, description="assumption: the old leave less")
-    kin_relief: float = Field(0.3, ge=0, le=5, description="set by hand (0.2 -> 0.3) against the 2000s rise of arrivals: kin abroad pay brokers, lower the risk")
+    kin_relief: float = Field(0.6, ge=0, le=5, description="set by hand (0.2 -> 0.6) against the 2000s rise of arrivals: kin abroad pay brokers, lower the risk")
     threshold_loc: float = Field(0.8, ge=-5, le=5, description="set by hand: decisions of order 3,000-10,000 a year in the 2000s")
     threshold_scale: float = Field(0.15, ge=0.01, le=2, description="set by hand: spread of personal thresholds (logistic scale)")
     ramp: float = Field(0.2, ge=0.001, le=5, description="assumption: width over which p rises to the hazard")
