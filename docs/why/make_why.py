@@ -100,7 +100,10 @@ Each decision records its push (hunger, lost savings, punishment, songbun, illeg
 ![motives](why/motives.png)
 
 ## Caveats
-Arrivals in the sample are few at this scale, so the attribution bands are wide; the weights that
+The border counterfactuals (`open-border`, `no-2012-crackdown`) grow without bound after 2012:
+chain migration (kin in the South raise desire, pay brokers and speed the route) feeds on itself
+once crossing stays easy, so their size says more about that feedback, set by hand, than about
+history. Arrivals in the sample are few at this scale, so the attribution bands are wide; the weights that
 turn hunger, media and kin into push and pull are set by hand (docs/information_attitudes_decision.md),
 so the split depends on them until the calibration issue puts them under the data.
 """
