@@ -5,22 +5,29 @@ PY := $(VENV)/bin/python
 SCALE ?= 100
 SEED ?= 1
 
-.PHONY: install run test test-full bench lint clean
+.PHONY: install browser run test test-full bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,calibrate,web,bench]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Debian's Chromium for the browser tests of `talbuk serve` (Playwright drives it; never
+# `playwright install`, which downloads a browser). Needs root or sudo on a fresh machine.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # the baseline at the default scale (100 people per agent), then its report
 run: install
 	$(VENV)/bin/talbuk run --scenario baseline --scale $(SCALE) --seed $(SEED) --out runs/baseline --force
 	$(VENV)/bin/talbuk report runs/baseline
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest -q
 

@@ -1,0 +1,290 @@
+"""Uncertain parameters: priors from TOML, applying a parameter vector to a scenario, posteriors.
+
+This module is the contract shared by ``talbuk calibrate``, ``ensemble``, ``sensitivity`` and
+``validate``. It needs nothing beyond the core dependencies (no pyabc, no Dask).
+
+A priors file has one table per uncertain parameter under ``[parameters]``::
+
+    [parameters."decision.threshold_loc"]     # [params.decision] threshold_loc of the scenario
+    distribution = "uniform"                  # "uniform" or "loguniform"
+    low = 0.4
+    high = 1.2
+    source = "set by hand before; prior wide around it"
+
+    [parameters."lever.border_security@2012-01"]   # the value of an existing timeline point
+    distribution = "uniform"
+    low = 0.5
+    high = 0.9
+    source = "..."
+
+A parameter name is either ``MODULE.KEY`` (a field of that module's params) or
+``lever.LEVER@YYYY-MM`` (the value of the point of that lever dated that month, which must
+exist in the scenario the priors are applied to). Values are checked against the module's
+field bounds and the lever's range when priors are loaded, so a prior cannot propose a value
+the model would refuse.
+
+A posterior is a table (Parquet or CSV) with one column per parameter name, a ``weight``
+column (normalised to sum to 1) and optionally a ``rule`` column (the decision rule of each
+particle, for model comparison), plus metadata (``source``: the calibration that made it).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from talbuk.modules import MODULE_CLASSES
+from talbuk.scenario import LEVERS, Point, Scenario, ScenarioError, parse_month
+
+#: the priors file that ships with the package
+DEFAULT_PRIORS = "priors.toml"
+#: the posterior that ships with the package (written by ``talbuk calibrate --ship``)
+DEFAULT_POSTERIOR = "posterior.csv"
+
+_DISTRIBUTIONS = ("uniform", "loguniform")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One uncertain parameter and its prior distribution."""
+
+    name: str
+    distribution: str
+    low: float
+    high: float
+    source: str = ""
+
+    @property
+    def is_lever(self) -> bool:
+        return self.name.startswith("lever.")
+
+    def ppf(self, q: np.ndarray | float) -> np.ndarray:
+        """Quantile function: maps uniform(0, 1) numbers onto the prior (for Sobol samples)."""
+        q = np.asarray(q, dtype=np.float64)
+        if self.distribution == "uniform":
+            return self.low + q * (self.high - self.low)
+        lo, hi = math.log(self.low), math.log(self.high)
+        return np.exp(lo + q * (hi - lo))
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ppf(rng.random(n))
+
+
+def _package_file(name: str) -> Path:
+    return Path(str(resources.files("talbuk.calibration").joinpath(name)))
+
+
+def default_priors_path() -> Path:
+    return _package_file(DEFAULT_PRIORS)
+
+
+def default_posterior_path() -> Path:
+    return _package_file(DEFAULT_POSTERIOR)
+
+
+def _split_lever(name: str, file: str) -> tuple[str, str]:
+    body = name[len("lever."):]
+    if "@" not in body:
+        raise ScenarioError(file, f"parameters.{name}", "expected lever.LEVER@YYYY-MM")
+    lever, date = body.split("@", 1)
+    if lever not in LEVERS:
+        raise ScenarioError(file, f"parameters.{name}", f"unknown lever {lever!r}; known: {sorted(LEVERS)}")
+    try:
+        parse_month(date)
+    except Exception as exc:  # noqa: BLE001 - reported with the key
+        raise ScenarioError(file, f"parameters.{name}", f"expected a date YYYY-MM after '@', got {date!r}") from exc
+    return lever, date
+
+
+def _bounds(name: str, file: str) -> tuple[float, float]:
+    """The range the model accepts for a parameter (field bounds or the lever's range)."""
+    if name.startswith("lever."):
+        lever, _ = _split_lever(name, file)
+        spec = LEVERS[lever]
+        return spec.low, spec.high
+    if "." not in name:
+        raise ScenarioError(file, f"parameters.{name}", "expected MODULE.KEY or lever.LEVER@YYYY-MM")
+    module, key = name.split(".", 1)
+    if module not in MODULE_CLASSES:
+        raise ScenarioError(file, f"parameters.{name}", f"unknown module {module!r}; known: {sorted(MODULE_CLASSES)}")
+    fields = MODULE_CLASSES[module].Params.model_fields
+    if key not in fields:
+        raise ScenarioError(file, f"parameters.{name}", f"unknown parameter of {module}; known: {sorted(fields)}")
+    lo, hi = -math.inf, math.inf
+    for meta in fields[key].metadata:
+        for attr, val in (("ge", "lo"), ("gt", "lo"), ("le", "hi"), ("lt", "hi")):
+            if hasattr(meta, attr) and getattr(meta, attr) is not None:
+                if val == "lo":
+                    lo = float(getattr(meta, attr))
+                else:
+                    hi = float(getattr(meta, attr))
+    return lo, hi
+
+
+def load_priors(path: str | Path | None = None) -> list[Prior]:
+    """Read and check a priors file (the shipped one by default). Errors name file and key."""
+    p = Path(path) if path is not None else default_priors_path()
+    file = str(p)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(file, "(file)", "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(file, "(file)", f"not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - {"parameters", "description"})
+    if unknown:
+        raise ScenarioError(file, unknown[0], "unknown key; expected 'parameters' and 'description'")
+    params = raw.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise ScenarioError(file, "parameters", "expected a non-empty table of parameters")
+    out = []
+    for name, spec in params.items():
+        key = f"parameters.{name}"
+        if not isinstance(spec, dict):
+            raise ScenarioError(file, key, "expected a table with distribution, low, high, source")
+        extra = sorted(set(spec) - {"distribution", "low", "high", "source"})
+        if extra:
+            raise ScenarioError(file, f"{key}.{extra[0]}", "unknown key; expected distribution, low, high, source")
+        dist = spec.get("distribution", "uniform")
+        if dist not in _DISTRIBUTIONS:
+            raise ScenarioError(file, f"{key}.distribution", f"expected one of {_DISTRIBUTIONS}, got {dist!r}")
+        for k in ("low", "high"):
+            v = spec.get(k)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ScenarioError(file, f"{key}.{k}", f"expected a number, got {v!r}")
+        low, high = float(spec["low"]), float(spec["high"])
+        if not low < high:
+            raise ScenarioError(file, f"{key}.high", f"expected high > low ({low}), got {high}")
+        if dist == "loguniform" and low <= 0:
+            raise ScenarioError(file, f"{key}.low", "expected > 0 for a loguniform prior")
+        blo, bhi = _bounds(name, file)
+        if low < blo or high > bhi:
+            raise ScenarioError(file, key, f"expected a range inside the model's bounds [{blo}, {bhi}], got [{low}, {high}]")
+        source = spec.get("source", "")
+        if not isinstance(source, str):
+            raise ScenarioError(file, f"{key}.source", "expected a string")
+        out.append(Prior(name, dist, low, high, source))
+    return out
+
+
+def apply_params(scenario: Scenario, theta: dict[str, float]) -> Scenario:
+    """A copy of ``scenario`` with each parameter of ``theta`` set (names as in a priors file).
+
+    The special name ``rule`` (a string) sets the decision rule. Module params are validated
+    by their pydantic model; a lever point must already exist at the given date.
+    """
+    params = dict(scenario.params)
+    timeline = dict(scenario.timeline)
+    rule = scenario.decision_rule
+    by_module: dict[str, dict[str, float]] = {}
+    for name, value in theta.items():
+        if name == "rule":
+            rule = str(value)
+            continue
+        if name.startswith("lever."):
+            lever, date = _split_lever(name, "(theta)")
+            points = timeline.get(lever, ())
+            if not any(pt.date == date for pt in points):
+                dates = [pt.date for pt in points]
+                raise ScenarioError(scenario.name, f"timeline.{lever}", f"no point dated {date} to set; dates: {dates}")
+            timeline[lever] = tuple(
+                Point(pt.date, float(value), (pt.source + " [calibrated]").strip()) if pt.date == date else pt
+                for pt in points
+            )
+            continue
+        module, key = name.split(".", 1)
+        by_module.setdefault(module, {})[key] = float(value)
+    for module, values in by_module.items():
+        if module not in params:
+            raise ScenarioError(scenario.name, f"params.{module}", "unknown module")
+        cls = MODULE_CLASSES[module].Params
+        merged = params[module].model_dump() | values
+        params[module] = cls.model_validate(merged)
+    return replace(scenario, params=params, timeline=timeline, decision_rule=rule)
+
+
+def theta_of(scenario: Scenario, priors: list[Prior]) -> dict[str, float]:
+    """The values the scenario currently has for each prior's parameter."""
+    out = {}
+    for pr in priors:
+        if pr.is_lever:
+            lever, date = _split_lever(pr.name, "(priors)")
+            out[pr.name] = next(pt.value for pt in scenario.timeline[lever] if pt.date == date)
+        else:
+            module, key = pr.name.split(".", 1)
+            out[pr.name] = float(getattr(scenario.params[module], key))
+    return out
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Weighted particles over the parameters (and possibly the decision rule)."""
+
+    particles: pd.DataFrame  # one column per parameter, plus optional "rule"
+    weights: np.ndarray
+    source: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [c for c in self.particles.columns if c not in ("rule", "weight")]
+
+    def draw(self, n: int, seed: int) -> list[dict]:
+        """``n`` parameter vectors drawn with replacement by weight (deterministic in ``seed``)."""
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(self.weights), size=n, replace=True, p=self.weights)
+        rows = self.particles.iloc[idx]
+        return [
+            {k: (v if k == "rule" else float(v)) for k, v in row.items()} for _, row in rows.iterrows()
+        ]
+
+    def mean(self) -> dict[str, float]:
+        return {k: float(np.sum(self.particles[k].to_numpy() * self.weights)) for k in self.names}
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (CSV or Parquet by suffix)."""
+        path = Path(path)
+        df = self.particles.copy()
+        df["weight"] = self.weights
+        tmp = path.with_name(path.name + ".tmp")
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            with open(tmp, "w") as fh:
+                fh.write(f"# source: {self.source}\n")
+                df.to_csv(fh, index=False)
+        tmp.replace(path)
+
+
+def load_posterior(path: str | Path | None = None) -> Posterior:
+    """Read a posterior (the shipped one by default). Errors name the file and the column."""
+    p = Path(path) if path is not None else default_posterior_path()
+    file = str(p)
+    if not p.exists():
+        raise ScenarioError(file, "(file)", "no such posterior file")
+    source = ""
+    try:
+        if p.suffix == ".parquet":
+            df = pd.read_parquet(p)
+        else:
+            with open(p) as fh:
+                first = fh.readline()
+            if first.startswith("# source:"):
+                source = first[len("# source:"):].strip()
+            df = pd.read_csv(p, comment=None, skiprows=1 if source else 0)
+    except Exception as exc:  # noqa: BLE001 - reported with the file
+        raise ScenarioError(file, "(file)", f"could not read a table: {exc}") from None
+    if "weight" not in df.columns:
+        raise ScenarioError(file, "weight", "expected a 'weight' column")
+    w = df.pop("weight").to_numpy(dtype=np.float64)
+    if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ScenarioError(file, "weight", "expected non-negative finite weights with a positive sum")
+    for c in df.columns:
+        if c != "rule" and not pd.api.types.is_numeric_dtype(df[c]):
+            raise ScenarioError(file, c, "expected numbers")
+    return Posterior(df.reset_index(drop=True), w / w.sum(), source)
