@@ -185,6 +185,10 @@ class Journey(Module):
         self.n_idx = 0
         self.idx_person = np.zeros(1024, dtype=np.int64)
         self.idx_rec = np.zeros(1024, dtype=np.int64)
+        self.idx_last = np.zeros(1024, dtype=np.uint8)  # stage after the last month's kernel
+        # cumulative transitions between stages (from, to) made or seen by this module, for
+        # the invariant "stage count = entries - exits" (checks.py)
+        self.flows = np.zeros((DEAD + 1, DEAD + 1), dtype=np.int64)
         self.n_rec = 0
         self.rec_person = np.zeros(1024, dtype=np.int64)
         self.rec_months = np.full((1024, 8), NO_MONTH, dtype=np.int16)
@@ -205,6 +209,7 @@ class Journey(Module):
     def checkpoint_state(self) -> dict:
         n, r = self.n_idx, self.n_rec
         return {"idx_person": self.idx_person[:n].copy(), "idx_rec": self.idx_rec[:n].copy(),
+                "idx_last": self.idx_last[:n].copy(), "flows": self.flows.copy(),
                 "rec_person": self.rec_person[:r].copy(), "rec_months": self.rec_months[:r].copy(),
                 "rec_outcome": self.rec_outcome[:r].copy(), "rec_push": self.rec_push[:r].copy(),
                 "rec_pull": self.rec_pull[:r].copy(),
@@ -220,6 +225,9 @@ class Journey(Module):
         self.n_idx = len(arrays["idx_person"])
         self.idx_person[: self.n_idx] = arrays["idx_person"]
         self.idx_rec[: self.n_idx] = arrays["idx_rec"]
+        if "idx_last" in arrays:
+            self.idx_last[: self.n_idx] = arrays["idx_last"]
+            self.flows[:] = arrays["flows"]
         r = len(arrays["rec_person"])
         self.n_rec = 0
         self._grow_records(r)
@@ -240,7 +248,7 @@ class Journey(Module):
         need = self.n_idx + extra
         if need > self.idx_person.shape[0]:
             cap = max(need, 2 * self.idx_person.shape[0])
-            for name in ("idx_person", "idx_rec"):
+            for name in ("idx_person", "idx_rec", "idx_last"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: self.n_idx] = old[: self.n_idx]
@@ -315,6 +323,8 @@ class Journey(Module):
         self.rec_pull[recs] = pull
         self.idx_person[self.n_idx: self.n_idx + k] = uids
         self.idx_rec[self.n_idx: self.n_idx + k] = recs
+        self.idx_last[self.n_idx: self.n_idx + k] = PREPARING
+        self.flows[RESIDENT, PREPARING] += k  # the decision module's transition
         self.n_idx += k
         self.n_rec += k
         return k
@@ -381,7 +391,8 @@ class Journey(Module):
         self.events_kind = np.zeros(n, dtype=np.uint8)
         touched = np.zeros(n, dtype=np.int64)
         new_n, n_touched = _journey_kernel(
-            np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.rec_months,
+            np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.idx_last,
+            self.flows, self.rec_months,
             self.rec_outcome, persons.stage, persons.stage_month, persons.flags, persons.fear,
             persons.sex, persons.province, persons.household, persons.rng_id,
             households.flags, households.surveillance, households.savings_won,
@@ -437,6 +448,28 @@ class Journey(Module):
             ex[X_RELEASED, s] += rel
             arrived += arr
         return arrived, float(mf[M_CHINA].sum() + ex[X_SETTLED].sum())
+
+    def check(self, sim) -> None:
+        """Invariants (``Sim(checks=True)``): every stage of the journey holds exactly the
+        people who entered it minus those who left it, counted from the transitions this
+        module made or saw (``flows``), against a recount of the whole population; and the
+        index holds exactly the people in the pipeline or abroad."""
+        from talbuk.checks import InvariantError
+
+        counts = np.bincount(sim.persons.stage[: sim.persons.n], minlength=DEAD + 1)
+        for st in (PREPARING, CROSSING, IN_CHINA, IN_TRANSIT, ARRIVED, SETTLED_CHINA, DETAINED):
+            net = int(self.flows[:, st].sum() - self.flows[st, :].sum())
+            if counts[st] != net:
+                raise InvariantError(
+                    f"journey: {STAGE_NAMES[st]} holds {counts[st]} people but entries - exits = {net}")
+        if counts[PREPARING:DEAD].sum() != self.n_idx:
+            raise InvariantError(
+                f"journey: {counts[PREPARING:DEAD].sum()} people in the pipeline or abroad, "
+                f"{self.n_idx} in the index")
+        # the mean-field copy neither creates nor loses expected people
+        dec, held = self.mean_field_balance()
+        if abs(dec - held) > 1e-6 * max(1.0, dec):
+            raise InvariantError(f"journey: mean-field mass {held} != expected decisions {dec}")
 
     def mean_field_balance(self) -> tuple[float, float]:
         """(cumulative expected decisions, expected mass in all stages plus all exits)."""
@@ -504,7 +537,7 @@ class Journey(Module):
 
 
 @nb.njit(cache=True)
-def _journey_kernel(t, seed, n, idx_person, idx_rec, rec_months, rec_outcome, stage,
+def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome, stage,
                     stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
                     hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
                     k, sums):
@@ -525,6 +558,8 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, rec_months, rec_outcome, st
         h = household[i]
         s = 1 if sex[i] == SEX_FEMALE else 0
         keep = True
+        if st != idx_last[j]:  # moved by another module since last month (natural death)
+            flows[idx_last[j], st] += 1
         if st == DEAD:  # died of natural causes (demography) on the way or abroad
             if rec_months[r, R_DIED] < 0:
                 rec_months[r, R_DIED] = stage_month[i]
@@ -680,9 +715,12 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, rec_months, rec_outcome, st
                     rec_outcome[r] = DEAD
                     k[K_JDEATH] += 1
                     keep = False
+        if stage[i] != st:
+            flows[st, stage[i]] += 1
         if keep:
             idx_person[w] = i
             idx_rec[w] = r
+            idx_last[w] = stage[i]
             w += 1
             st = stage[i]
             if st == PREPARING:
@@ -768,14 +806,34 @@ class LeftBehind(Module):
     def init(self, sim) -> None:
         self.watched = np.zeros(0, dtype=np.int64)
         self.remitted_usd_total = 0.0  # in agents' money (not scaled), for conservation checks
+        self.fined_total = np.zeros(2, dtype=np.float64)  # won, USD taken as fines (agents' money)
 
     def checkpoint_state(self) -> dict:
-        return {"watched": self.watched.copy(), "remitted": np.array([self.remitted_usd_total])}
+        return {"watched": self.watched.copy(), "remitted": np.array([self.remitted_usd_total]),
+                "fined": self.fined_total.copy()}
+
+    @staticmethod
+    def _check_money(households, before_won: float, before_usd: float, fined: np.ndarray,
+                     sent: float) -> None:
+        """Savings after this step = before - fines + remittances (to rounding)."""
+        from talbuk.checks import InvariantError
+
+        after_won = float(households.savings_won[: households.n].sum())
+        after_usd = float(households.savings_usd[: households.n].sum())
+        for name, before, after, delta in (("won", before_won, after_won, -fined[0]),
+                                           ("USD", before_usd, after_usd, sent - fined[1])):
+            tol = 1e-9 * max(1.0, abs(before), abs(after)) + 1e-6
+            if abs(after - (before + delta)) > tol:
+                raise InvariantError(
+                    f"left_behind: savings in {name} went from {before:.6g} to {after:.6g}, "
+                    f"but fines and remittances account for {delta:+.6g}")
 
     def restore_state(self, arrays: dict) -> None:
         if "watched" in arrays:
             self.watched = np.asarray(arrays["watched"], dtype=np.int64).copy()
             self.remitted_usd_total = float(arrays["remitted"][0])
+            if "fined" in arrays:
+                self.fined_total[:] = arrays["fined"]
 
     def step(self, sim) -> None:
         p = self.params
@@ -792,13 +850,17 @@ class LeftBehind(Module):
         keep = np.zeros(len(self.watched), dtype=np.int64)
         n_keep = _fade(self.watched, households.flags, households.surveillance,
                        float(p.surveillance_decay), float(p.surveillance_floor), keep)
+        if sim.checks:  # money is conserved: savings change only by fines and remittances
+            before_won = float(households.savings_won[: households.n].sum())
+            before_usd = float(households.savings_usd[: households.n].sum())
         new_watch = np.zeros(len(ev_hh), dtype=np.int64)
+        fined = np.zeros(2, dtype=np.float64)  # won, USD taken as fines
         n_new, punished = _surveil(np.int64(t), sim.seed_key, ev_hh, ev_kind,
                                    households.flags, households.surveillance,
                                    households.savings_won, households.savings_usd,
                                    float(p.surveillance_on_leave), float(p.surveillance_on_caught),
                                    float(p.family_punish_prob * severity),
-                                   float(p.family_fine_share), new_watch)
+                                   float(p.family_fine_share), new_watch, fined)
         self.watched = np.concatenate([keep[:n_keep], new_watch[:n_new]])
         n_keep = len(self.watched)
         # remittances from members in South Korea; the channel (couriers, brokers, Chinese
@@ -813,6 +875,9 @@ class LeftBehind(Module):
                                 households.savings_usd, float(p.remit_share), monthly,
                                 np.int64(p.remit_delay_months))
         self.remitted_usd_total += sent
+        self.fined_total += fined
+        if sim.checks:
+            self._check_money(households, before_won, before_usd, fined, sent)
         s = sim.scale
         sim.record("remittances_usd", sent * s)
         sim.record("remitting_households", n_hh * s)
@@ -822,7 +887,7 @@ class LeftBehind(Module):
 
 @nb.njit(cache=True)
 def _surveil(t, seed, ev_hh, ev_kind, hh_flags, hh_surv, hh_won, hh_usd, inc_leave, inc_caught,
-             p_punish, fine, new_watch):
+             p_punish, fine, new_watch, fined):
     tm = np.uint64(t)
     n_new = 0
     punished = 0
@@ -837,6 +902,8 @@ def _surveil(t, seed, ev_hh, ev_kind, hh_flags, hh_surv, hh_won, hh_usd, inc_lea
         u = rng.uniform1(seed, _LEFT_BEHIND, tm, np.uint64(h), np.uint64(e))
         if u < p_punish:
             s = 1.0
+            fined[0] += hh_won[h] * fine
+            fined[1] += hh_usd[h] * fine
             hh_won[h] *= 1.0 - fine
             hh_usd[h] *= 1.0 - fine
             punished += 1
