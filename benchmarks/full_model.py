@@ -1,0 +1,298 @@
+"""Speed and memory of the full model (all modules), its scaling, and its ratio to Mesa.
+
+Measures, each configuration in a fresh subprocess (so its peak memory is its own):
+
+1. whole baseline runs, 1990-01 to 2025-12, at scale 100 and 10 with 1 and 2 threads (and at
+   scale 1, the whole population, with ``--full``: about 35 minutes): run seconds,
+   person-months per second (people alive in North Korea times months / wall time, set-up
+   excluded), agent-months per second, peak resident memory per agent
+   (``resource.getrusage``), state bytes per agent (the arrays of ``sim.state_arrays()`` at
+   the end, and the preallocated tables), seconds per phase of :data:`talbuk.sim.STEP_ORDER`;
+2. a scaling curve: 1, 5, 10 and 20 million people (scale 20, 4, 2 and 1; ``Sim`` does not
+   accept scale < 1, so 25 million is out of reach), 2 threads, over a short window
+   (1990-01 to 1991-12, so that the whole-population point takes about two minutes), and
+   whether the cost per person-month is flat within 20%;
+3. the Mesa reference (``benchmarks/mesa_reference``) and talbuk on the same population
+   (scale 1000, about 20,000 agents, 1990-01 to 1995-12) in one process: agent-months per
+   second of each and their ratio. Mesa's cost per agent-month does not depend on the
+   population, so the ratio is also given against talbuk's speed at scale 10.
+
+Writes ``benchmarks/results.json`` (merged with what is there: figures measured by other
+scripts or by an earlier ``--full`` run are kept, with the time and command that produced
+them) and ``benchmarks/results.png`` (via ``plot_results.py``).
+
+    python benchmarks/full_model.py                  # about 15 minutes on a quiet 2-core machine
+    python benchmarks/full_model.py --full           # also the whole population, 1990-2025
+    python benchmarks/full_model.py --quick          # a smoke test (small scales, short windows)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results.json"
+SCRIPT = "benchmarks/full_model.py"
+
+
+def _scenario(end: str | None):
+    from talbuk.scenario import load_scenario
+
+    sc = load_scenario("baseline")
+    return dataclasses.replace(sc, end=end) if end else sc
+
+
+def _warm_up() -> None:
+    """Load every kernel (numba's cache) so compilation does not count as run time."""
+    from talbuk.sim import Sim
+
+    Sim(_scenario("1990-03"), scale=20000, seed=1).run()
+
+
+def worker(scale: float, threads: int, end: str | None) -> dict:
+    """One talbuk configuration (run in its own process)."""
+    import numpy as np
+
+    from talbuk.sim import STEP_ORDER, Sim
+
+    _warm_up()
+    t0 = time.perf_counter()
+    sim = Sim(_scenario(end), scale=scale, seed=1, threads=threads)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = sim.run()
+    wall = time.perf_counter() - t0
+    person_months = float(res.monthly["population"].sum())
+    agent_months = person_months / scale
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    n0 = sim.initial_persons
+    state = sim.state_arrays()
+    state_bytes = sum(np.asarray(v).nbytes for v in state.values())
+    return {
+        "scale": scale, "threads": threads, "window": f"{sim.scenario.start}..{sim.scenario.end}",
+        "months": sim.n_months, "agents_initial": n0, "people_initial": n0 * scale,
+        "setup_seconds": round(setup, 2), "run_seconds": round(wall, 2),
+        "person_months_per_second": person_months / wall,
+        "agent_months_per_second": agent_months / wall,
+        "ns_per_agent_month": 1e9 * wall / agent_months,
+        "peak_rss_bytes": peak, "peak_rss_bytes_per_agent": peak / n0,
+        "state_arrays_bytes_per_agent": state_bytes / n0,
+        "table_bytes_per_agent": (sim.persons.nbytes() + sim.households.nbytes()) / n0,
+        "agents_ever": int(sim.persons.n),
+        "phase_seconds": {p: round(sim.phase_seconds[p], 3) for p in STEP_ORDER
+                          if sim.phase_seconds[p] > 0},
+    }
+
+
+def mesa_worker(scale: float, end: str, threads: str) -> dict:
+    """talbuk and the Mesa reference on the same population and window, in this process."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.mesa_reference import TalbukMesa
+    from talbuk.sim import Sim
+
+    _warm_up()
+    sc = _scenario(end)
+    out: dict = {"scale": scale, "window": f"{sc.start}..{sc.end}", "talbuk": {}}
+    for th in (int(x) for x in threads.split(",")):
+        sim = Sim(sc, scale=scale, seed=1, threads=th)
+        t0 = time.perf_counter()
+        res = sim.run()
+        wall = time.perf_counter() - t0
+        am = float(res.monthly["population"].sum()) / scale
+        out["talbuk"][str(th)] = {"run_seconds": round(wall, 2), "agent_months_per_second": am / wall}
+        out["agents_initial"] = sim.initial_persons
+    t0 = time.perf_counter()
+    model = TalbukMesa(sc, scale=scale, seed=1)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    annual = model.run()
+    wall = time.perf_counter() - t0
+    am = float(model.monthly["population"].sum()) / scale
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["mesa"] = {"setup_seconds": round(setup, 2), "run_seconds": round(wall, 2),
+                   "agent_months_per_second": am / wall,
+                   "phase_seconds": {k: round(v, 2) for k, v in model.phase_seconds.items()},
+                   "agents_alive_end": len(model.persons),
+                   "peak_rss_bytes_per_agent_upper_bound": peak / len(model.persons),
+                   "population_end": float(annual["population"].iloc[-1])}
+    best = max(out["talbuk"].values(), key=lambda r: r["agent_months_per_second"])
+    out["ratio_same_population"] = best["agent_months_per_second"] / out["mesa"]["agent_months_per_second"]
+    return out
+
+
+def _subprocess(*args: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"worker {args} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def merge_results(path: Path, figures: dict, sections: dict) -> dict:
+    """Merge into ``path`` (atomically): new figures replace old ones of the same name;
+    others (an earlier ``--full`` run, other scripts) are kept with their own stamp."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    merged_figures = dict(old.get("figures", {}))
+    merged_figures.update(figures)
+    out = {k: v for k, v in old.items() if k not in ("figures",)}
+    out.update(sections)
+    out["figures"] = merged_figures
+    # the headline fields: value of each figure, null where none was ever measured
+    for name in ("full_scale_seconds", "full_scale_threads", "peak_bytes_per_person",
+                 "person_months_per_second", "mesa_speed_ratio"):
+        f = merged_figures.get(name)
+        out[name] = None if f is None else f["value"]
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", action="store_true", help="also the whole population (scale 1), 1990-2025 (about 35 min)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: small scales, short windows")
+    ap.add_argument("--skip-runs", action="store_true", help="skip the whole-period runs")
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--skip-mesa", action="store_true")
+    ap.add_argument("--out", default=None, help="default benchmarks/results.json (--quick: a temp file)")
+    ap.add_argument("--worker", nargs=3, metavar=("SCALE", "THREADS", "END"), help=argparse.SUPPRESS)
+    ap.add_argument("--mesa-worker", nargs=3, metavar=("SCALE", "END", "THREADS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        end = None if args.worker[2] == "-" else args.worker[2]
+        print(json.dumps(worker(float(args.worker[0]), int(args.worker[1]), end)))
+        return
+    if args.mesa_worker:
+        print(json.dumps(mesa_worker(float(args.mesa_worker[0]), args.mesa_worker[1], args.mesa_worker[2])))
+        return
+
+    command = "python " + SCRIPT + "".join(" " + a for a in sys.argv[1:])
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    import numba
+    import numpy
+
+    host = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+            "numpy": numpy.__version__, "numba": numba.__version__,
+            "python": sys.version.split()[0]}
+    out_path = Path(args.out) if args.out else (
+        Path(tempfile.gettempdir()) / "talbuk_bench_quick.json" if args.quick else RESULTS)
+
+    def figure(value, **where) -> dict:
+        return {"value": value, "measured_at": stamp, "command": command, "script": SCRIPT, **where}
+
+    figures: dict = {}
+    sections: dict = {}
+    if args.quick:
+        run_scales, run_end = [1000.0, 500.0], "1995-12"
+        curve_scales, curve_end = [2000.0, 1000.0, 500.0], "1990-12"
+        mesa_scale, mesa_end = 5000.0, "1991-12"
+    else:
+        run_scales, run_end = [100.0, 10.0], None
+        curve_scales, curve_end = [20.0, 4.0, 2.0, 1.0], "1991-12"
+        mesa_scale, mesa_end = 1000.0, "1995-12"
+
+    # 1. whole-period runs
+    if not args.skip_runs:
+        runs = []
+        configs = [(s, th) for s in run_scales for th in (1, 2)]
+        if args.full:
+            configs.append((1.0, 2))
+        for scale, th in configs:
+            row = _subprocess("--worker", str(scale), str(th), (run_end or "-") if scale != 1.0 else "-")
+            row["measured_at"], row["command"] = stamp, command
+            runs.append(row)
+            print(f"scale {scale:>6g} threads {th}: {row['run_seconds']:8.1f} s  "
+                  f"{row['person_months_per_second'] / 1e6:9.1f} M person-months/s  "
+                  f"{row['agent_months_per_second'] / 1e6:6.2f} M agent-months/s  "
+                  f"peak RSS {row['peak_rss_bytes_per_agent']:6.0f} B/agent  "
+                  f"state {row['state_arrays_bytes_per_agent']:5.1f} B/agent", flush=True)
+            print("    phases (s):", row["phase_seconds"], flush=True)
+        # keep the whole-population row of an earlier --full run unless measured again
+        old = json.loads(out_path.read_text()) if out_path.exists() else {}
+        if not any(r["scale"] == 1.0 for r in runs):
+            runs += [r for r in old.get("runs", []) if r.get("scale") == 1.0]
+        sections["runs"] = runs
+        ref = [r for r in runs if r["scale"] == min(run_scales) and r.get("measured_at") == stamp]
+        best = max(ref, key=lambda r: r["agent_months_per_second"])
+        figures["person_months_per_second"] = figure(
+            best["person_months_per_second"], scale=best["scale"], threads=best["threads"],
+            window=best["window"], note="people alive in North Korea x months / run seconds")
+        figures["agent_months_per_second"] = figure(
+            best["agent_months_per_second"], scale=best["scale"], threads=best["threads"],
+            window=best["window"])
+        figures["peak_bytes_per_person"] = figure(
+            best["peak_rss_bytes_per_agent"], scale=best["scale"], threads=best["threads"],
+            note="peak resident memory of the process / simulated people (agents) in 1990; "
+                 "includes about 200 MB of interpreter, numba and pandas")
+        figures["state_bytes_per_person"] = figure(
+            best["state_arrays_bytes_per_agent"], scale=best["scale"],
+            note="bytes of sim.state_arrays() at the end of the run / agents in 1990")
+        full = [r for r in runs if r["scale"] == 1.0 and r["months"] == 432 and r.get("measured_at") == stamp]
+        if full:
+            f = full[0]
+            figures["full_scale_seconds"] = figure(f["run_seconds"], scale=1.0, threads=f["threads"])
+            figures["full_scale_threads"] = figure(f["threads"], scale=1.0)
+
+    # 2. scaling curve
+    if not args.skip_scaling:
+        curve = []
+        for scale in curve_scales:
+            row = _subprocess("--worker", str(scale), "2", curve_end)
+            curve.append(row)
+            print(f"scaling: {row['agents_initial'] / 1e6:6.2f} M simulated persons (scale {scale:g}): "
+                  f"{row['ns_per_agent_month']:6.1f} ns per agent-month, "
+                  f"{row['agent_months_per_second'] / 1e6:6.2f} M/s, peak RSS "
+                  f"{row['peak_rss_bytes_per_agent']:6.0f} B/agent", flush=True)
+        costs = [r["ns_per_agent_month"] for r in curve]
+        spread = max(costs) / min(costs)
+        sections["scaling"] = {"threads": 2, "window": curve[0]["window"], "points": curve,
+                               "cost_max_over_min": spread, "flat_within_20_percent": spread <= 1.2}
+        print(f"scaling: cost per agent-month max/min = {spread:.2f} "
+              f"({'flat' if spread <= 1.2 else 'NOT flat'} within 20%)", flush=True)
+
+    # 3. Mesa
+    if not args.skip_mesa:
+        m = _subprocess("--mesa-worker", str(mesa_scale), mesa_end, "1,2")
+        sections["mesa"] = m
+        print(f"Mesa on {m['agents_initial']} agents ({m['window']}): "
+              f"{m['mesa']['agent_months_per_second']:,.0f} agent-months/s; talbuk "
+              + ", ".join(f"{th} thread(s) {r['agent_months_per_second']:,.0f}" for th, r in m["talbuk"].items())
+              + f"; ratio {m['ratio_same_population']:.0f}", flush=True)
+        figures["mesa_speed_ratio"] = figure(
+            m["ratio_same_population"], scale=mesa_scale, window=m["window"],
+            note="talbuk (best thread count) / Mesa agent-months per second, same population, same process")
+        big = figures.get("agent_months_per_second")
+        if big is not None:
+            r10 = big["value"] / m["mesa"]["agent_months_per_second"]
+            figures["mesa_speed_ratio_at_scale"] = figure(
+                r10, scale=big["scale"], threads=big["threads"],
+                note="talbuk at this scale / Mesa per agent-month (Mesa's cost per agent-month does not depend on the population)")
+            print(f"talbuk at scale {big['scale']:g} / Mesa per agent-month: {r10:.0f}", flush=True)
+    sections["host"] = host
+    out = merge_results(out_path, figures, sections)
+    print(f"wrote {out_path}")
+    try:
+        from plot_results import plot
+    except ImportError:  # run from elsewhere
+        sys.path.insert(0, str(HERE))
+        from plot_results import plot
+    png = out_path.with_suffix(".png")
+    plot(out, png)
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main()
