@@ -162,10 +162,10 @@ def test_no_famine_has_far_fewer_excess_deaths():
         out[name] = (a.loc[(a.year >= 1995) & (a.year <= 2000), "excess_deaths"].sum(),
                      a.loc[a.year == 1997, "trading_share"].iloc[0])
     # excess deaths are hunger-attributed fractions of deaths, summed (smooth, not counts);
-    # the counterfactual keeps food at its 1990 level (0.95) to 1998, with history's ration
-    # cuts. At scale 2000, seed 6, 1993-2000 gave 43k against 513k (ratio 0.08); 0.2 leaves
-    # room for noise.
-    assert out["no-famine"][0] < 0.2 * out["baseline"][0]
+    # the counterfactual keeps food at its 1990 level (0.95) and rations at the 1994 level to
+    # 1998. At scale 1000, seeds 1-3, 1993-2000 gave 3.3k against 516k (ratio 0.006); 0.03
+    # leaves room for noise.
+    assert out["no-famine"][0] < 0.03 * out["baseline"][0]
     assert out["no-famine"][1] < out["baseline"][1]  # slower rise of markets
 
 

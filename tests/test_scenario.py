@@ -224,13 +224,20 @@ def _same_except(a, b, levers):
 
 def test_no_famine(base_series):
     s = load_scenario("no-famine").lever_series(M1990, N)
-    _same_except(s, base_series, {"food_index"})
+    _same_except(s, base_series, {"food_index", "pds_grams"})
     f, b = s["food_index"], base_series["food_index"]
     start = b[m("1990-01")]
     assert np.all(f[: m("1998-12") + 1] == start)
     assert b[m("1997-06")] < start  # the baseline does fall
-    # the resumed linear stretch equals history up to rounding
-    np.testing.assert_allclose(f[m("1999-01") :], b[m("1999-01") :], rtol=1e-12)
+    # from 1999 the supply drifts to the baseline's 2005-12 level, then follows history
+    assert np.all(np.diff(f[m("1998-12") : m("2005-11") + 1]) < 0)
+    np.testing.assert_allclose(f[m("2005-12") :], b[m("2005-12") :], rtol=1e-12)
+    # rations: the pre-crisis cuts are kept, the famine's collapse is not
+    r, rb = s["pds_grams"], base_series["pds_grams"]
+    np.testing.assert_array_equal(r[: m("1994-07") + 1], rb[: m("1994-07") + 1])
+    assert np.all(r[m("1994-07") : m("1998-12") + 1] == 400.0)
+    assert rb[m("1997-07")] == 128.0
+    np.testing.assert_allclose(r[m("2002-07") :], rb[m("2002-07") :], rtol=1e-12)
 
 
 def test_no_foreign_media(base_series):
