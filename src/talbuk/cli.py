@@ -1,4 +1,4 @@
-"""The command line: ``talbuk run | resume | rerun | report | scenarios``.
+"""The command line: ``talbuk run | resume | rerun | report | scenarios | ensemble | validate | sensitivity``.
 
 Every command calls the same public API as Python users (:class:`talbuk.sim.Sim`). Bad input
 is reported in one line naming the file, the key and what was expected, with exit status 2;
@@ -274,6 +274,111 @@ def report(
         _fail(f"{run_dir}: not a talbuk run folder (no manifest.json)")
     path = write_report(run_dir, out)
     stdout.print(f"wrote {path}")
+
+
+@app.command()
+def ensemble(
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="built-in name or path to a TOML file")] = "baseline",
+    posterior: Annotated[bool, typer.Option("--posterior", help="draw parameters from the shipped posterior")] = False,
+    posterior_file: Annotated[Path | None, typer.Option("--posterior-file", help="draw parameters from this posterior (implies --posterior)")] = None,
+    runs: Annotated[int, typer.Option(help="number of runs (seeds SEED .. SEED+RUNS-1)")] = 20,
+    scale: Annotated[float, typer.Option(help="people per agent")] = 500.0,
+    seed: Annotated[int, typer.Option(help="first seed; also seeds the posterior draws")] = 1,
+    out: Annotated[Path, typer.Option("--out", "-o", help="ensemble folder to write")] = ...,
+    force: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+    jobs: Annotated[int, typer.Option(help="processes (results do not depend on it)")] = 1,
+    threads: Annotated[int | None, typer.Option(help="numba threads per run (default: all cores; 1 with --jobs > 1)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
+):
+    """N runs of a scenario (parameter draws from a posterior, or none) with 90% bands per year."""
+    from talbuk.calibration.ensemble import cli_ensemble
+
+    cli_ensemble(scenario=scenario, posterior=posterior, posterior_file=posterior_file, runs=runs,
+                 scale=scale, seed=seed, out=out, force=force, jobs=jobs, threads=threads, quiet=quiet)
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="a run folder or an ensemble folder")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="where to write (default PATH/validation.json)")] = None,
+    column: Annotated[str, typer.Option(help="headline arrivals column: arrivals_expected or arrivals")] = "arrivals_expected",
+    quiet: Annotated[bool, typer.Option(help="no tables")] = False,
+):
+    """Compare a run or an ensemble with the record: ARD, MASE, band coverage, targets."""
+    from talbuk.calibration.validate import cli_validate
+
+    cli_validate(path=path, json_path=json_path, column=column, quiet=quiet)
+
+
+@app.command()
+def sensitivity(
+    priors: Annotated[Path | None, typer.Option(help="priors file (default: the shipped priors.toml)")] = None,
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="built-in name or path to a TOML file")] = "baseline",
+    n: Annotated[int, typer.Option("--n", help="Sobol base sample (power of 2); N*(D+2) runs")] = 32,
+    scale: Annotated[float, typer.Option(help="people per agent")] = 5000.0,
+    seed: Annotated[int, typer.Option(help="simulation seed of every run; also seeds the Sobol scrambling")] = 1,
+    params: Annotated[str | None, typer.Option(help="comma-separated parameter names (default: all)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write")] = ...,
+    force: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+    jobs: Annotated[int, typer.Option(help="processes")] = 1,
+    threads: Annotated[int | None, typer.Option(help="numba threads per run")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or tables")] = False,
+):
+    """Sobol indices (SALib) of arrivals 2000-2019, the 2009 peak and the 2012 drop."""
+    from talbuk.calibration.sensitivity import cli_sensitivity
+
+    cli_sensitivity(priors=priors, scenario=scenario, n=n, scale=scale, seed=seed, params=params,
+                    out=out, force=force, jobs=jobs, threads=threads, quiet=quiet)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on; anything but 127.0.0.1/localhost exposes it (warned)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5006,
+    threads: Annotated[int | None, typer.Option(help="numba threads per run (results do not depend on it)")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds one request (all its runs) may take")] = 300.0,
+    show: Annotated[bool, typer.Option(help="open the page in a browser")] = False,
+):
+    """The web explorer: change the levers, run, compare with the record and the baseline."""
+    from talbuk.serve import cli_serve
+
+    cli_serve(host=host, port=port, threads=threads, timeout=timeout, show=show)
+
+
+@app.command()
+def calibrate(
+    priors: Annotated[Path | None, typer.Option(help="priors file (default: the shipped priors.toml)")] = None,
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="built-in name or path to a TOML file")] = "baseline",
+    scale: Annotated[float, typer.Option(help="people per agent of each simulation")] = 2000.0,
+    population: Annotated[int, typer.Option(help="particles per generation")] = 40,
+    generations: Annotated[int | None, typer.Option(help="total generations (a resumed run adds the missing ones)")] = None,
+    min_epsilon: Annotated[float | None, typer.Option(help="stop once epsilon is below this")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="stop after the generation that ends past this")] = None,
+    db: Annotated[Path, typer.Option(help="pyabc's SQLite database (outputs are written beside it)")] = Path("runs/calibration/abc.db"),
+    seed: Annotated[int, typer.Option(help="calibration seed: fixes every particle and simulation seed")] = 1,
+    scheduler: Annotated[str | None, typer.Option(help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="workers of the local Dask cluster")] = 2,
+    resume: Annotated[bool, typer.Option(help="continue the calibration in --db")] = False,
+    force: Annotated[bool, typer.Option(help="replace an existing --db")] = False,
+    rules: Annotated[str | None, typer.Option(help="compare decision rules, e.g. threshold,utility,planned")] = None,
+    years: Annotated[str, typer.Option(help="years of arrivals in the distance")] = "1995-2019",
+    ship: Annotated[bool, typer.Option(help="also copy the posterior to the package's posterior.csv")] = False,
+):
+    """Bayesian calibration (pyabc ABC-SMC on Dask); see docs/calibration.md."""
+    try:
+        from talbuk.calibration.abc import CalibrationError, calibrate_cli
+    except ImportError as e:
+        _fail(f"talbuk calibrate needs the calibrate extra (pip install 'talbuk[calibrate]'): {e}")
+    try:
+        calibrate_cli(priors=priors, scenario=scenario, scale=scale, population=population,
+                      generations=generations, min_epsilon=min_epsilon, max_minutes=max_minutes,
+                      db=db, seed=seed, scheduler=scheduler, workers=workers, resume=resume,
+                      force=force, rules=rules, years=years, ship=ship, console=err)
+    except CalibrationError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print(f"interrupted; finished generations are kept in {db}; continue with --resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def main(argv: list[str] | None = None) -> None:
