@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import gc
 import json
 import os
 import resource
@@ -95,6 +96,12 @@ def worker(scale: float, threads: int, end: str | None) -> dict:
     }
 
 
+def _current_rss() -> int:
+    """Resident memory of this process now, bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def mesa_worker(scale: float, end: str, threads: str) -> dict:
     """talbuk and the Mesa reference on the same population and window, in this process."""
     sys.path.insert(0, str(ROOT))
@@ -112,9 +119,14 @@ def mesa_worker(scale: float, end: str, threads: str) -> dict:
         am = float(res.monthly["population"].sum()) / scale
         out["talbuk"][str(th)] = {"run_seconds": round(wall, 2), "agent_months_per_second": am / wall}
         out["agents_initial"] = sim.initial_persons
+    del sim, res
+    gc.collect()
+    rss0 = _current_rss()
     t0 = time.perf_counter()
     model = TalbukMesa(sc, scale=scale, seed=1)
     setup = time.perf_counter() - t0
+    gc.collect()
+    mesa_bytes = (_current_rss() - rss0) / len(model.persons)
     t0 = time.perf_counter()
     annual = model.run()
     wall = time.perf_counter() - t0
@@ -124,6 +136,7 @@ def mesa_worker(scale: float, end: str, threads: str) -> dict:
                    "agent_months_per_second": am / wall,
                    "phase_seconds": {k: round(v, 2) for k, v in model.phase_seconds.items()},
                    "agents_alive_end": len(model.persons),
+                   "rss_bytes_per_agent_at_start": mesa_bytes,
                    "peak_rss_bytes_per_agent_upper_bound": peak / len(model.persons),
                    "population_end": float(annual["population"].iloc[-1])}
     best = max(out["talbuk"].values(), key=lambda r: r["agent_months_per_second"])
@@ -270,7 +283,8 @@ def main() -> None:
         print(f"Mesa on {m['agents_initial']} agents ({m['window']}): "
               f"{m['mesa']['agent_months_per_second']:,.0f} agent-months/s; talbuk "
               + ", ".join(f"{th} thread(s) {r['agent_months_per_second']:,.0f}" for th, r in m["talbuk"].items())
-              + f"; ratio {m['ratio_same_population']:.0f}", flush=True)
+              + f"; ratio {m['ratio_same_population']:.0f}; Mesa memory "
+              f"{m['mesa']['rss_bytes_per_agent_at_start']:.0f} B per agent (households included)", flush=True)
         figures["mesa_speed_ratio"] = figure(
             m["ratio_same_population"], scale=mesa_scale, window=m["window"],
             note="talbuk (best thread count) / Mesa agent-months per second, same population, same process")

@@ -73,7 +73,9 @@ def compare(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame],
         a = np.array([summarise(r, output, y0, y1, how) for r in runs_a])
         b = np.array([summarise(r, output, y0, y1, how) for r in runs_b])
         t, p = pooled_t(a, b)
-        out.append(CheckResult(f"{output} {how} {y0}-{y1}", float(a.mean()), float(b.mean()),
+        years = f"{y0}" if y0 == y1 else f"{y0}-{y1}"
+        label = f"{output} {years}" if y0 == y1 else f"{output} {how} {years}"
+        out.append(CheckResult(label, float(a.mean()), float(b.mean()),
                                t, p, p >= level))
     return out
 
