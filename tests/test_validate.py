@@ -38,7 +38,7 @@ def synthetic_annual(factor_expected: float = 1.1, factor_sampled: float = 2.0,
     a["pds_share"] = [0.62 if y == 1990 else 0.5 for y in YEARS]  # 1997: 0.5, outside 0.03-0.1
     a["market_income_share"] = 0.7
     a["media_ever_share_border"] = 0.2
-    a["in_china"] = 0.0
+    a["in_china_expected"] = 0.0
     a["months_abroad_mean"] = np.nan  # no arrivals: undefined
     a["arrivals_with_kin_share"] = 0.4
     a["arrivals_expected"] = [obs[y] * factor_expected for y in YEARS]
