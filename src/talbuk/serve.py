@@ -23,6 +23,7 @@ The parts are separate so that they can be tested without a browser:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import re
@@ -56,6 +57,7 @@ __all__ = [
     "is_loopback",
     "levers_figure",
     "motives_figure",
+    "motives_table",
     "serve",
     "summary_markdown",
     "validate_request",
@@ -365,9 +367,10 @@ class Outcome:
     scenario: Scenario
     reference: Scenario
     annual: pd.DataFrame  # which (scenario | baseline), run, seed, year, arrivals, arrivals_expected, excess_deaths
-    motives: pd.DataFrame  # which, run, year, generation, arrivals, pulled
+    motives: pd.DataFrame  # which, run, stage (arrived | decided), year, generation, people, pulled
     seconds: float = 0.0
     baseline_from_cache: int = 0
+    pngs: dict[str, bytes] = field(default_factory=dict)  # drawn in the worker thread
 
 
 @dataclass
@@ -408,6 +411,23 @@ class Runner:
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _sim_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def warm_up(self) -> threading.Thread:
+        """Load numba's compiled kernels in the background (two years of a tiny run), so that
+        the first request does not pay for it; a request waits for this to finish."""
+        def work():
+            from talbuk.sim import Sim
+
+            with self._sim_lock:
+                try:
+                    Sim(BASELINE, scale=SCALE_MAX, seed=0, threads=self.threads).run(until=24)
+                except Exception:  # pragma: no cover - the first request would show the error
+                    traceback.print_exc(file=sys.stderr)
+
+        thread = threading.Thread(target=work, name="talbuk-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def status(self) -> JobStatus:
         with self._lock:
@@ -449,9 +469,9 @@ class Runner:
                 setattr(self._status, k, v)
 
     def _work(self, job_id: int, request: RunRequest) -> None:
-        t0 = time.monotonic()
         try:
-            outcome = self._execute(request, t0)
+            with self._sim_lock:  # after the warm-up, if it is still running
+                outcome = self._execute(request, time.monotonic())
         except RunTimeout:
             self._set(running=False, error=f"the run took longer than the server's limit of "
                                            f"{self.timeout:g} s and was stopped; try a larger scale "
@@ -463,11 +483,18 @@ class Runner:
             self._set(running=False, error=f"the run failed: {type(e).__name__}: {e}",
                       message="failed")
         else:
+            try:  # drawn here, not in the server's event loop, which stays responsive
+                outcome.pngs = {"arrivals": render_png(arrivals_figure(outcome)),
+                                "motives": render_png(motives_figure(outcome))}
+            except Exception as e:
+                traceback.print_exc(file=sys.stderr)
+                self._set(running=False, error=f"could not draw the results: {type(e).__name__}: {e}",
+                          message="failed")
+                return
             self._set(running=False, fraction=1.0, outcome=outcome,
                       message=f"done in {outcome.seconds:.1f} s")
 
     def _execute(self, request: RunRequest, t0: float) -> Outcome:
-        from talbuk.compare import motives
         from talbuk.scenario import load_scenario
         from talbuk.sim import Sim
 
@@ -510,8 +537,7 @@ class Runner:
                 res = sim.run(progress=progress)
                 a = res.annual[["year", *[c for c in _ANNUAL_COLUMNS if c in res.annual]]].copy()
                 mgy = sc.params["economy"].market_gen_birth_year if "economy" in sc.params else 1985
-                m = motives(res, mgy)
-                m = m[m["generation"] != "all"][["year", "generation", "arrivals", "pulled"]].copy()
+                m = motives_table(res, mgy)
                 done_months += sc.n_months
                 if key is not None:
                     with self._lock:
@@ -524,6 +550,35 @@ class Runner:
                        annual=pd.concat(annual, ignore_index=True),
                        motives=pd.concat(mots, ignore_index=True),
                        seconds=time.monotonic() - t0, baseline_from_cache=from_cache)
+
+
+def motives_table(results, market_gen_birth_year: int = 1985) -> pd.DataFrame:
+    """People mainly pulled (pull > push) by year and generation, for two groups.
+
+    ``arrived``: arrivals in South Korea by year of arrival (:func:`talbuk.compare.motives`);
+    ``decided``: everyone who decided to leave, by year of decision, with the same rule. At a
+    reduced scale there are about five times more deciders than arrivals, so their share is
+    less rough. Columns: stage, year, generation, people, pulled (in people).
+    """
+    from talbuk.compare import motives
+
+    cols = ["stage", "year", "generation", "people", "pulled"]
+    m = motives(results, market_gen_birth_year)
+    arrived = m[m["generation"] != "all"].rename(columns={"arrivals": "people"}).assign(stage="arrived")
+    parts = [arrived[cols]] if len(arrived) else []
+    d = results.tables.get("defectors")
+    if d is not None and len(d) and "decided" in d:
+        dec = d[d["decided"].notna() & (d["decided"].astype(str) != "")]
+        if len(dec):
+            gen = np.where(dec["birth_year"] >= market_gen_birth_year, "market generation",
+                           "grew up before the famine")
+            w = dec["weight"].to_numpy(dtype=float)
+            frame = pd.DataFrame({"year": dec["decided"].astype(str).str.slice(0, 4).astype(int).to_numpy(),
+                                  "generation": gen, "people": w,
+                                  "pulled": w * (dec["pull"] > dec["push"]).to_numpy()})
+            frame = frame.groupby(["year", "generation"], as_index=False)[["people", "pulled"]].sum()
+            parts.append(frame.assign(stage="decided")[cols])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
 # ------------------------------------------------------------------------------------------
@@ -591,6 +646,23 @@ def summary_markdown(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def render_png(fig, dpi: int = 90) -> bytes:
+    """The figure as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+@functools.cache
+def _initial_pngs() -> dict[str, bytes]:
+    """The page's figures before any run (drawn once per server)."""
+    base = _load(BASELINE)
+    return {"arrivals": render_png(arrivals_figure(None)), "motives": render_png(motives_figure(None)),
+            "levers": render_png(levers_figure(base, base))}
+
+
 def _new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
     from matplotlib.figure import Figure
 
@@ -643,44 +715,49 @@ PERIODS = ((1990, 1999), (2000, 2009), (2010, 2019), (2020, 2025))
 
 
 def motives_figure(outcome: Outcome | None):
-    """Share of arrivals mainly pulled (pull > push), by period and generation."""
-    fig, axes = _new_figure(8.5, 3.6, ncols=2)
+    """Share mainly pulled (pull > push) by period and generation: arrivals and deciders."""
+    fig, axes = _new_figure(8.5, 5.6, ncols=2, nrows=2)
     gens = ("grew up before the famine", "market generation")
+    stages = (("arrived", "arrived in South Korea", "period of arrival"),
+              ("decided", "decided to leave", "period of decision"))
     labels = [f"{lo}-{hi % 100:02d}" for lo, hi in PERIODS]
     x = np.arange(len(PERIODS))
-    for ax, gen in zip(axes[0], gens, strict=True):
-        ax.set_title(f"{gen}", fontsize=10)
-        ax.set_xticks(x, labels)
-        ax.set_ylim(0, 1.08)
-        ax.set_xlabel("period of arrival")
-        ax.set_ylabel("share mainly pulled (pull > push)")
-        ax.grid(axis="y", alpha=0.3)
-        if outcome is None:
-            continue
-        m = outcome.motives
-        for k, which in enumerate(("baseline", "scenario")):
-            g = m[(m["which"] == which) & (m["generation"] == gen)]
-            shares, counts = [], []
-            for lo, hi in PERIODS:
-                sel = g[g["year"].between(lo, hi)]
-                arr = float(sel["arrivals"].sum())
-                shares.append(float(sel["pulled"].sum()) / arr if arr > 0 else np.nan)
-                counts.append(int(round(arr / outcome.request.scale)))
-            pos = x + (k - 0.5) * 0.38
-            ax.bar(pos, np.nan_to_num(shares), width=0.36, color=_COLOURS[which],
-                   alpha=0.85 if which == "scenario" else 0.5,
-                   label="baseline" if which == "baseline" else f"scenario: {outcome.scenario.name}")
-            for p, s, n in zip(pos, shares, counts, strict=True):
-                ax.text(p, (0 if np.isnan(s) else s) + 0.02, f"n={n}", ha="center", fontsize=6)
+    for row, (stage, what, xlabel) in enumerate(stages):
+        for ax, gen in zip(axes[row], gens, strict=True):
+            ax.set_title(f"{what}: {gen}", fontsize=9)
+            ax.set_xticks(x, labels, fontsize=8)
+            ax.set_ylim(0, 1.1)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel("share mainly pulled", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(axis="y", alpha=0.3)
+            if outcome is None:
+                continue
+            m = outcome.motives
+            for k, which in enumerate(("baseline", "scenario")):
+                g = m[(m["which"] == which) & (m["stage"] == stage) & (m["generation"] == gen)]
+                shares, counts = [], []
+                for lo, hi in PERIODS:
+                    sel = g[g["year"].between(lo, hi)]
+                    people = float(sel["people"].sum())
+                    shares.append(float(sel["pulled"].sum()) / people if people > 0 else np.nan)
+                    counts.append(int(round(people / outcome.request.scale)))
+                pos = x + (k - 0.5) * 0.38
+                ax.bar(pos, np.nan_to_num(shares), width=0.36, color=_COLOURS[which],
+                       alpha=0.85 if which == "scenario" else 0.5,
+                       label="baseline" if which == "baseline" else f"scenario: {outcome.scenario.name}")
+                for p, s, n in zip(pos, shares, counts, strict=True):
+                    ax.text(p, (0 if np.isnan(s) else s) + 0.02, f"n={n}", ha="center", fontsize=6)
     if outcome is not None:
         axes[0, 0].legend(frameon=False, fontsize=7, loc="upper left")
-        fig.suptitle("Why they left: share of arrivals mainly pulled (desire) rather than pushed "
-                     "(hardship), by generation", fontsize=10)
-        fig.text(0.0, -0.04, _model_note(outcome) + " n = simulated arrivals (agents) in the "
-                 "bar; few agents mean a rough share (use a smaller scale or more runs).",
+        fig.suptitle("Why they left: share mainly pulled (desire: media, kin abroad, markets) "
+                     "rather than pushed (hunger, losses, punishment), by generation", fontsize=9)
+        fig.text(0.0, -0.02, _model_note(outcome) + "\nn = simulated people (agents) in the bar; "
+                 "few agents mean a rough share (use a smaller scale or more runs).",
                  fontsize=7, ha="left", va="top")
-        fig.text(0.0, -0.09, "Source: model output (talbuk.compare.motives); market generation: "
-                 "born in or after the economy module's market_gen_birth_year (1985).",
+        fig.text(0.0, -0.07, "Source: model output (talbuk.compare.motives for arrivals; the same "
+                 "pull > push rule for everyone who decided to leave).\nMarket generation: born in "
+                 "or after the economy module's market_gen_birth_year (1985).",
                  fontsize=7, ha="left", va="top")
     else:
         fig.suptitle("Why they left (press Run)", fontsize=10)
@@ -735,15 +812,15 @@ def build_app(runner: Runner, *, poll_ms: int = 300):
     import panel as pn
 
     scenarios = builtin_scenarios()
-    scenario_w = pn.widgets.Select(name="Scenario", options=list(scenarios), value=BASELINE,
+    scenario_w = pn.widgets.Select(label="Scenario", options=list(scenarios), value=BASELINE,
                                    width=260, css_classes=["tb-scenario"])
     scenario_desc = pn.pane.Markdown(scenarios.get(BASELINE, ""), width=260,
                                      styles={"font-size": "12px"})
-    scale_w = pn.widgets.TextInput(name=f"Scale (people per agent, {SCALE_MIN}-{SCALE_MAX})",
+    scale_w = pn.widgets.TextInput(label=f"Scale (people per agent, {SCALE_MIN}-{SCALE_MAX})",
                                    value=str(SCALE_DEFAULT), width=260, css_classes=["tb-scale"])
-    runs_w = pn.widgets.TextInput(name=f"Runs (seeds SEED..SEED+RUNS-1, {RUNS_MIN}-{RUNS_MAX})",
+    runs_w = pn.widgets.TextInput(label=f"Runs (seeds SEED..SEED+RUNS-1, {RUNS_MIN}-{RUNS_MAX})",
                                   value=str(RUNS_DEFAULT), width=260, css_classes=["tb-runs"])
-    seed_w = pn.widgets.TextInput(name="Seed", value="1", width=260, css_classes=["tb-seed"])
+    seed_w = pn.widgets.TextInput(label="Seed", value="1", width=260, css_classes=["tb-seed"])
 
     lever_widgets: dict[str, dict[str, Any]] = {}
     lever_rows = []
@@ -752,13 +829,13 @@ def build_app(runner: Runner, *, poll_ms: int = 300):
         d = EDIT_DEFAULTS[lever]
         ops = {OPS[o]: o for o in _OPS_FOR[lever]}
         w = {
-            "op": pn.widgets.Select(name="change", options=ops, value="history", width=250,
+            "op": pn.widgets.Select(label="change", options=ops, value="history", width=250,
                                     css_classes=[f"tb-{lever}-op"]),
-            "from": pn.widgets.TextInput(name="from (YYYY-MM)", value=d["from"], width=95,
+            "from": pn.widgets.TextInput(label="from (YYYY-MM)", value=d["from"], width=95,
                                          css_classes=[f"tb-{lever}-from"]),
-            "to": pn.widgets.TextInput(name="to (YYYY-MM)", value=d["to"], width=95,
+            "to": pn.widgets.TextInput(label="to (YYYY-MM)", value=d["to"], width=95,
                                        css_classes=[f"tb-{lever}-to"]),
-            "value": pn.widgets.TextInput(name="value", value=d["value"], width=70,
+            "value": pn.widgets.TextInput(label="value", value=d["value"], width=70,
                                           css_classes=[f"tb-{lever}-value"]),
         }
         lever_widgets[lever] = w
@@ -767,21 +844,19 @@ def build_app(runner: Runner, *, poll_ms: int = 300):
             f"{spec.description}", width=540, styles={"font-size": "12px"}, margin=(8, 5, 0, 5)))
         lever_rows.append(pn.Row(w["op"], w["from"], w["to"], w["value"]))
 
-    run_w = pn.widgets.Button(name="Run", button_type="primary", width=120,
+    run_w = pn.widgets.Button(label="Run", button_type="primary", width=120,
                               css_classes=["tb-run"])
-    progress_w = pn.indicators.Progress(name="progress", value=0, max=100, width=400,
+    progress_w = pn.indicators.Progress(value=0, max=100, width=400,
                                         bar_color="primary", css_classes=["tb-progress"])
     status_w = pn.pane.Markdown("Ready.", width=540, css_classes=["tb-status"])
     alert_w = pn.pane.Alert("", alert_type="danger", visible=False, width=540,
                             css_classes=["tb-error"])
     summary_w = pn.pane.Markdown("Press **Run** to compare your scenario with the baseline.",
                                  width=560, css_classes=["tb-summary"])
-    arrivals_w = pn.pane.Matplotlib(arrivals_figure(None), dpi=90, tight=True, width=820,
-                                    css_classes=["tb-arrivals"])
-    motives_w = pn.pane.Matplotlib(motives_figure(None), dpi=90, tight=True, width=820,
-                                   css_classes=["tb-motives"])
-    levers_w = pn.pane.Matplotlib(levers_figure(_load(BASELINE), _load(BASELINE)), dpi=90,
-                                  tight=True, width=820, css_classes=["tb-levers"])
+    first = _initial_pngs()
+    arrivals_w = pn.pane.PNG(first["arrivals"], width=820, css_classes=["tb-arrivals"])
+    motives_w = pn.pane.PNG(first["motives"], width=820, css_classes=["tb-motives"])
+    levers_w = pn.pane.PNG(first["levers"], width=820, css_classes=["tb-levers"])
 
     session = {"job": 0, "shown": 0}
     owner = f"session-{id(session)}"
@@ -814,7 +889,7 @@ def build_app(runner: Runner, *, poll_ms: int = 300):
             traceback.print_exc(file=sys.stderr)
             show_error(f"could not start the run: {type(e).__name__}: {e}")
             return
-        levers_w.object = levers_figure(_load(BASELINE), edited)
+        levers_w.object = render_png(levers_figure(_load(BASELINE), edited))
         progress_w.value = 0
         status_w.object = "Starting..."
 
@@ -839,8 +914,8 @@ def build_app(runner: Runner, *, poll_ms: int = 300):
             progress_w.value = 100
             outcome = st.outcome
             summary_w.object = summary_markdown(outcome)
-            arrivals_w.object = arrivals_figure(outcome)
-            motives_w.object = motives_figure(outcome)
+            arrivals_w.object = outcome.pngs["arrivals"]
+            motives_w.object = outcome.pngs["motives"]
             status_w.object = f"Done: {st.message}."
         except Exception as e:  # never a stack trace in the page
             traceback.print_exc(file=sys.stderr)
@@ -906,6 +981,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, threads: int | 
     import panel as pn
 
     runner = Runner(threads=threads, timeout=timeout)
+    runner.warm_up()
     if is_loopback(host):
         origins = [f"localhost:{port}", f"127.0.0.1:{port}"]
     elif host in ("0.0.0.0", "::"):
@@ -914,7 +990,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, threads: int | 
         origins = [f"{host}:{port}"]
     server = pn.serve({"/": lambda: build_app(runner)}, port=port, address=host,
                       websocket_origin=origins, show=False, start=False, title="talbuk explorer",
-                      verbose=False)
+                      verbose=False, warm=True)  # warm: imports and first figures before serving
     shown = f"[{host}]" if ":" in host else host
     announce(f"talbuk explorer: http://{shown}:{port}/  (Ctrl+C to stop)")
     if show:
