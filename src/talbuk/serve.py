@@ -630,7 +630,7 @@ def summary_markdown(outcome: Outcome) -> str:
         f"- scenario `{outcome.scenario.name}`: **{s['arrivals_expected']:,.0f}** people",
         f"- baseline: **{b['arrivals_expected']:,.0f}** people",
         f"- difference: **{diff:+,.0f}**{pct}",
-        f"- recorded: {recorded:,} (Ministry of Unification)",
+        f"- recorded: {recorded:,} (arrivals_rok.csv: Ministry of Unification and earlier official counts)",
         "",
         f"Sampled arrivals (each agent counts {outcome.request.scale:,} people): scenario "
         f"{s['arrivals']:,.0f}, baseline {b['arrivals']:,.0f}.",
