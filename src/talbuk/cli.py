@@ -1,4 +1,4 @@
-"""The command line: ``talbuk run | resume | rerun | report | scenarios | ensemble | validate | sensitivity``.
+"""The command line: ``talbuk run | resume | rerun | report | scenarios | ensemble | validate | sensitivity | serve``.
 
 Every command calls the same public API as Python users (:class:`talbuk.sim.Sim`). Bad input
 is reported in one line naming the file, the key and what was expected, with exit status 2;
