@@ -24,3 +24,21 @@ def test_whole_population_run_follows_censuses():
     assert abs(m["2020-07"] / pop[2020] - 1) < 0.02
     state_bytes = sim.persons.nbytes() + sim.households.nbytes()
     assert state_bytes / sim.initial_persons < 120  # DESIGN goal 100 (see docs/performance.md)
+
+
+def test_hamgyong_provinces_lose_most_per_head():
+    """Issue 3: North and South Hamgyong hit hardest per head by the famine (1993-2000).
+
+    At scale 300 (about 67,000 agents) with three seeds; the default suite has no room for it.
+    """
+    from talbuk.population import PROVINCES
+
+    pop = {p.name: p.population_2008 for p in PROVINCES}
+    total = None
+    for seed in (1, 2, 3):
+        pa = Sim("baseline", scale=300, seed=seed, threads=2).run().province_annual
+        ex = pa[(pa.year >= 1993) & (pa.year <= 2000)].groupby("province")["excess_deaths"].sum()
+        total = ex if total is None else total + ex
+    per_head = (total / 3) / total.index.map(pop)
+    top2 = set(per_head.sort_values(ascending=False).index[:2])
+    assert top2 == {"North Hamgyong", "South Hamgyong"}, per_head.sort_values()
