@@ -10,7 +10,6 @@ import pytest
 
 from talbuk.calibration.params import Prior, load_priors
 from talbuk.calibration.sensitivity import analyse, design, outputs_of, sensitivity
-from tests.helpers import scenario_file
 
 
 def test_design_and_analysis_recover_known_indices():
@@ -39,9 +38,8 @@ def test_outputs_of_an_annual_table():
 
 
 def test_cheap_real_run_writes_finite_indices(tmp_path):
-    # a stand-in: 2 parameters, N=2 (8 runs), about 1,000 agents, history cut at 2019
-    sc = scenario_file(tmp_path, 'end = "2019-12"\n', name="to2019")
-    out = sensitivity(tmp_path / "sens", scenario=sc, n=2, scale=20000, seed=4,
+    # a stand-in: 2 parameters, N=2 (8 runs), about 1,000 agents
+    out = sensitivity(tmp_path / "sens", scenario="baseline", n=2, scale=20000, seed=4,
                       params=["decision.hazard", "journey.onward_rate"])
     assert sorted(p.name for p in out.iterdir()) == ["samples.parquet", "sensitivity.json", "sobol.csv", "sobol.png"]
     t = pd.read_csv(out / "sobol.csv")
@@ -52,6 +50,7 @@ def test_cheap_real_run_writes_finite_indices(tmp_path):
     assert len(s) == 2 * (2 + 2)
     info = json.loads((out / "sensitivity.json").read_text())
     assert info["runs"] == 8 and info["seed"] == 4
+    assert info["simulated"] == "1990-01 to 2019-12"  # the outputs need nothing later
     priors = {p.name: p for p in load_priors()}
     for name in ("decision.hazard", "journey.onward_rate"):
         assert s[name].between(priors[name].low, priors[name].high).all()

@@ -39,7 +39,8 @@ def ensemble_command(out: Path) -> list[str]:
 
 
 def sensitivity_command(out: Path) -> list[str]:
-    return ["talbuk", "sensitivity", "--n", "16", "--scale", "5000", "--seed", "1", "--out", str(out)]
+    return ["talbuk", "sensitivity", "--n", "16", "--scale", "5000", "--seed", "1", "--jobs", "2",
+            "--out", str(out)]
 
 
 def ensure(folder: Path, cmd: list[str], run_missing: bool) -> None:
@@ -63,11 +64,11 @@ def plot_arrivals(ens: Path, path: Path) -> None:
     b = pd.read_parquet(ens / "bands.parquet")
     rec = read_data("arrivals_rok.csv")
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for col, colour, label in (("arrivals_expected", "#4c72b0", "expected arrivals (headline)"),
-                               ("arrivals", "#dd8452", "sampled arrivals")):
+    for col, colour, label, style, alpha in (("arrivals", "#dd8452", "sampled arrivals", "--", 0.10),
+                                             ("arrivals_expected", "#4c72b0", "expected arrivals (headline)", "-", 0.25)):
         s = b[b["output"] == col]
-        ax.plot(s["year"], s["median"], color=colour, lw=2, label=f"{label}: median")
-        ax.fill_between(s["year"], s["q05"], s["q95"], color=colour, alpha=0.2, label=f"{label}: 90% band")
+        ax.plot(s["year"], s["median"], style, color=colour, lw=2 if style == "-" else 1.2, label=f"{label}: median")
+        ax.fill_between(s["year"], s["q05"], s["q95"], color=colour, alpha=alpha, label=f"{label}: 90% band")
     ax.plot(rec["year"], rec["arrivals"], "o", color="k", ms=4, label="recorded (data/arrivals_rok.csv)")
     ax.axvspan(1999.5, 2019.5, color="#888", alpha=0.08)
     ax.axvspan(2019.5, 2025.5, color="#c44e52", alpha=0.06)

@@ -70,6 +70,16 @@ class Member:
     scenario: Scenario
 
 
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM (``kill PID``) clean up like Ctrl-C: no ``.partial`` folder is left behind."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run_folder_name(i: int, runs: int) -> str:
     return f"{i:0{max(3, len(str(runs - 1)))}d}"
 
@@ -205,7 +215,8 @@ def run_ensemble(scenario: str | Path | Scenario, out: str | Path, *, runs: int,
             # spawn, not fork: numba's thread pool is not safe to fork; one thread per job
             # unless told otherwise, so that jobs do not oversubscribe the cores
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, runs), mp_context=ctx) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(jobs, runs), mp_context=ctx)
+            try:
                 futures = [pool.submit(_run_member, m, scale, threads or 1, dirs[m.index], runs)
                            for m in members]
                 for fut in as_completed(futures):
@@ -213,6 +224,8 @@ def run_ensemble(scenario: str | Path | Scenario, out: str | Path, *, runs: int,
                     annuals[i] = a
                     if progress is not None:
                         progress(len(annuals), runs, time.perf_counter() - t0)
+            finally:  # on an error or interrupt: drop queued runs, let running ones end, then clean up
+                pool.shutdown(wait=True, cancel_futures=True)
         ordered = [annuals[i] for i in range(runs)]
         bands(ordered).to_parquet(work / "bands.parquet", index=False)
         from talbuk import __version__
@@ -286,6 +299,7 @@ def cli_ensemble(*, scenario: str, posterior: bool, posterior_file: Path | None,
         _check_out_dir(out, force)
     except (EnsembleError, ScenarioError, BadInput) as e:
         _fail(str(e))
+    sigterm_as_interrupt()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=quiet) as bar:
         task = bar.add_task(f"ensemble of {runs} x {scenario} (scale {scale:g})", total=runs)
