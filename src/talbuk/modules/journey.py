@@ -199,8 +199,16 @@ class Journey(Module):
         self.mf = np.zeros((5, 2), dtype=np.float64)  # expected agents per stage and sex
         self.mf_exits = np.zeros((5, 2), dtype=np.float64)
         self.mf_decisions = 0.0
-        # moving averages of agents' personal probabilities (fallback when a stage is empty)
-        self.ema = np.array([[p.prepare_rate * 0.3] * 2, [p.onward_rate * 0.3] * 2], dtype=np.float64)
+        # moving averages of the ratio of agents' mean personal probabilities to a reference
+        # probability computed from this month's levers alone (see _reference); the fallback
+        # when a stage holds no agent, as it often does at coarse scales. A ratio, not a
+        # probability, so that the fallback follows the levers (the onward route opening 50
+        # times wider from 1999 to 2007, say) rather than freezing an old value. Starting
+        # ratios: 0.3 for preparation (a guess at the mean affordability in the 1990s),
+        # 1 for the onward route (no kin in South Korea yet).
+        self.ema = np.array([[0.3, 0.3], [1.0, 1.0]], dtype=np.float64)
+        w = np.array([pr.population_2008 for pr in PROVINCES], dtype=np.float64)
+        self.dist_ref = float(np.sum(self.dist_factor * w) / w.sum())
         self.ytd = np.zeros(4, dtype=np.float64)  # year, arrivals, with kin, months abroad
         self.events_hh = np.zeros(0, dtype=np.int64)
         self.events_kind = np.zeros(0, dtype=np.uint8)
@@ -418,11 +426,13 @@ class Journey(Module):
         arrived = 0.0
         for s in range(2):
             for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
+                ref = self._reference(pr, row, s)
                 if sums[n_col, s] > 0:
                     avg = sums[p_col, s] / sums[n_col, s]
-                    self.ema[row, s] = 0.8 * self.ema[row, s] + 0.2 * avg
+                    if ref > 0:
+                        self.ema[row, s] = 0.8 * self.ema[row, s] + 0.2 * (avg / ref)
                 else:
-                    avg = self.ema[row, s]
+                    avg = self.ema[row, s] * ref
                 if row == 0:
                     p_go = avg
                 else:
@@ -470,6 +480,14 @@ class Journey(Module):
         dec, held = self.mean_field_balance()
         if abs(dec - held) > 1e-6 * max(1.0, dec):
             raise InvariantError(f"journey: mean-field mass {held} != expected decisions {dec}")
+
+    def _reference(self, pr: np.ndarray, row: int, s: int) -> float:
+        """Lever-only probability of a representative person: setting off from preparation
+        (row 0: base rate times the population's mean distance factor, affordability 1, not
+        watched) or leaving China onward (row 1: no kin in South Korea)."""
+        if row == 0:
+            return min(pr[P_PREP_BASE] * self.dist_ref, 0.95 - pr[P_GIVEUP])
+        return min(0.5, pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * pr[P_FEE_FACTOR])
 
     def mean_field_balance(self) -> tuple[float, float]:
         """(cumulative expected decisions, expected mass in all stages plus all exits)."""
