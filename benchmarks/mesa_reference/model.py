@@ -17,13 +17,10 @@ the families left behind) in the order of :data:`talbuk.sim.STEP_ORDER`:
   The Siler life tables are computed once by talbuk's own ``Demography._life_table`` (set-up,
   not per-agent work).
 
-Deliberate simplifications, none of which changes a rule's expected value:
-
-* the PDS triage sorts dependent households by score and covers the top share of people
-  (talbuk bins the scores in a 512-bin histogram, the same cut to within a bin);
-* personal traits (risk aversion, leave threshold, media threshold) are drawn as continuous
-  uniforms when the agent is made (talbuk packs them into 8 and 16 bits of a trait word);
-* the dead are removed from the model (``agent.remove()``), as Mesa models do.
+Personal traits (risk aversion, leave threshold, media threshold) are drawn when the agent
+is made, quantised as talbuk's trait word is (8, 16 and 8 bits). The dead are removed from the
+model (``agent.remove()``), as Mesa models do. :meth:`TalbukMesa.from_sim` builds the model in
+the exact state of a talbuk ``Sim``, so that one month of both can be compared rule by rule.
 
 It is not vectorised and not slowed on purpose. Only a few outputs are recorded (those the
 agreement test and the benchmarks need).
@@ -234,7 +231,7 @@ class Person(mesa.Agent):
     """A person, with the attributes of ``talbuk.state.PERSON_DTYPES`` as plain attributes."""
 
     def __init__(self, model: TalbukMesa, household: Household, birth_month: int, sex: int,
-                 province: int, songbun: int, resistance: float):
+                 province: int, songbun: int, resistance: float, traits: int = 0):
         super().__init__(model)
         self.household = household
         self.birth_month = birth_month
@@ -254,11 +251,16 @@ class Person(mesa.Agent):
         self.fear = 0.0
         # fixed traits (talbuk draws them from its "trait" stream on first use)
         # (quantised as talbuk's trait word: 8 bits, 16 bits, 8 bits)
-        rnd = model.random
-        self.risk_aversion = 0.5 + (rnd.randrange(256) + 0.5) / 256.0
-        u = (rnd.randrange(65536) + 0.5) / 65536.0
+        # (quantised as talbuk's trait word: 8, 16 and 8 bits; a given word is decoded)
+        if traits:
+            b_risk, b_leave, b_media = traits & 0xFF, (traits >> 8) & 0xFFFF, traits >> 24
+        else:
+            rnd = model.random
+            b_risk, b_leave, b_media = rnd.randrange(256), rnd.randrange(65536), rnd.randrange(256)
+        self.risk_aversion = 0.5 + (b_risk + 0.5) / 256.0
+        u = (b_leave + 0.5) / 65536.0
         self.leave_threshold = model.theta_loc + model.p_dec.threshold_scale * math.log(u / (1.0 - u))
-        u = (rnd.randrange(256) + 0.5) / 256.0
+        u = (b_media + 0.5) / 256.0
         self.media_threshold = math.sqrt(-math.log(1.0 - u))  # Weibull(2, 1)
         self.sends_money = None  # drawn when first needed (remittances)
         self.flag_birth = False
@@ -487,7 +489,7 @@ class TalbukMesa(mesa.Model):
     """
 
     def __init__(self, scenario: str | Scenario = "baseline", *, scale: float = 1000,
-                 seed: int = 1):
+                 seed: int = 1, state=None):
         super().__init__(seed=seed)
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         sc = self.scenario
@@ -506,7 +508,10 @@ class TalbukMesa(mesa.Model):
                           2: self.p_dec.planned_loc}[self.rule]
         self.monthly = {name: np.zeros(self.n_months) for name in OUTPUT_KINDS}
         self._init_tables()
-        self._init_population(seed)
+        if state is None:
+            self._init_population(seed)
+        else:
+            self._copy_population(state)
         self.persons = self.agents_by_type[Person]
         self.households_set = self.agents_by_type[Household]
         # state carried by modules from month to month
@@ -521,8 +526,20 @@ class TalbukMesa(mesa.Model):
         self.events: list[tuple[Household, int]] = []
         self.watched: list[Household] = []
         self.mf = [[0.0, 0.0] for _ in range(5)]  # mean-field agents per stage and sex
-        self.ema = [[self.p_jour.prepare_rate * 0.3] * 2, [self.p_jour.onward_rate * 0.3] * 2]
+        # moving ratios of agents' mean probabilities to a lever-only reference (the fallback
+        # when a stage holds no agent), as talbuk's journey module keeps them
+        self.ema = [[0.3, 0.3], [1.0, 1.0]]
+        weights = [pr.population_2008 for pr in PROVINCES]
+        self.dist_ref = sum(f * w for f, w in zip(self.dist_factor, weights, strict=True)) / sum(weights)
         self.phase_seconds: dict[str, float] = {}
+        if state is not None:
+            self._copy_module_state(state)
+
+    @classmethod
+    def from_sim(cls, sim) -> TalbukMesa:
+        """A Mesa model in exactly the state of a talbuk ``Sim`` (for one-phase comparisons):
+        the same people (the dead left out), households, traits and carried module state."""
+        return cls(sim.scenario, scale=sim.scale, seed=sim.seed, state=sim)
 
     # ------------------------------------------------------------------ set-up
     def _init_tables(self) -> None:
@@ -552,6 +569,7 @@ class TalbukMesa(mesa.Model):
                               (pe.priority_northeast if pr.northeast else pe.priority_other)
                               for pr in PROVINCES]
         self.songbun_priority = [pe.priority_core, pe.priority_wavering, 0.0]
+        self.score_max = max(self.prov_priority) + max(self.songbun_priority) + pe.priority_jitter + 1e-6
         self.prov_china = [math.exp(-pr.distance_to_border_km / pe.china_range_km) for pr in PROVINCES]
         self.dist = [pr.distance_to_border_km for pr in PROVINCES]
         self.border = [pr.borders_china for pr in PROVINCES]
@@ -583,6 +601,66 @@ class TalbukMesa(mesa.Model):
         for k in range(len(PROVINCES)):
             mine = [h for h in hh_objs if h.province == k]
             self.farm_share[k] = (sum(1 for h in mine if h.flags & H_FARM) / len(mine)) if mine else 0.38
+
+    def _copy_population(self, sim) -> None:
+        self.t_index = sim.t_index
+        self.month = sim.month
+        hh, ps = sim.households, sim.persons
+        econ = next(m for m in sim.modules if m.name == "economy")
+        att = next(m for m in sim.modules if m.name == "attitudes")
+        h_objs = []
+        for k in range(hh.n):
+            h = Household(self, int(hh.province[k]), int(hh.cell[k]), int(hh.flags[k]))
+            h.members = int(hh.members[k])
+            h.savings_won = float(hh.savings_won[k])
+            h.savings_usd = float(hh.savings_usd[k])
+            h.state_income = float(hh.state_income[k])
+            h.market_income = float(hh.market_income[k])
+            h.surveillance = float(hh.surveillance[k])
+            h.kin_abroad = int(hh.kin_abroad[k])
+            h.entry_res = float(econ.entry_res[k])
+            h.shortfall = float(econ.shortfall[k])
+            h.jitter_u = float(econ.hh_u[k])
+            if k < att.prev_wealth.shape[0]:
+                h.prev_wealth = float(att.prev_wealth[k])
+                h.loss = float(att.loss[k])
+            h_objs.append(h)
+        self.by_uid: dict[int, Person] = {}
+        for i in range(ps.n):
+            if ps.stage[i] == DEAD:
+                continue
+            a = Person(self, h_objs[int(ps.household[i])], int(ps.birth_month[i]), int(ps.sex[i]),
+                       int(ps.province[i]), int(ps.songbun[i]), float(ps.resistance[i]),
+                       traits=int(ps.traits[i]))
+            for f in ("stage", "flags", "stage_month"):
+                setattr(a, f, int(getattr(ps, f)[i]))
+            for f in ("hunger", "market_skill", "media_exposure", "desire", "grievance",
+                      "legitimacy", "fear"):
+                setattr(a, f, float(getattr(ps, f)[i]))
+            self.by_uid[i] = a
+        self._h_objs = h_objs
+        self.initial_persons = sim.initial_persons
+        self.farm_share = {k: float(v) for k, v in enumerate(econ.farm_share)}
+
+    def _copy_module_state(self, sim) -> None:
+        mods = {m.name: m for m in sim.modules}
+        demo = mods["demography"]
+        self._last = None if demo._last is None else tuple(demo._last)
+        self.media_level = [float(x) for x in mods["information"].level]
+        self.attitudes_started = bool(mods["attitudes"].started)
+        jr = mods["journey"]
+        from talbuk.modules.journey import R_ARRIVED, R_IN_CHINA
+
+        for j in range(jr.n_idx):
+            i, r = int(jr.idx_person[j]), int(jr.idx_rec[j])
+            if i in self.by_uid:
+                rec = {"decided": int(jr.rec_months[r, 0]),
+                       "in_china": int(jr.rec_months[r, R_IN_CHINA]) if jr.rec_months[r, R_IN_CHINA] >= 0 else None,
+                       "arrived": int(jr.rec_months[r, R_ARRIVED]) if jr.rec_months[r, R_ARRIVED] >= 0 else None}
+                self.pipeline.append([self.by_uid[i], rec])
+        self.mf = [[float(x) for x in row] for row in jr.mf]
+        self.ema = [[float(x) for x in row] for row in jr.ema]
+        self.watched = [self._h_objs[int(h)] for h in mods["left_behind"].watched]
 
     def lever(self, name: str) -> float:
         return float(self.levers[name][self.t_index])
@@ -741,15 +819,25 @@ class TalbukMesa(mesa.Model):
                          + p.priority_jitter * h.jitter_u)
                 dependents.append((score, h))
         self.cell_trading = {c: cell_tr.get(c, 0) / n for c, n in cell_n.items()}
-        if ration > 0.0:
-            dependents.sort(key=lambda x: -x[0])
-            target = cover * sum(h.members for _, h in dependents)
-            acc = 0.0
-            for _, h in dependents:
-                if acc >= target:
-                    break
-                h.covered = True
-                acc += h.members
+        if ration > 0.0:  # the state covers the top share ``cover`` of dependents by score
+            n_bins = 512  # scores binned as talbuk bins them (the cut falls inside a bin)
+            hist = [0] * n_bins
+            for score, h in dependents:
+                hist[min(int(score / self.score_max * n_bins), n_bins - 1)] += h.members
+            total = sum(hist)
+            cut_bin, cut_frac = -1, 1.0
+            if cover < 1.0 and total > 0:
+                cut_bin, cut_frac = (n_bins, 0.0) if cover <= 0.0 else (-1, 1.0)
+                acc = 0.0
+                for b in range(n_bins - 1, -1, -1):
+                    if cover > 0.0 and acc + hist[b] >= cover * total:
+                        cut_bin, cut_frac = b, (cover * total - acc) / hist[b] if hist[b] else 0.0
+                        break
+                    acc += hist[b]
+            for score, h in dependents:
+                x = score / self.score_max * n_bins
+                b = min(int(x), n_bins - 1)
+                h.covered = b > cut_bin or (b == cut_bin and (x - b) >= 1.0 - cut_frac)
         farm_food = farm_need * min(p.farm_cap, p.farm_advantage * fi)
         pds_food = dep_need * cover * ration / p.need_grams
         uncovered = dep_need * (1.0 - cover)
@@ -1049,11 +1137,16 @@ class TalbukMesa(mesa.Model):
         for s in range(2):
             avg = []
             for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
+                if row == 0:  # lever-only reference: preparing, mean distance, affordable
+                    ref = min(p.prepare_rate * self.dist_ref, 0.95 - pr["giveup"])
+                else:  # leaving China onward without kin in the South
+                    ref = min(0.5, pr["onward"] * (pr["female"] if s == 1 else 1.0) * pr["fee_factor"])
                 if sums[n_col][s] > 0:
                     v = sums[p_col][s] / sums[n_col][s]
-                    self.ema[row][s] = 0.8 * self.ema[row][s] + 0.2 * v
+                    if ref > 0:
+                        self.ema[row][s] = 0.8 * self.ema[row][s] + 0.2 * (v / ref)
                 else:
-                    v = self.ema[row][s]
+                    v = self.ema[row][s] * ref
                 avg.append(v)
             p_go, p_on = avg
             prep, cross, china, transit, det = (mf[k][s] for k in range(5))
