@@ -55,7 +55,8 @@ def talbuk_runs():
 
 # One month from the same state: talbuk is run to a month, the Mesa model is built from its
 # exact state (TalbukMesa.from_sim), and both run that month's phases. Deaths (Exp(1)
-# thresholds), the attitudes, the media adoption and the expected decisions are then
+# thresholds), the attitudes, the media adoption, the expected decisions and the expected
+# arrivals are then
 # deterministic functions of the state and must agree to rounding (talbuk computes in float32);
 # births and household splits are random, and shift population-based shares a little.
 ONE_MONTH_TOLERANCE = {  # output: relative tolerance
@@ -65,8 +66,11 @@ ONE_MONTH_TOLERANCE = {  # output: relative tolerance
     # who becomes a trader this month is drawn at random, and traders desire more
     # (attitudes.desire_trader): in the famine months many households enter the markets
     "mean_desire": 1e-3, "expected_decisions": 0.01,
+    # the journey's mean-field copy: this month's expected arrivals leave the expected
+    # transit stock carried from earlier months (copied), not this month's decisions
+    "arrivals_expected": 1e-6,
 }
-ONE_MONTH_PHASES = ("demography", "economy", "information", "attitudes", "decision")
+ONE_MONTH_PHASES = ("demography", "economy", "information", "attitudes", "decision", "journey")
 
 
 def _one_month(month: str, theta: dict | None = None):
@@ -92,6 +96,7 @@ def test_one_month_from_the_same_state_agrees(month):
     bad = {n: v for n, v in values.items()
            if abs(v[1] - v[0]) > ONE_MONTH_TOLERANCE[n] * max(abs(v[0]), 1e-12)}
     assert values["deaths"][0] > 0 and values["expected_decisions"][0] > 0
+    assert values["arrivals_expected"][0] > 0
     assert not bad, f"(talbuk, Mesa) differ in {month}: {bad}"
 
 

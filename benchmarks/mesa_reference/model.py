@@ -22,6 +22,9 @@ is made, quantised as talbuk's trait word is (8, 16 and 8 bits). The dead are re
 model (``agent.remove()``), as Mesa models do. :meth:`TalbukMesa.from_sim` builds the model in
 the exact state of a talbuk ``Sim``, so that one month of both can be compared rule by rule.
 
+The port follows talbuk as of commit 17477c1 (journey's mean-field fallback). When a rule
+changes in talbuk, ``tests/test_mesa_reference.py`` (one month from the same state) shows it.
+
 It is not vectorised and not slowed on purpose. Only a few outputs are recorded (those the
 agreement test and the benchmarks need).
 """
