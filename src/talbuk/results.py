@@ -118,7 +118,7 @@ def build_manifest(sim) -> dict:
 
     from talbuk import __version__
 
-    return {
+    manifest = {
         "package": "talbuk",
         "version": __version__,
         "scenario": sim.scenario.name,
@@ -140,6 +140,10 @@ def build_manifest(sim) -> dict:
                      "numba": numba.__version__, "pandas": pd.__version__},
         "command": " ".join(sys.argv) if sys.argv else "",
     }
+    info = getattr(sim.scenario, "posterior_info", None)
+    if info is not None:  # calibrated parameters applied at load (scenario key ``posterior``)
+        manifest["posterior"] = {"path": info["path"], "sha256": info["sha256"], "rule": info["rule"]}
+    return manifest
 
 
 def atomic_folder(out_dir: Path, *, force: bool) -> Path:

@@ -8,6 +8,7 @@ A scenario file looks like this (see ``docs/scenarios.md`` for the full referenc
     start = "1990-01"             # optional, default 1990-01
     end = "2025-12"               # optional, default 2025-12
     decision_rule = "threshold"   # threshold | utility | planned
+    posterior = "shipped"         # optional: calibrated parameters (see below)
 
     [params.demography]           # one table per registered module, checked by its Params
     life_expectancy_1990 = 70.5
@@ -22,6 +23,14 @@ A scenario file looks like this (see ``docs/scenarios.md`` for the full referenc
 :func:`load_scenario` reads a built-in scenario by name or a file by path, resolves
 ``extends`` and returns a frozen :class:`Scenario`. Every problem is a :class:`ScenarioError`
 that names the file, the key and the problem.
+
+``posterior`` applies calibrated parameters at load time: ``"shipped"`` (the posterior of
+``talbuk calibrate --ship``, ``talbuk/calibration/posterior.csv``), a path to a posterior file
+(relative to the scenario file) or ``"none"``. The values applied are the posterior's weighted
+mean within its most probable decision rule (which also becomes the scenario's rule). They are
+applied at the level of the file that declares ``posterior`` (``baseline``), so scenarios that
+extend it inherit the calibrated values and their own overrides still win; a scenario that sets
+``posterior`` itself (``"none"`` to switch it off) replaces its ancestors' choice.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "start",
     "end",
     "decision_rule",
+    "posterior",
     "params",
     "timeline",
 )
@@ -292,6 +302,8 @@ class Scenario:
     params: dict[str, ModuleParams]
     extends: str | None = field(default=None, compare=False)
     source_file: str = field(default="", compare=False)
+    #: the calibrated parameters applied at load time (``path``, ``sha256``, ``values``), or None
+    posterior_info: dict | None = field(default=None, compare=False)
 
     @property
     def start_month(self) -> int:
@@ -340,6 +352,10 @@ class Scenario:
             f"end = {_toml_str(self.end)}",
             f"decision_rule = {_toml_str(self.decision_rule)}",
         ]
+        if self.posterior_info is not None:  # values below already include it: not again
+            lines[1:1] = [f"# calibrated parameters applied: posterior mean of "
+                          f"{self.posterior_info['path']} (sha256 {self.posterior_info['sha256']})"]
+            lines.append('posterior = "none"')
         for module in sorted(self.params):
             lines += ["", f"[params.{_toml_key(module)}]"]
             dumped = self.params[module].model_dump(mode="json")
@@ -513,7 +529,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if isinstance(name_or_path, Scenario):  # already loaded: convenient for callers
         return name_or_path
     src = _locate(name_or_path, None, None)
-    return _load_source(src, ())
+    return _load_source(src, ())[0]
 
 
 def scenario_from_toml(
@@ -526,10 +542,13 @@ def scenario_from_toml(
     """
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     stem = Path(file).stem if file and not file.startswith("<") else "scenario"
-    return _load_source(_Source(f"text:{file}", file, text, base, stem), ())
+    return _load_source(_Source(f"text:{file}", file, text, base, stem), ())[0]
 
 
-def _load_source(src: _Source, stack: tuple[str, ...]) -> Scenario:
+def _load_source(
+    src: _Source, stack: tuple[str, ...], posterior_override: str | None = None
+) -> tuple[Scenario, bool]:
+    """The resolved scenario, and whether ``posterior`` was declared in its chain."""
     file = src.display
     raw = _parse_toml(src.text, file)
 
@@ -541,8 +560,14 @@ def _load_source(src: _Source, stack: tuple[str, ...]) -> Scenario:
     name = _get_str(raw, "name", file, default=src.stem)
     description = _get_str(raw, "description", file, default="")
     extends_ref = _get_str(raw, "extends", file, default=None)
+    own_posterior = _get_str(raw, "posterior", file, default=None)
+    if own_posterior is not None and not own_posterior.strip():
+        raise ScenarioError(file, "posterior", 'expected "shipped", "none" or a path to a posterior file')
+    # a descendant's choice replaces this file's (and goes on to the ancestors)
+    posterior = posterior_override if posterior_override is not None else own_posterior
 
     parent: Scenario | None = None
+    declared_above = False
     if extends_ref is not None:
         if not extends_ref.strip():
             raise ScenarioError(file, "extends", "empty name")
@@ -555,7 +580,7 @@ def _load_source(src: _Source, stack: tuple[str, ...]) -> Scenario:
         if psrc.ident in chain:
             names = [*_chain_names(chain), _short(psrc.ident)]
             raise ScenarioError(file, "extends", f"extends cycle: {' -> '.join(names)}")
-        parent = _load_source(psrc, chain)
+        parent, declared_above = _load_source(psrc, chain, posterior)
 
     start = _get_month_str(raw, "start", file, parent.start if parent else DEFAULT_START)
     end = _get_month_str(raw, "end", file, parent.end if parent else DEFAULT_END)
@@ -574,7 +599,7 @@ def _load_source(src: _Source, stack: tuple[str, ...]) -> Scenario:
     params = _resolve_params(raw.get("params", {}), file, parent)
     timeline = _resolve_timeline(raw.get("timeline", {}), file, parent)
 
-    return Scenario(
+    scenario = Scenario(
         name=name,
         description=description,
         start=start,
@@ -584,7 +609,52 @@ def _load_source(src: _Source, stack: tuple[str, ...]) -> Scenario:
         params=params,
         extends=parent.name if parent is not None else None,
         source_file=file,
+        posterior_info=parent.posterior_info if parent is not None else None,
     )
+    if own_posterior is not None and not declared_above:
+        scenario = _apply_posterior(scenario, posterior, file, src.base_dir)
+    return scenario, declared_above or own_posterior is not None
+
+
+def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Path | None) -> Scenario:
+    """``scenario`` with the weighted mean of ``posterior`` (within its most probable rule)."""
+    import dataclasses
+
+    from talbuk.calibration.params import apply_params, default_posterior_path, load_posterior
+
+    if posterior == "none":
+        return dataclasses.replace(scenario, posterior_info=None)
+    if posterior == "shipped":
+        path = default_posterior_path()
+    else:
+        path = Path(posterior)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+    try:
+        post = load_posterior(path)
+        particles, weights = post.particles, post.weights
+        rule = None
+        if "rule" in particles.columns:
+            by_rule = {}
+            for r, w in zip(particles["rule"], weights, strict=True):
+                by_rule[str(r)] = by_rule.get(str(r), 0.0) + float(w)
+            rule = max(sorted(by_rule), key=lambda r: by_rule[r])
+            keep = (particles["rule"].astype(str) == rule).to_numpy()
+            particles, weights = particles[keep].reset_index(drop=True), weights[keep]
+            weights = weights / weights.sum()
+        values = {k: float(np.sum(particles[k].to_numpy(dtype=np.float64) * weights))
+                  for k in particles.columns if k != "rule"}
+        theta = dict(values)
+        if rule is not None:
+            theta["rule"] = rule
+        applied = apply_params(scenario, theta)
+    except ScenarioError as e:
+        raise ScenarioError(file, "posterior", f"{e.file}: {e.key}: {e.problem}") from None
+    if applied.decision_rule not in DECISION_RULES:
+        raise ScenarioError(file, "posterior", f"{path}: rule: unknown decision rule {applied.decision_rule!r}")
+    info = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "setting": posterior, "rule": applied.decision_rule, "values": values}
+    return dataclasses.replace(applied, posterior_info=info)
 
 
 def _short(ident: str) -> str:
