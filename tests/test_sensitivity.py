@@ -44,7 +44,7 @@ def test_cheap_real_run_writes_finite_indices(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["samples.parquet", "sensitivity.json", "sobol.csv", "sobol.png"]
     t = pd.read_csv(out / "sobol.csv")
     assert list(t.columns) == ["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
-    assert len(t) == 3 * 2
+    assert len(t) == 5 * 2  # 3 outputs and the log10 of the 2 counts, 2 parameters
     assert np.isfinite(t[["S1", "S1_conf", "ST", "ST_conf"]].to_numpy()).all()
     s = pd.read_parquet(out / "samples.parquet")
     assert len(s) == 2 * (2 + 2)

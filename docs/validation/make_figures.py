@@ -10,7 +10,7 @@ without it the script stops and prints them. It writes, into docs/validation/:
 * ``arrivals_ensemble.png``: arrivals in South Korea, the ensemble's median and 90% band
   (expected and sampled), the record, the calibration and out-of-sample periods;
 * ``validation.json``: ``talbuk validate`` on the ensemble;
-* ``sobol.png``, ``sobol.csv``: the Sobol indices (copied table, figure redrawn from it);
+* ``sobol.png``, ``sobol.csv``: the Sobol indices, recomputed from the runs' ``samples.parquet``;
 * ``tables.md``: the metrics, targets and Sobol tables in Markdown, pasted into validation.md.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,10 +120,19 @@ def tables(val: dict, sobol: pd.DataFrame | None) -> str:
         lines.append(f"| {t['name']} | {t['year']} | {_num(t['simulated'])} | {spread} | "
                      f"{_num(t['low'])} - {_num(t['high'])} | {_num(t['in_range']) if t['in_range'] is not None else 'n/a'} | {how} |")
     if sobol is not None:
-        lines += ["", "### Sobol indices", "", "| output | parameter | S1 | ST |", "|---|---|---|---|"]
-        for _, r in sobol.iterrows():
-            lines.append(f"| {r['output']} | `{r['parameter']}` | {r['S1']:.2f} ± {r['S1_conf']:.2f} | "
-                         f"{r['ST']:.2f} ± {r['ST_conf']:.2f} |")
+        from talbuk.calibration.sensitivity import OUTPUT_LABELS, PLOTTED
+
+        outs = [o for o in PLOTTED if o in set(sobol["output"])]
+        lines += ["", "### Sobol indices (S1 / ST, each ± its 95% bootstrap half-width)", "",
+                  "| parameter | " + " | ".join(OUTPUT_LABELS[o] for o in outs) + " |",
+                  "|---" * (len(outs) + 1) + "|"]
+        t = sobol.set_index(["output", "parameter"])
+        for name in dict.fromkeys(sobol["parameter"]):
+            cells = []
+            for o in outs:
+                r = t.loc[(o, name)]
+                cells.append(f"{r['S1']:.2f} ± {r['S1_conf']:.2f} / **{r['ST']:.2f}** ± {r['ST_conf']:.2f}")
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     ensure(args.ensemble, ensemble_command(args.ensemble), args.run_missing)
     ensure(args.sensitivity, sensitivity_command(args.sensitivity), args.run_missing)
 
+    from talbuk.calibration.sensitivity import analyse_samples
     from talbuk.calibration.sensitivity import plot as plot_sobol
     from talbuk.calibration.validate import validate, write_json
 
@@ -144,9 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     val["path"] = str(args.ensemble.relative_to(ROOT)) if args.ensemble.is_relative_to(ROOT) else str(args.ensemble)
     write_json(val, HERE / "validation.json")
     plot_arrivals(args.ensemble, HERE / "arrivals_ensemble.png")
-    sobol = pd.read_csv(args.sensitivity / "sobol.csv")
-    shutil.copyfile(args.sensitivity / "sobol.csv", HERE / "sobol.csv")
     s_info = json.loads((args.sensitivity / "sensitivity.json").read_text())
+    # recomputed from the runs' samples with the current analysis (outputs added since the run,
+    # such as the log10 counts, need no new runs)
+    sobol = analyse_samples(pd.read_parquet(args.sensitivity / "samples.parquet"),
+                            [p["name"] for p in s_info["parameters"]], s_info["seed"])
+    sobol.to_csv(HERE / "sobol.csv", index=False, float_format="%.6g")
     plot_sobol(sobol, HERE / "sobol.png",
                f"Sobol indices, {s_info['scenario']}, N={s_info['n']}, {s_info['runs']} runs at scale "
                f"{s_info['scale']:g}, seed {s_info['seed']} for every run")

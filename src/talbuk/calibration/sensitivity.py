@@ -11,7 +11,9 @@ Outputs (all from ``arrivals_expected``, the low-noise expected flow):
 
 * ``arrivals_2000_2019``: total arrivals 2000-2019 (people);
 * ``arrivals_2009``: arrivals in 2009, the recorded peak (people);
-* ``drop_2012``: ``arrivals_2012 / arrivals_2011 - 1`` (recorded: -44%).
+* ``drop_2012``: ``arrivals_2012 / arrivals_2011 - 1`` (recorded: -44%);
+* ``log10_arrivals_2000_2019``, ``log10_arrivals_2009``: the same counts on a log scale
+  (:data:`LOG_OUTPUTS`; drawn in ``sobol.png``, the raw counts' indices are in ``sobol.csv``).
 
 **One seed for every run** (common random numbers): every run uses the same simulation seed,
 so two parameter vectors differ in outcome only because of the parameters (the same person
@@ -43,11 +45,19 @@ from talbuk.results import commit_folder
 from talbuk.scenario import Scenario, ScenarioError, load_scenario
 
 OUTPUTS = ("arrivals_2000_2019", "arrivals_2009", "drop_2012")
+#: log10 of the two counts: over the priors they span two to three orders of magnitude with a
+#: long upper tail, and variance-based indices of the raw counts are then dominated by a few
+#: extreme runs (unstable at small N); on the log scale they measure relative change
+LOG_OUTPUTS = ("arrivals_2000_2019", "arrivals_2009")
+#: the outputs drawn in sobol.png (the raw counts' indices are in sobol.csv)
+PLOTTED = ("log10_arrivals_2000_2019", "log10_arrivals_2009", "drop_2012")
 #: the last month any output needs (runs stop there)
 LAST_MONTH_NEEDED = "2019-12"
 OUTPUT_LABELS = {"arrivals_2000_2019": "total arrivals 2000-2019",
                  "arrivals_2009": "arrivals 2009 (peak)",
-                 "drop_2012": "2012 drop (2012/2011 - 1)"}
+                 "drop_2012": "2012 drop (2012/2011 - 1)",
+                 "log10_arrivals_2000_2019": "log10 total arrivals 2000-2019",
+                 "log10_arrivals_2009": "log10 arrivals 2009 (peak)"}
 
 
 class SensitivityError(ValueError):
@@ -94,6 +104,19 @@ def design(priors: list[Prior], n: int, seed: int) -> tuple[dict, np.ndarray, np
     return problem, unit, values
 
 
+def analyse_samples(samples: pd.DataFrame, names: list[str], seed: int) -> pd.DataFrame:
+    """Sobol table of every output (and the log10 of the counts) from a ``samples.parquet`` table.
+
+    The rows must be in the order of the sample (as written by :func:`sensitivity`).
+    """
+    problem = {"num_vars": len(names), "names": list(names), "bounds": [[0.0, 1.0]] * len(names)}
+    y = {o: samples[o].to_numpy(dtype=np.float64) for o in OUTPUTS}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for o in LOG_OUTPUTS:
+            y[f"log10_{o}"] = np.log10(y[o])
+    return analyse(problem, y, seed)
+
+
 def analyse(problem: dict, y: dict[str, np.ndarray], seed: int) -> pd.DataFrame:
     """Sobol indices (S1, ST and 95% bootstrap half-widths) per output and parameter."""
     from SALib.analyze import sobol as sobol_analyze
@@ -121,7 +144,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outs = list(dict.fromkeys(table["output"]))
+    present = set(table["output"])
+    outs = [o for o in PLOTTED if o in present] or list(dict.fromkeys(table["output"]))
     params = list(dict.fromkeys(table["parameter"]))
     fig, axes = plt.subplots(1, len(outs), figsize=(4.2 * len(outs) + 2.5, 0.45 * len(params) + 1.8),
                              sharey=True, squeeze=False)
@@ -137,7 +161,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     axes[0][0].set_ylabel("parameter (priors.toml)")
     axes[0][0].invert_yaxis()
     axes[0][-1].legend(frameon=False, fontsize=8, loc="lower right")
-    fig.suptitle(title, fontsize=10, y=1.04)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -198,12 +223,11 @@ def sensitivity(out: str | Path, *, priors: str | Path | None = None, scenario: 
             finally:  # on an error or interrupt: drop queued runs, let running ones end
                 pool.shutdown(wait=True, cancel_futures=True)
         wall = time.perf_counter() - t0
-        y = {o: np.array([results[i][o] for i in range(len(thetas))]) for o in OUTPUTS}
-        table = analyse(problem, y, seed)
-        table.to_csv(work / "sobol.csv", index=False, float_format="%.6g")
         samples = pd.DataFrame(values, columns=problem["names"])
         for o in OUTPUTS:
-            samples[o] = y[o]
+            samples[o] = np.array([results[i][o] for i in range(len(thetas))])
+        table = analyse_samples(samples, problem["names"], seed)
+        table.to_csv(work / "sobol.csv", index=False, float_format="%.6g")
         samples.to_parquet(work / "samples.parquet", index=False)
         plot(table, work / "sobol.png",
              f"Sobol indices, {base.name}, N={n}, {len(thetas)} runs at scale {scale:g}, seed {seed} for every run")
