@@ -7,11 +7,12 @@ With ``--run-missing`` a missing folder is made first with the commands printed 
 ensemble with the shipped posterior if there is one, otherwise the baseline's own parameters);
 without it the script stops and prints them. It writes, into docs/validation/:
 
-* ``arrivals_ensemble.png``: arrivals in South Korea, the ensemble's median and 90% band
-  (expected and sampled), the record, the calibration and out-of-sample periods;
-* ``validation.json``: ``talbuk validate`` on the ensemble;
+* ``arrivals_NAME.png``: arrivals in South Korea, the ensemble's median and 90% band
+  (expected and sampled), the record, the calibration and out-of-sample periods (``NAME``:
+  the ensemble folder's name);
+* ``validation_NAME.json``: ``talbuk validate`` on the ensemble;
 * ``sobol.png``, ``sobol.csv``: the Sobol indices, recomputed from the runs' ``samples.parquet``;
-* ``tables.md``: the metrics, targets and Sobol tables in Markdown, pasted into validation.md.
+* ``tables_NAME.md``: the metrics, targets and Sobol tables in Markdown, pasted into validation.md.
 """
 
 from __future__ import annotations
@@ -149,10 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     from talbuk.calibration.sensitivity import plot as plot_sobol
     from talbuk.calibration.validate import validate, write_json
 
+    tag = args.ensemble.resolve().name  # outputs are named after the ensemble folder
     val = validate(args.ensemble)
     val["path"] = str(args.ensemble.relative_to(ROOT)) if args.ensemble.is_relative_to(ROOT) else str(args.ensemble)
-    write_json(val, HERE / "validation.json")
-    plot_arrivals(args.ensemble, HERE / "arrivals_ensemble.png")
+    written = [HERE / f"validation_{tag}.json", HERE / f"arrivals_{tag}.png", HERE / "sobol.png",
+               HERE / "sobol.csv", HERE / f"tables_{tag}.md"]
+    write_json(val, written[0])
+    plot_arrivals(args.ensemble, written[1])
     s_info = json.loads((args.sensitivity / "sensitivity.json").read_text())
     # recomputed from the runs' samples with the current analysis (outputs added since the run,
     # such as the log10 counts, need no new runs)
@@ -162,9 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     plot_sobol(sobol, HERE / "sobol.png",
                f"Sobol indices, {s_info['scenario']}, N={s_info['n']}, {s_info['runs']} runs at scale "
                f"{s_info['scale']:g}, seed {s_info['seed']} for every run")
-    (HERE / "tables.md").write_text(tables(val, sobol))
-    print("wrote", ", ".join(p.name for p in (HERE / "validation.json", HERE / "arrivals_ensemble.png",
-                                              HERE / "sobol.png", HERE / "sobol.csv", HERE / "tables.md")))
+    written[4].write_text(tables(val, sobol))
+    print("wrote", ", ".join(p.name for p in written))
 
 
 if __name__ == "__main__":
