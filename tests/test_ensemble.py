@@ -13,7 +13,7 @@ import pytest
 from talbuk.calibration.ensemble import plan, run_ensemble
 from talbuk.calibration.params import Posterior, load_posterior, load_priors, theta_of
 from talbuk.results import file_sha256
-from talbuk.scenario import scenario_from_toml
+from talbuk.scenario import ScenarioError, scenario_from_toml
 
 SCALE = 20000  # about 1,000 agents: the mechanics, not the numbers
 RUNS = 3
@@ -103,6 +103,22 @@ def test_without_posterior_every_run_has_the_scenario_parameters():
     assert post is None
     assert [m.seed for m in members] == [9, 10, 11, 12]
     assert all(m.theta == {} and m.scenario.hash() == base.hash() for m in members)
+
+
+def test_posterior_with_decision_rules(tmp_path):
+    post = tmp_path / "rules.csv"
+    df = pd.DataFrame({"decision.hazard": [0.01, 0.02, 0.04], "rule": ["threshold", "utility", "planned"],
+                       "weight": [0.2, 0.3, 0.5]})
+    df.to_csv(post, index=False)
+    _, members, info = plan("baseline", runs=8, seed=2, posterior=post)
+    for m in members:  # each run takes its particle's rule and value
+        assert m.scenario.decision_rule == m.theta["rule"]
+        assert m.scenario.params["decision"].hazard == m.theta["decision.hazard"]
+    assert info["parameters"] == ["decision.hazard"] and info["particles"] == 3
+    df.loc[1, "rule"] = "whim"
+    df.to_csv(post, index=False)
+    with pytest.raises(ScenarioError, match="rule"):
+        plan("baseline", runs=2, seed=2, posterior=post)
 
 
 def cli(*args):

@@ -86,9 +86,14 @@ def run_folder_name(i: int, runs: int) -> str:
 
 def _check_posterior_names(post: Posterior, file: str) -> None:
     from talbuk.calibration.params import _bounds
+    from talbuk.scenario import DECISION_RULES
 
     for name in post.names:
         _bounds(name, file)  # raises ScenarioError naming the file and the column
+    if "rule" in post.particles.columns:
+        bad = sorted({str(r) for r in post.particles["rule"]} - set(DECISION_RULES))
+        if bad:
+            raise ScenarioError(file, "rule", f"expected one of {list(DECISION_RULES)}, got {bad[0]!r}")
 
 
 def plan(scenario: str | Path | Scenario, *, runs: int, seed: int,
