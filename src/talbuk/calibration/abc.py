@@ -66,6 +66,8 @@ from talbuk.scenario import (
 #: 0 is a sample of the prior (no separate calibration sample is spent), and generation 1's
 #: epsilon is the weighted median distance of generation 0
 INITIAL_EPSILON = 1e9
+#: seconds to wait for a --scheduler to answer
+CONNECT_TIMEOUT_S = 10.0
 #: evaluations sent to a Dask worker at a time (STACK.md: ~10 avoids per-task overhead)
 DEFAULT_BATCH_SIZE = 10
 
@@ -364,9 +366,11 @@ def _atomic_write(path: Path, text: str) -> None:
 class Cluster:
     """A Dask client: a local cluster (created here) or an existing scheduler's."""
 
-    def __init__(self, scheduler: str | None, workers: int, connect_timeout: float = 10.0):
+    def __init__(self, scheduler: str | None, workers: int, connect_timeout: float | None = None):
         from dask.distributed import Client, LocalCluster
 
+        if connect_timeout is None:
+            connect_timeout = CONNECT_TIMEOUT_S
         self.cluster = None
         if scheduler:
             check_scheduler_address(scheduler)
@@ -379,10 +383,18 @@ class Cluster:
         else:
             # workers inherit this environment: one numba thread each (STACK.md: two workers
             # with numba's default threads oversubscribe two cores)
+            # (set here only while the workers start: this process's environment is restored)
+            before = os.environ.get("NUMBA_NUM_THREADS")
             os.environ["NUMBA_NUM_THREADS"] = "1"
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR,
-                                        env={"NUMBA_NUM_THREADS": "1"})
+            try:
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None, silence_logs=logging.ERROR,
+                                            env={"NUMBA_NUM_THREADS": "1"})
+            finally:
+                if before is None:
+                    os.environ.pop("NUMBA_NUM_THREADS", None)
+                else:
+                    os.environ["NUMBA_NUM_THREADS"] = before
             self.client = Client(self.cluster)
             self.description = f"local cluster, {workers} workers x 1 thread"
 

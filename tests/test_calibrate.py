@@ -1,0 +1,310 @@
+"""talbuk calibrate: pyabc ABC-SMC on Dask, end to end through the command line.
+
+To stay fast the calibrations here run a short scenario (the baseline cut at 1991-12, so 24
+months a simulation) at scale 20000, with a handful of particles: they test the machinery
+(Dask, the database, resume, faults, determinism), not the fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyabc")
+pytest.importorskip("dask.distributed")
+
+from talbuk.calibration.abc import (  # noqa: E402
+    Settings,
+    evaluation_seed,
+    output_paths,
+    param_key,
+    parse_rules,
+    parse_years,
+    to_theta,
+)
+from talbuk.calibration.distance import TalbukDistance, range_miss  # noqa: E402
+from talbuk.calibration.params import load_priors  # noqa: E402
+from talbuk.calibration.summaries import ARRIVAL_YEARS, arrivals_record, observed, range_targets  # noqa: E402
+
+SHORT = 'name = "short"\nextends = "baseline"\nend = "1991-12"\nposterior = "none"\n'
+#: the settings every machinery test shares (so their posteriors can be compared)
+COMMON = ["--years", "1990-1991", "--scale", "20000", "--population", "4", "--seed", "7",
+          "--rules", "threshold,planned"]
+ENV = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The command in a fresh process (for the tests that kill processes)."""
+    return subprocess.run([sys.executable, "-m", "talbuk.cli", "calibrate", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess:
+    """The command in this process (saves importing pyabc and Dask again each time)."""
+    from typer.testing import CliRunner
+
+    from talbuk.cli import app
+
+    r = CliRunner().invoke(app, ["calibrate", *args])
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
+def _generations_in(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT COUNT(*) FROM populations WHERE t >= 0").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _posterior(db: Path) -> pd.DataFrame:
+    return pd.read_csv(output_paths(db)["posterior"], skiprows=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def short_scenario(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("scenario") / "short.toml"
+    p.write_text(SHORT)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, short_scenario) -> Path:
+    """An undisturbed 2-generation calibration on a local Dask cluster of 2 workers."""
+    db = tmp_path_factory.mktemp("ref") / "ref.db"
+    r = _invoke("--scenario", str(short_scenario), *COMMON, "--generations", "2", "--workers", "2",
+                "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler and two workers started as separate processes (no nannies)."""
+    from dask.distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask_bin = str(Path(sys.executable).with_name("dask"))
+    logs = tmp_path_factory.mktemp("dask")
+    procs = {"scheduler": subprocess.Popen(
+        [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=ENV)}
+    time.sleep(1.0)
+    for i in range(2):
+        procs[f"worker{i}"] = subprocess.Popen(
+            [dask_bin, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+            stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=ENV)
+    try:
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        yield address, procs
+    finally:
+        for p in procs.values():  # only the processes this fixture started
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# pieces, no Dask
+
+
+def test_range_miss_is_zero_inside_and_relative_outside():
+    assert range_miss(5.0, 4.0, 6.0) == 0.0
+    assert range_miss(2.0, 4.0, 6.0) == pytest.approx(0.5)
+    assert range_miss(9.0, 4.0, 6.0) == pytest.approx(0.5)
+    assert range_miss(float("nan"), 4.0, 6.0) == 1.0
+
+
+def test_distance_of_the_record_itself_is_its_range_misses_only():
+    rec = arrivals_record()
+    x = observed()  # arrivals exactly as recorded, each range target at its central value
+    d = TalbukDistance()
+    comps = d.components(x)
+    assert comps["arrivals_rmsle"] == 0.0
+    assert all(v == 0.0 for k, v in comps.items() if k != "arrivals_rmsle")
+    assert d(x, x) == 0.0
+    # a factor of 2 in every fit year, on the log scale, costs about ln 2 whatever the size
+    doubled = dict(x)
+    for y in range(1995, 2020):
+        doubled[f"arrivals_{y}"] = 2 * rec[y] + 10  # (2r + 10 + 10) / (r + 10) = 2 exactly
+    assert d(doubled, x) == pytest.approx(math.log(2), rel=1e-12)
+    # years outside the fit window do not count
+    only_2020 = dict(x)
+    only_2020["arrivals_2020"] = 1e6
+    assert d(only_2020, x) == 0.0
+
+
+def test_range_targets_come_from_the_data_files():
+    keys = {t.key for t in range_targets()}
+    assert {"excess_deaths_1993_2000", "pds_share_1997", "media_ever_share_border_2010",
+            "months_abroad_2002", "in_china_2006", "population_2008"} <= keys
+    deaths = next(t for t in range_targets() if t.key == "excess_deaths_1993_2000")
+    assert (deaths.low, deaths.high) == (240000.0, 1000000.0)
+    assert set(observed()) >= {f"arrivals_{y}" for y in ARRIVAL_YEARS}
+
+
+def test_unit_cube_parameters_map_through_the_priors():
+    priors = load_priors()
+    keys = [param_key(p.name) for p in priors]
+    assert len(set(keys)) == len(keys) and all(k.isidentifier() for k in keys)
+    lo = to_theta(priors, {k: 0.0 for k in keys})
+    hi = to_theta(priors, {k: 1.0 for k in keys})
+    for p in priors:
+        assert lo[p.name] == pytest.approx(p.low) and hi[p.name] == pytest.approx(p.high)
+
+
+def test_evaluation_seeds_are_fixed_and_distinct():
+    a = [evaluation_seed(1, t, j) for t in (-1, 0, 1) for j in range(50)]
+    assert a == [evaluation_seed(1, t, j) for t in (-1, 0, 1) for j in range(50)]
+    assert len(set(a)) == len(a)
+    assert evaluation_seed(2, 0, 0) != evaluation_seed(1, 0, 0)
+
+
+def test_option_parsers():
+    assert parse_years("1995-2019") == (1995, 2019)
+    assert parse_rules("threshold, planned") == ["threshold", "planned"]
+    s = Settings("p.toml", "x", "baseline", "toml", 1000.0, 10, 1, ["threshold"], (1995, 2019))
+    assert Settings.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+# --------------------------------------------------------------------------------------------
+# bad input: one line, exit status 2, nothing written or lost
+
+
+def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_bad_input_exits_2(tmp_path, monkeypatch):
+    import talbuk.calibration.abc as abc_mod
+
+    monkeypatch.setattr(abc_mod, "CONNECT_TIMEOUT_S", 2.0)  # nothing listens there: do not wait 10 s
+    db = tmp_path / "c.db"
+    bad_priors = tmp_path / "bad.toml"
+    bad_priors.write_text('[parameters."decision.threshold_loc"]\nlow = 2.0\nhigh = 1.0\n')
+    _one_line_error(_invoke("--priors", str(bad_priors), "--generations", "1", "--db", str(db)),
+                    "bad.toml", "parameters.decision.threshold_loc.high")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--scheduler", "not-an-address"),
+                    "--scheduler")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--scheduler", "tcp://127.0.0.1:9"),
+                    "--scheduler", "cannot connect")
+    _one_line_error(_invoke("--generations", "1", "--db", "/proc/talbuk-calibration.db"), "not writable")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--years", "1980-2019"), "--years")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--rules", "threshold,vote"), "--rules")
+    _one_line_error(_invoke("--db", str(db)), "--generations")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--resume"), "no such database")
+    assert list(tmp_path.iterdir()) == [bad_priors]  # nothing written
+
+
+def test_existing_database_is_not_overwritten(tmp_path):
+    db = tmp_path / "c.db"
+    db.write_bytes(b"an earlier calibration")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db)), "database exists", "--resume", "--force")
+    assert db.read_bytes() == b"an earlier calibration"
+
+
+# --------------------------------------------------------------------------------------------
+# end to end
+
+
+def test_tiny_calibration_end_to_end(reference):
+    db = reference
+    paths = output_paths(db)
+    assert _generations_in(db) == 2
+    summary = json.loads(paths["summary"].read_text())
+    assert [g["t"] for g in summary["generations"]] == [0, 1]
+    assert summary["epsilons"][0] > summary["epsilons"][1]  # generation 0 accepts the prior
+    assert summary["acceptance_rates"][0] == 1.0 and 0 < summary["acceptance_rates"][1] <= 1
+    assert summary["priors_sha256"] == hashlib.sha256(
+        Path(summary["priors_file"]).read_bytes()).hexdigest()
+    rules = json.loads(paths["rules"].read_text())
+    assert set(rules) == {"threshold", "planned"} and sum(rules.values()) == pytest.approx(1.0)
+    post = _posterior(db)
+    assert set(post["rule"]) <= {"threshold", "planned"}
+    assert post["weight"].sum() == pytest.approx(1.0)
+    for p in load_priors():  # every particle inside its prior
+        assert post[p.name].between(p.low, p.high).all(), p.name
+
+
+def test_resume_after_kill_gives_the_same_posterior(tmp_path, short_scenario, reference, dask_cluster):
+    """SIGKILL the calibration once generation 0 is in the database, then --resume it."""
+    address, _ = dask_cluster
+    db = tmp_path / "killed.db"
+    args = ["--scenario", str(short_scenario), *COMMON, "--generations", "2", "--db", str(db),
+            "--scheduler", address]
+    proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _generations_in(db) == 1
+    r = _cli("--resume", "--generations", "2", "--db", str(db), "--scheduler", address)
+    assert r.returncode == 0, r.stderr
+    assert "resuming after generation 0" in r.stderr
+    assert _generations_in(db) == 2
+    # with seeded evaluations, the interrupted calibration ends where the undisturbed one did
+    pd.testing.assert_frame_equal(_posterior(db), _posterior(reference))
+    _one_line_error(_invoke("--resume", "--generations", "2", "--db", str(db), "--scheduler", address),
+                    "already has 2 generations")
+
+
+def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, reference, dask_cluster):
+    """Against a running scheduler, kill one of its two workers mid-calibration: it finishes,
+    and finished generations and the posterior are those of the undisturbed calibration."""
+    address, procs = dask_cluster
+    db = tmp_path / "faulty.db"
+    args = ["--scenario", str(short_scenario), *COMMON, "--generations", "2", "--db", str(db),
+            "--scheduler", address]
+    proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    victim = procs["worker1"]
+    assert victim.poll() is None
+    victim.kill()  # SIGKILL while generation 1 is being sampled
+    victim.wait()
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    assert _generations_in(db) == 2
+    with sqlite3.connect(db) as con, sqlite3.connect(reference) as ref:
+        q = ("SELECT p.t, m.m, pa.w, par.name, par.value FROM particles pa "
+             "JOIN models m ON pa.model_id = m.id JOIN populations p ON m.population_id = p.id "
+             "JOIN parameters par ON par.particle_id = pa.id WHERE p.t >= 0 "
+             "ORDER BY p.t, pa.id, par.name")
+        assert con.execute(q).fetchall() == ref.execute(q).fetchall()
+    pd.testing.assert_frame_equal(_posterior(db), _posterior(reference))
