@@ -21,12 +21,16 @@ def plot(results: dict, png: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     # left: agent-months per second against simulated persons
-    sc = results.get("scaling") or {}
-    pts = sc.get("points", [])
-    if pts:
+    for key in sorted(k for k in results if k.startswith("scaling")):
+        sc = results[key]
+        pts = sc.get("points", [])
+        if not pts:
+            continue
         scales = ", ".join(f"{p['scale']:g}" for p in pts)
+        th = sc.get("threads", 2)
         ax1.plot([p["agents_initial"] for p in pts], [p["agent_months_per_second"] / 1e6 for p in pts],
-                 "o-", label=f"talbuk, 2 threads, {sc.get('window', '')} (scale {scales})")
+                 "o-" if th == 2 else "o--",
+                 label=f"talbuk, {th} thread{'s' if th > 1 else ''}, {sc.get('window', '')} (scale {scales})")
     for th, marker in ((1, "s"), (2, "^")):
         runs = [r for r in results.get("runs", []) if r["threads"] == th]
         if runs:
