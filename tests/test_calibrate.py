@@ -308,3 +308,87 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
              "ORDER BY p.t, pa.id, par.name")
         assert con.execute(q).fetchall() == ref.execute(q).fetchall()
     pd.testing.assert_frame_equal(_posterior(db), _posterior(reference))
+
+
+# --------------------------------------------------------------------------------------------
+# the baseline runs with the shipped posterior
+
+
+def _weighted_mean_of_best_rule(path: Path) -> tuple[str | None, dict[str, float]]:
+    df = pd.read_csv(path, comment=None, skiprows=1)
+    w = df.pop("weight")
+    rule = None
+    if "rule" in df.columns:
+        rule = w.groupby(df["rule"]).sum().idxmax()
+        keep = df["rule"] == rule
+        df, w = df[keep].drop(columns="rule"), w[keep]
+    w = w / w.sum()
+    return rule, {c: float((df[c] * w).sum()) for c in df.columns}
+
+
+def test_baseline_applies_the_shipped_posterior(tmp_path):
+    from talbuk.calibration.params import default_posterior_path, theta_of
+    from talbuk.scenario import load_scenario, scenario_from_toml
+
+    path = default_posterior_path()
+    rule, mean = _weighted_mean_of_best_rule(path)
+    base = load_scenario("baseline")
+    info = base.posterior_info
+    assert info is not None and Path(info["path"]) == path
+    assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    priors = load_priors()
+    got = theta_of(base, priors)
+    for name, value in mean.items():
+        if name.startswith("lever."):  # lever points are not applied at load (see scenario.py)
+            assert name in info["levers_not_applied"]
+        else:
+            assert got[name] == pytest.approx(value, rel=1e-12), name
+    if rule is not None:
+        assert base.decision_rule == rule
+    # switched off: the values written in baseline.toml and the module defaults come back
+    builtin = Path(base.source_file)
+    off = builtin.read_text().replace('posterior = "shipped"', 'posterior = "none"')
+    raw = scenario_from_toml(off, file=str(builtin), base_dir=builtin.parent)
+    assert raw.posterior_info is None
+    assert theta_of(raw, priors) != got
+    # a scenario that extends the baseline inherits the values; its own override wins
+    child = tmp_path / "child.toml"
+    child.write_text('name = "child"\nextends = "baseline"\n[params.decision]\nhazard = 0.05\n')
+    c = theta_of(load_scenario(str(child)), priors)
+    assert c["decision.hazard"] == 0.05
+    assert all(c[k] == pytest.approx(got[k]) for k in got if k != "decision.hazard")
+    off_child = tmp_path / "off.toml"
+    off_child.write_text('name = "off"\nextends = "baseline"\nposterior = "none"\n')
+    assert theta_of(load_scenario(str(off_child)), priors) == theta_of(raw, priors)
+    # the resolved TOML holds the applied values and does not apply them twice
+    again = scenario_from_toml(base.to_toml())
+    assert again == base and again.posterior_info is None
+    assert again.to_toml() == base.to_toml()
+
+
+def test_a_bad_posterior_setting_names_the_file_and_key(tmp_path):
+    from talbuk.scenario import ScenarioError, load_scenario
+
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\nextends = "baseline"\nposterior = "missing.csv"\n')
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(str(p))
+    assert e.value.file == str(p) and e.value.key == "posterior" and "missing.csv" in str(e.value)
+
+
+def test_manifest_records_the_posterior(tmp_path, short_scenario):
+    from talbuk.calibration.params import default_posterior_path
+    from talbuk.results import Results
+    from talbuk.sim import Sim
+
+    with_post = tmp_path / "with.toml"
+    with_post.write_text('name = "w"\nextends = "baseline"\nend = "1990-03"\n')
+    sim = Sim(str(with_post), scale=50000, seed=1, threads=1)
+    sim.run()
+    m = Results.from_sim(sim).manifest
+    assert m["posterior"]["sha256"] == hashlib.sha256(default_posterior_path().read_bytes()).hexdigest()
+    off = tmp_path / "off.toml"
+    off.write_text('name = "o"\nextends = "baseline"\nend = "1990-03"\nposterior = "none"\n')
+    sim = Sim(str(off), scale=50000, seed=1, threads=1)
+    sim.run()
+    assert "posterior" not in Results.from_sim(sim).manifest

@@ -27,7 +27,9 @@ that names the file, the key and the problem.
 ``posterior`` applies calibrated parameters at load time: ``"shipped"`` (the posterior of
 ``talbuk calibrate --ship``, ``talbuk/calibration/posterior.csv``), a path to a posterior file
 (relative to the scenario file) or ``"none"``. The values applied are the posterior's weighted
-mean within its most probable decision rule (which also becomes the scenario's rule). They are
+mean within its most probable decision rule (which also becomes the scenario's rule), for
+module parameters only: lever points (``lever.X@DATE``) are not applied (see
+:func:`_apply_posterior`). They are
 applied at the level of the file that declares ``posterior`` (``baseline``), so scenarios that
 extend it inherit the calibrated values and their own overrides still win; a scenario that sets
 ``posterior`` itself (``"none"`` to switch it off) replaces its ancestors' choice.
@@ -352,10 +354,6 @@ class Scenario:
             f"end = {_toml_str(self.end)}",
             f"decision_rule = {_toml_str(self.decision_rule)}",
         ]
-        if self.posterior_info is not None:  # values below already include it: not again
-            lines[1:1] = [f"# calibrated parameters applied: posterior mean of "
-                          f"{self.posterior_info['path']} (sha256 {self.posterior_info['sha256']})"]
-            lines.append('posterior = "none"')
         for module in sorted(self.params):
             lines += ["", f"[params.{_toml_key(module)}]"]
             dumped = self.params[module].model_dump(mode="json")
@@ -546,7 +544,7 @@ def scenario_from_toml(
 
 
 def _load_source(
-    src: _Source, stack: tuple[str, ...], posterior_override: str | None = None
+    src: _Source, stack: tuple[str, ...], posterior_override: tuple | None = None
 ) -> tuple[Scenario, bool]:
     """The resolved scenario, and whether ``posterior`` was declared in its chain."""
     file = src.display
@@ -563,8 +561,11 @@ def _load_source(
     own_posterior = _get_str(raw, "posterior", file, default=None)
     if own_posterior is not None and not own_posterior.strip():
         raise ScenarioError(file, "posterior", 'expected "shipped", "none" or a path to a posterior file')
-    # a descendant's choice replaces this file's (and goes on to the ancestors)
-    posterior = posterior_override if posterior_override is not None else own_posterior
+    # a descendant's choice replaces this file's (and goes on to the ancestors); it is kept
+    # with the file that made it: errors name that file, a relative path starts from its folder
+    posterior = posterior_override
+    if posterior is None and own_posterior is not None:
+        posterior = (own_posterior, file, src.base_dir)
 
     parent: Scenario | None = None
     declared_above = False
@@ -612,7 +613,7 @@ def _load_source(
         posterior_info=parent.posterior_info if parent is not None else None,
     )
     if own_posterior is not None and not declared_above:
-        scenario = _apply_posterior(scenario, posterior, file, src.base_dir)
+        scenario = _apply_posterior(scenario, *posterior)
     return scenario, declared_above or own_posterior is not None
 
 
@@ -642,8 +643,13 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
             keep = (particles["rule"].astype(str) == rule).to_numpy()
             particles, weights = particles[keep].reset_index(drop=True), weights[keep]
             weights = weights / weights.sum()
+        # lever points are not applied: the counterfactual scenarios that extend the baseline
+        # restate the baseline's hand-set lever levels literally (no-2012-crackdown holds the
+        # 2008 border level, for instance), and a calibrated baseline level under them would
+        # make those counterfactuals differ from the baseline where they should not
         values = {k: float(np.sum(particles[k].to_numpy(dtype=np.float64) * weights))
-                  for k in particles.columns if k != "rule"}
+                  for k in particles.columns if k != "rule" and not k.startswith("lever.")}
+        skipped = sorted(k for k in particles.columns if k.startswith("lever."))
         theta = dict(values)
         if rule is not None:
             theta["rule"] = rule
@@ -653,7 +659,8 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
     if applied.decision_rule not in DECISION_RULES:
         raise ScenarioError(file, "posterior", f"{path}: rule: unknown decision rule {applied.decision_rule!r}")
     info = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "setting": posterior, "rule": applied.decision_rule, "values": values}
+            "setting": posterior, "rule": applied.decision_rule, "values": values,
+            "levers_not_applied": skipped}
     return dataclasses.replace(applied, posterior_info=info)
 
 
