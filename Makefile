@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SCALE ?= 100
 SEED ?= 1
 
-.PHONY: install browser run test test-full bench lint clean
+.PHONY: install browser run test test-full bench bench-full bench-core lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,22 @@ test: install browser
 test-full: install
 	$(VENV)/bin/pytest -q -m fullscale
 
+# full model (all modules): scale 100 and 10 with 1 and 2 threads, per-phase times, scaling
+# curve, the Mesa reference ratio; then the memory-bandwidth floor. Writes benchmarks/results.json
 bench: install
-	$(PY) benchmarks/core_throughput.py
+	$(PY) benchmarks/full_model.py
+	$(PY) benchmarks/bandwidth_floor.py
+	$(PY) benchmarks/plot_results.py
+
+# the same plus the whole population (scale 1, 1990-2025)
+bench-full: install
+	$(PY) benchmarks/full_model.py --full
+	$(PY) benchmarks/bandwidth_floor.py
+	$(PY) benchmarks/plot_results.py
+
+# the simulation core alone (demography)
+bench-core: install
+	$(PY) benchmarks/core_throughput.py --modules demography
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
