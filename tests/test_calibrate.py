@@ -326,40 +326,40 @@ def _weighted_mean_of_best_rule(path: Path) -> tuple[str | None, dict[str, float
     return rule, {c: float((df[c] * w).sum()) for c in df.columns}
 
 
-def test_baseline_applies_the_shipped_posterior(tmp_path):
+def test_the_shipped_posterior_applies_at_load(tmp_path):
     from talbuk.calibration.params import default_posterior_path, theta_of
     from talbuk.scenario import load_scenario, scenario_from_toml
 
     path = default_posterior_path()
     rule, mean = _weighted_mean_of_best_rule(path)
-    base = load_scenario("baseline")
+    plain = tmp_path / "plain.toml"
+    plain.write_text('name = "plain"\nextends = "baseline"\nposterior = "none"\n')
+    cal = tmp_path / "cal.toml"
+    cal.write_text('name = "cal"\nextends = "baseline"\nposterior = "shipped"\n')
+    raw, base = load_scenario(str(plain)), load_scenario(str(cal))
+    assert raw.posterior_info is None
     info = base.posterior_info
     assert info is not None and Path(info["path"]) == path
     assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     priors = load_priors()
-    got = theta_of(base, priors)
+    got, before = theta_of(base, priors), theta_of(raw, priors)
     for name, value in mean.items():
         if name.startswith("lever."):  # lever points are not applied at load (see scenario.py)
-            assert name in info["levers_not_applied"]
+            assert name in info["levers_not_applied"] and got[name] == before[name]
         else:
             assert got[name] == pytest.approx(value, rel=1e-12), name
+    assert got != before
     if rule is not None:
         assert base.decision_rule == rule
-    # switched off: the values written in baseline.toml and the module defaults come back
-    builtin = Path(base.source_file)
-    off = builtin.read_text().replace('posterior = "shipped"', 'posterior = "none"')
-    raw = scenario_from_toml(off, file=str(builtin), base_dir=builtin.parent)
-    assert raw.posterior_info is None
-    assert theta_of(raw, priors) != got
-    # a scenario that extends the baseline inherits the values; its own override wins
+    # a scenario that extends it inherits the values; its own override wins
     child = tmp_path / "child.toml"
-    child.write_text('name = "child"\nextends = "baseline"\n[params.decision]\nhazard = 0.05\n')
+    child.write_text('name = "child"\nextends = "cal.toml"\n[params.decision]\nhazard = 0.05\n')
     c = theta_of(load_scenario(str(child)), priors)
     assert c["decision.hazard"] == 0.05
     assert all(c[k] == pytest.approx(got[k]) for k in got if k != "decision.hazard")
     off_child = tmp_path / "off.toml"
-    off_child.write_text('name = "off"\nextends = "baseline"\nposterior = "none"\n')
-    assert theta_of(load_scenario(str(off_child)), priors) == theta_of(raw, priors)
+    off_child.write_text('name = "off"\nextends = "cal.toml"\nposterior = "none"\n')
+    assert theta_of(load_scenario(str(off_child)), priors) == before
     # the resolved TOML holds the applied values and does not apply them twice
     again = scenario_from_toml(base.to_toml())
     assert again == base and again.posterior_info is None
@@ -382,7 +382,7 @@ def test_manifest_records_the_posterior(tmp_path, short_scenario):
     from talbuk.sim import Sim
 
     with_post = tmp_path / "with.toml"
-    with_post.write_text('name = "w"\nextends = "baseline"\nend = "1990-03"\n')
+    with_post.write_text('name = "w"\nextends = "baseline"\nend = "1990-03"\nposterior = "shipped"\n')
     sim = Sim(str(with_post), scale=50000, seed=1, threads=1)
     sim.run()
     m = Results.from_sim(sim).manifest
