@@ -260,7 +260,7 @@ def test_open_border(base_series):
 
 def test_no_2012_crackdown(base_series):
     s = load_scenario("no-2012-crackdown").lever_series(M1990, N)
-    levers = {"border_security", "media_crackdown"}
+    levers = {"border_security", "media_crackdown", "onward_route"}
     _same_except(s, base_series, levers)
     for lever in levers:
         x, b = s[lever], base_series[lever]
