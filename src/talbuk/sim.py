@@ -34,6 +34,10 @@ STEP_ORDER: tuple[str, ...] = (
 #: and then added in chunk order, so results never depend on the number of threads.
 N_CHUNKS = 256
 
+#: Below this many items scanned, range-split sums (:meth:`Sim.parts`) run on one thread:
+#: starting threads costs more than the scan (set by hand; results do not depend on it).
+PARALLEL_MIN_WORK = 1 << 20
+
 
 class Sim:
     """One simulation of North Korea, month by month.
@@ -71,6 +75,8 @@ class Sim:
                         for name in STEP_ORDER if name in MODULE_CLASSES
                         and (modules is None or name in modules)]
         self.t_index = 0  # months completed
+        self._bounds_cache: dict[int, np.ndarray] = {}
+        self._parts_cache: dict[tuple[int, int], np.ndarray] = {}
         self.phase_seconds = {name: 0.0 for name in STEP_ORDER}
         self.setup_seconds = 0.0
         self._outputs = {}
@@ -111,9 +117,30 @@ class Sim:
         return float(self.levers[name][self.t_index])
 
     def chunk_bounds(self, n: int) -> np.ndarray:
-        """Fixed partition of ``[0, n)`` into at most :data:`N_CHUNKS` ranges."""
-        k = max(1, min(N_CHUNKS, n))
-        return np.linspace(0, n, k + 1).astype(np.int64)
+        """Fixed partition of ``[0, n)`` into at most :data:`N_CHUNKS` ranges (kept for the
+        month's few sizes: it is asked for a dozen times a month; do not write into it)."""
+        b = self._bounds_cache.get(n)
+        if b is None:
+            k = max(1, min(N_CHUNKS, n))
+            b = np.linspace(0, n, k + 1).astype(np.int64)
+            if len(self._bounds_cache) > 16:
+                self._bounds_cache.clear()
+            self._bounds_cache[n] = b
+        return b
+
+    def parts(self, n: int, work: int) -> np.ndarray:
+        """Ranges of ``[0, n)``, one per thread, for sums that each range forms alone (each
+        household or cell summed by one range in person order); one range when ``work``
+        (the items scanned) is too small to pay for starting threads. Results never depend
+        on it."""
+        k = max(1, min(self.threads if work >= PARALLEL_MIN_WORK else 1, n))
+        b = self._parts_cache.get((n, k))
+        if b is None:
+            b = np.linspace(0, n, k + 1).astype(np.int64)
+            if len(self._parts_cache) > 16:
+                self._parts_cache.clear()
+            self._parts_cache[(n, k)] = b
+        return b
 
     # ----------------------------------------------------------------- recording
     def record(self, name: str, value: float) -> None:

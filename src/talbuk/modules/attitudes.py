@@ -94,6 +94,9 @@ class Attitudes(Module):
     def init(self, sim) -> None:
         self.prev_wealth = np.zeros(0, dtype=np.float32)  # household wealth last month, USD
         self.loss = np.zeros(0, dtype=np.float32)  # remembered loss, 0..1
+        # what the person pass reads of a household, in one row (one cache line, not five
+        # scattered reads): loss, kin abroad (0, 0.5, 1), surveillance, cell searched (0/1)
+        self.hh_pack = np.zeros((0, 4), dtype=np.float32)
         self.started = False
 
     def checkpoint_state(self) -> dict:
@@ -113,6 +116,8 @@ class Attitudes(Module):
             pw[: self.prev_wealth.shape[0]] = self.prev_wealth
             ls[: self.loss.shape[0]] = self.loss
             self.prev_wealth, self.loss = pw, ls
+        if self.hh_pack.shape[0] < nh:
+            self.hh_pack = np.zeros((max(nh, self.prev_wealth.shape[0]), 4), dtype=np.float32)
 
     def step(self, sim) -> None:
         p = self.params
@@ -120,12 +125,13 @@ class Attitudes(Module):
         nh = households.n
         self._grow(nh)
         rate = sim.lever("exchange_rate")
-        _household_loss(households.savings_won, households.savings_usd, float(rate),
-                        np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
-                        sim.chunk_bounds(nh))
         cell_raided = sim.shared.get("cell_raided")
         if cell_raided is None:
             cell_raided = np.zeros(int(sim.cell_province.shape[0]), dtype=np.uint8)
+        _household_loss(households.savings_won, households.savings_usd, float(rate),
+                        np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
+                        sim.chunk_bounds(nh), households.flags, households.surveillance,
+                        households.cell, cell_raided, self.hh_pack)
         first = not self.started
         self.started = True
         r = np.array([p.rate_legitimacy, p.rate_grievance, p.rate_desire, p.rate_fear],
@@ -148,8 +154,7 @@ class Attitudes(Module):
                          persons.household, persons.songbun, persons.flags, persons.hunger,
                          persons.market_skill, persons.media_exposure, persons.desire,
                          persons.grievance, persons.legitimacy, persons.fear,
-                         households.cell, households.flags, households.surveillance,
-                         self.loss, cell_raided, r, w, bounds, sums)
+                         self.hh_pack, r, w, bounds, sums)
         tot = sums.sum(axis=0)
         n = tot[4]
         sim.record("mean_desire", tot[0] / n if n else 0.0)
@@ -159,18 +164,31 @@ class Attitudes(Module):
 
 
 @nb.njit(parallel=True, cache=True)
-def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth, loss, bounds):
-    """Relative loss of household wealth (USD at the market rate) since last month."""
+def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth, loss, bounds,
+                    hh_flags, surveillance, hh_cell, cell_raided, hh_pack):
+    """Relative loss of household wealth (USD at the market rate) since last month; the
+    household row the person pass reads (``hh_pack``)."""
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
     for c in nb.prange(bounds.shape[0] - 1):
         for h in range(bounds[c], bounds[c + 1]):
+            hf = hh_flags[h]
+            kin = np.float32(0.0)
+            if hf & H_KIN_SOUTH:
+                kin = np.float32(1.0)
+            elif hf & H_KIN_CHINA:
+                kin = np.float32(0.5)
+            hh_pack[h, 1] = kin
+            hh_pack[h, 2] = surveillance[h]
+            hh_pack[h, 3] = np.float32(1.0) if cell_raided[hh_cell[h]] else np.float32(0.0)
             wealth = np.float32(savings_usd[h] + savings_won[h] * inv)
             prev = prev_wealth[h]
             new_loss = np.float32(0.0)
             if prev > wealth:
                 new_loss = (prev - wealth) / (prev + np.float32(20.0))  # 20 USD: small sums matter little
             ls = loss[h] * memory + new_loss
-            loss[h] = ls if ls < np.float32(1.0) else np.float32(1.0)
+            ls = ls if ls < np.float32(1.0) else np.float32(1.0)
+            loss[h] = ls
+            hh_pack[h, 0] = ls
             prev_wealth[h] = wealth
 
 
@@ -185,8 +203,7 @@ def _clip01(x):
 
 @nb.njit(parallel=True, cache=True)
 def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, market_skill,
-                     exposure, desire, grievance, legitimacy, fear, hh_cell, hh_flags,
-                     surveillance, hh_loss, cell_raided, r, w, bounds, sums):
+                     exposure, desire, grievance, legitimacy, fear, hh_pack, r, w, bounds, sums):
     min_age = ATTITUDE_MIN_AGE * 12
     adult_age = ADULT_AGE * 12
     one = np.float32(1.0)
@@ -196,6 +213,19 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
     g_h, g_l, g_p, g_s1, g_s2, g_leg = w[7], w[8], w[9], w[11], w[12], w[13]
     d_m, d_k, d_g, d_t, d_s = w[14], w[15], w[16], w[17], w[18]
     f_s, f_g, f_v, f_p, f_r = w[19], w[20], w[21], w[22], w[23]
+    # tables instead of branches on random data (same values, same float32 operations)
+    in_country = np.zeros(256, dtype=np.bool_)
+    in_country[RESIDENT] = True
+    in_country[PREPARING] = True
+    in_country[CROSSING] = True
+    in_country[DETAINED] = True
+    k_songbun = np.full(256, l_wav, dtype=np.float32)  # class weight of legitimacy loss
+    k_songbun[0] = l_core
+    k_songbun[2] = l_host
+    g_songbun = np.zeros(256, dtype=np.float32)  # songbun discrimination in grievance
+    g_songbun[1] = g_s1
+    g_songbun[2] = g_s2
+    f_mg = f_s * (one - f_g)  # fear target's severity term for the market generation
     for c in nb.prange(bounds.shape[0] - 1):
         s_d = 0.0
         s_g = 0.0
@@ -203,8 +233,7 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
         s_f = 0.0
         n = 0
         for i in range(bounds[c], bounds[c + 1]):
-            st = stage[i]
-            if st != RESIDENT and st != PREPARING and st != CROSSING and st != DETAINED:
+            if not in_country[stage[i]]:
                 continue
             age_m = t - birth_month[i]
             if age_m < min_age:
@@ -217,33 +246,20 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
             pun = one if (fl & F_PUNISHED) else zero
             media = exposure[i] if (fl & F_MEDIA_EVER) else zero
             # legitimacy
-            k = l_wav
-            if sb == 0:
-                k = l_core
-            elif sb == 2:
-                k = l_host
+            k = k_songbun[sb]
             l0 = l_mg if mg else one
             lt = _clip01(l0 - k * (l_h * hg + l_m * media) - l_p * pun)
             lg = legitimacy[i]
             lg = lg + r_leg * (lt - lg)
             legitimacy[i] = lg
             # grievance (push)
-            gs = zero
-            if sb == 1:
-                gs = g_s1
-            elif sb == 2:
-                gs = g_s2
-            gt = g_h * hg + g_l * hh_loss[h] + g_p * pun + gs + g_leg * (one - lg)
+            gs = g_songbun[sb]
+            gt = g_h * hg + g_l * hh_pack[h, 0] + g_p * pun + gs + g_leg * (one - lg)
             gr = grievance[i]
             gr = gr + r_gr * (gt - gr)
             grievance[i] = gr
             # desire (pull)
-            hf = hh_flags[h]
-            kin = zero
-            if hf & H_KIN_SOUTH:
-                kin = one
-            elif hf & H_KIN_CHINA:
-                kin = np.float32(0.5)
+            kin = hh_pack[h, 1]  # 1 kin in South Korea, 0.5 in China
             sk = market_skill[i]
             if sk > one:
                 sk = one
@@ -256,8 +272,8 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
             de = de + r_de * (dt - de)
             desire[i] = de
             # fear
-            ft = f_s * (one - f_g if mg else one) + f_v * surveillance[h] + f_p * pun
-            if cell_raided[hh_cell[h]]:
+            ft = (f_mg if mg else f_s) + f_v * hh_pack[h, 2] + f_p * pun
+            if hh_pack[h, 3] != zero:  # a media search in the cell this month
                 ft += f_r
             fe = fear[i]
             fe = fe + r_fe * (ft - fe)

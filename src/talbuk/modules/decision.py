@@ -45,7 +45,14 @@ from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.modules.information import person_traits, trait_leave_u, trait_risk_aversion
 from talbuk.population import PROVINCES
-from talbuk.state import F_DECIDED, H_KIN_CHINA, H_KIN_SOUTH, PREPARING, RESIDENT, SEX_FEMALE
+from talbuk.state import (
+    F_DECIDED,
+    H_KIN_CHINA,
+    H_KIN_SOUTH,
+    PREPARING,
+    RESIDENT,
+    SEX_FEMALE,
+)
 
 _DECISION = np.uint64(rng.STREAMS["decision"])
 RULES = {"threshold": 0, "utility": 1, "planned": 2}
@@ -105,6 +112,7 @@ class Decision(Module):
         self._vals = np.zeros((0, 3), dtype=np.float32)
         self._theta_key = None
         self._theta = np.zeros(0, dtype=np.float32)
+        self._hh_pack = np.zeros((0, 2), dtype=np.float32)  # kin, family left behind
 
     def _theta_table(self, loc: float, scale: float) -> np.ndarray:
         """Personal thresholds by the 16-bit leave trait (cached while loc and scale hold)."""
@@ -137,6 +145,16 @@ class Decision(Module):
             p.planned_attitude, p.planned_push, p.planned_norm, p.planned_control,
             p.planned_risk, p.own_means_usd, p.kin_help_usd, p.distance_scale_km,
         ], dtype=np.float32)
+        nh = households.n
+        if self._hh_pack.shape[0] < nh:
+            self._hh_pack = np.zeros((households.capacity, 2), dtype=np.float32)
+        hparts = sim.parts(nh, nh)
+        if hparts.size > 2:
+            _household_inputs_par(households.flags, households.kin_abroad, households.members,
+                                  hparts, self._hh_pack)
+        else:
+            _household_inputs(households.flags, households.kin_abroad, households.members,
+                              0, nh, self._hh_pack)
         bounds = sim.chunk_bounds(n)
         counts = np.zeros((bounds.size - 1, 3), dtype=np.int64)
         expected = np.zeros((bounds.size - 1, 2), dtype=np.float64)
@@ -145,8 +163,7 @@ class Decision(Module):
             np.int64(self.rule), np.int64(t), sim.seed_key, persons.rng_id, persons.traits,
             persons.stage, persons.stage_month, persons.flags, persons.birth_month,
             persons.sex, persons.province, persons.household, persons.grievance,
-            persons.desire, persons.fear, households.flags, households.kin_abroad,
-            households.members, households.cell, households.savings_won,
+            persons.desire, persons.fear, self._hh_pack, households.cell, households.savings_won,
             households.savings_usd, cell_kin, self.dist, lv, w,
             np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
             self._idx, self._vals, self._theta_table(loc, p.threshold_scale))
@@ -154,17 +171,14 @@ class Decision(Module):
         # expected flow: per-chunk partials added in chunk order (thread-independent)
         exp_all = 0.0
         exp_fem = 0.0
-        for c in range(expected.shape[0]):
-            exp_all += expected[c, 0]
-            exp_fem += expected[c, 1]
+        for e_all, e_fem in expected.tolist():
+            exp_all += e_all
+            exp_fem += e_fem
         sim.shared["expected_decisions"] = exp_all
         sim.shared["expected_decisions_female"] = exp_fem
         k = int(tot[C_DEC])
         if k:
-            idx = np.concatenate([self._idx[bounds[c]: bounds[c] + counts[c, C_DEC]]
-                                  for c in range(bounds.size - 1)])
-            vals = np.concatenate([self._vals[bounds[c]: bounds[c] + counts[c, C_DEC]]
-                                   for c in range(bounds.size - 1)])
+            idx, vals = _collect(self._idx, self._vals, bounds, counts[:, C_DEC].copy(), k)
             sim.add_rows("decisions", {
                 "uid": idx.astype(np.int64),
                 "month": np.full(k, t, dtype=np.int32),
@@ -182,6 +196,20 @@ class Decision(Module):
 
 
 @nb.njit(cache=True)
+def _collect(out_idx, out_vals, bounds, n_dec, k):
+    """The deciders each chunk wrote at its start, chunk after chunk (uid order)."""
+    idx = np.empty(k, dtype=out_idx.dtype)
+    vals = np.empty((k, out_vals.shape[1]), dtype=out_vals.dtype)
+    j = 0
+    for c in range(bounds.shape[0] - 1):
+        for m in range(n_dec[c]):
+            idx[j] = out_idx[bounds[c] + m]
+            vals[j, :] = out_vals[bounds[c] + m, :]
+            j += 1
+    return idx, vals
+
+
+@nb.njit(cache=True)
 def _theta_table(loc, scale):
     """``theta = loc + scale logit(u)`` for each value of the 16-bit leave trait (bits 8-23),
     with exactly the float32 operations of a per-person evaluation (no log per person)."""
@@ -193,10 +221,38 @@ def _theta_table(loc, scale):
     return out
 
 
+@nb.njit(cache=True)
+def _household_inputs(hh_flags, kin_abroad, members, lo, hi, hh_pack):
+    """Per household of ``[lo, hi)``, in one row for the person pass: kin abroad (1 in South
+    Korea, 0.5 in China) and the share of up to 4 relatives who would be left behind."""
+    zero = np.float32(0.0)
+    for h in range(lo, hi):
+        hf = hh_flags[h]
+        kin = zero
+        if hf & H_KIN_SOUTH:
+            kin = np.float32(1.0)
+        elif (hf & H_KIN_CHINA) or kin_abroad[h] > 0:
+            kin = np.float32(0.5)
+        fam = np.float32(members[h] - 1)
+        if fam > np.float32(4.0):
+            fam = np.float32(4.0)
+        fam = fam * np.float32(0.25)
+        if fam < zero:
+            fam = zero
+        hh_pack[h, 0] = kin
+        hh_pack[h, 1] = fam
+
+
+@nb.njit(parallel=True, cache=True)
+def _household_inputs_par(hh_flags, kin_abroad, members, hparts, hh_pack):
+    for part in nb.prange(hparts.shape[0] - 1):
+        _household_inputs(hh_flags, kin_abroad, members, hparts[part], hparts[part + 1], hh_pack)
+
+
 @nb.njit(parallel=True, cache=True)
 def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
-                     province, household, grievance, desire, fear, hh_flags, kin_abroad,
-                     members, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
+                     province, household, grievance, desire, fear, hh_pack, hh_cell,
+                     savings_won, savings_usd, cell_kin, dist, lv, w,
                      min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab):
     border_k, china, severity, fee, inv_rate, border = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5]
     w_b, w_c, w_f, w_fam, w_age, w_kin = w[0], w[1], w[2], w[3], w[4], w[5]
@@ -227,18 +283,8 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             D = desire[i]
             tr = person_traits(seed, traits, rng_id, i)
             ra = trait_risk_aversion(tr)
-            hf = hh_flags[h]
-            kin = zero
-            if hf & H_KIN_SOUTH:
-                kin = one
-            elif (hf & H_KIN_CHINA) or kin_abroad[h] > 0:
-                kin = np.float32(0.5)
-            fam = np.float32(members[h] - 1)
-            if fam > np.float32(4.0):
-                fam = np.float32(4.0)
-            fam = fam * np.float32(0.25)
-            if fam < zero:
-                fam = zero
+            kin = hh_pack[h, 0]
+            fam = hh_pack[h, 1]
             old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
             if old < zero:
                 old = zero
