@@ -257,7 +257,6 @@ def test_tiny_calibration_end_to_end(reference):
         assert post[p.name].between(p.low, p.high).all(), p.name
 
 
-@pytest.mark.fullscale  # about 60 s on the shared 2-core machine: outside the default suite's budget
 def test_resume_after_kill_gives_the_same_posterior(tmp_path, short_scenario, reference, dask_cluster):
     """SIGKILL the calibration once generation 0 is in the database, then --resume it."""
     address, _ = dask_cluster
