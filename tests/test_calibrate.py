@@ -257,17 +257,23 @@ def test_tiny_calibration_end_to_end(reference):
         assert post[p.name].between(p.low, p.high).all(), p.name
 
 
+def _start_and_wait_for_first_generation(args: list[str], db) -> subprocess.Popen:
+    """Start ``talbuk calibrate ARGS`` and return once ``db`` holds a generation (or 240 s)."""
+    proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_resume_after_kill_gives_the_same_posterior(tmp_path, short_scenario, reference, dask_cluster):
     """SIGKILL the calibration once generation 0 is in the database, then --resume it."""
     address, _ = dask_cluster
     db = tmp_path / "killed.db"
     args = ["--scenario", str(short_scenario), *COMMON, "--generations", "2", "--db", str(db),
             "--scheduler", address]
-    proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.time() + 240
-    while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = _start_and_wait_for_first_generation(args, db)
     assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read()}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -289,11 +295,7 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
     db = tmp_path / "faulty.db"
     args = ["--scenario", str(short_scenario), *COMMON, "--generations", "2", "--db", str(db),
             "--scheduler", address]
-    proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.time() + 240
-    while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = _start_and_wait_for_first_generation(args, db)
     victim = procs["worker1"]
     assert victim.poll() is None
     victim.kill()  # SIGKILL while generation 1 is being sampled
