@@ -39,7 +39,10 @@ def check_invariants(sim) -> None:
     births = sim.monthly["births"][:t].sum() / sim.scale
     if round(births) != p.n - sim.initial_persons:
         raise InvariantError(f"births recorded {births:.0f} != people added {p.n - sim.initial_persons}")
-    deaths = (sim.monthly["deaths"][:t].sum() + sim.monthly["deaths_abroad"][:t].sum()) / sim.scale
+    # three disjoint kinds: natural and hunger deaths at home, natural deaths abroad
+    # (demography), deaths caused by the journey (border, China, transit, detention)
+    deaths = (sim.monthly["deaths"][:t].sum() + sim.monthly["deaths_abroad"][:t].sum()
+              + (sim.monthly["journey_deaths"][:t].sum() if "journey_deaths" in sim.monthly else 0.0)) / sim.scale
     if round(deaths) != counts[DEAD]:
         raise InvariantError(f"deaths recorded {deaths:.0f} != people flagged dead {counts[DEAD]}")
     for m in sim.modules:

@@ -103,13 +103,13 @@ N_K = 21
 (P_GIVEUP, P_PREP_BASE, P_AFFORD_FLOOR, P_FEE_CROSS, P_EXCHANGE, P_KIN_PREP, P_SURV_BLOCK,
  P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
  P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
- P_DIE_DETAINED, P_FEAR) = range(24)
-N_P = 24
+ P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON) = range(26)
+N_P = 26
 
 # mean-field stages (rows of ``mf``)
-M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED = range(5)
+M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED = range(6)
 # mean-field cumulative exits
-X_GAVE_UP, X_DIED, X_SETTLED, X_ARRIVED, X_RELEASED = range(5)
+X_GAVE_UP, X_DIED, X_ARRIVED, X_RELEASED = range(4)
 
 
 class JourneyParams(ModuleParams):
@@ -119,9 +119,10 @@ class JourneyParams(ModuleParams):
 
     prepare_rate: float = Field(0.30, ge=0, le=0.95, description="assumption: monthly chance that a preparer near the border who can pay sets off (a few months of preparation)")
     afford_floor: float = Field(0.1, ge=0, le=1, description="set by hand (0.25 -> 0.1) so that the post-2012 broker fees (over $10,000, broker_fees.csv) bind for families without kin abroad: affordability of a household without the fee (borrowing, selling goods, brokers paid on arrival: Washington Post 2007, BBC 2011)")
+    goods_usd: float = Field(30.0, ge=0, le=5000, description="assumption: what a household without cash can still pay a guard or a guide with (grain, goods, favours), in USD; with the fees of the 1990s (tens of dollars, broker_fees.csv) almost anyone could pay, as refugees of the famine years report wading across and bribing guards without brokers (Haggard & Noland 2011); it is small against the fees of the 2000s")
     crossing_fee_share: float = Field(0.5, ge=0.05, le=1, description="broker_fees.csv 2011: about 3,500 of 6,000 USD for the crossing, the rest for the onward route")
     distance_scale_km: float = Field(150.0, ge=10, le=2000, description="assumption: preparation rate falls as 1/(1 + distance/scale) with the road distance to the border (permits, bribes)")
-    kin_prepare_mult: float = Field(4.0, ge=1, le=10, description="set by hand (2 -> 4) against the 2005-2011 rise of arrivals (chain migration; about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea pay the broker and arrange the crossing (DESIGN 4.5)")
+    kin_prepare_mult: float = Field(2.0, ge=1, le=10, description="revised by hand (4 -> 2) in the 2026-11-29 refit with the settled stock in China, against the kin share of 2010 arrivals (0.35-0.45, targets.csv); set by hand (2 -> 4) against the 2005-2011 rise of arrivals (chain migration; about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea pay the broker and arrange the crossing (DESIGN 4.5)")
     surveillance_block: float = Field(0.5, ge=0, le=1, description="assumption: share of the preparation rate lost in a fully watched household")
     giveup_base: float = Field(0.03, ge=0, le=0.3, description="assumption: monthly chance a preparer gives up")
     giveup_security: float = Field(0.05, ge=0, le=0.5, description="assumption: extra monthly chance of giving up per unit of border_security")
@@ -131,16 +132,17 @@ class JourneyParams(ModuleParams):
     caught_base: float = Field(0.3, ge=0, le=1, description="assumption: share of failed crossings that end in arrest with an open border")
     caught_security: float = Field(0.6, ge=0, le=1, description="assumption: extra share caught per unit of border_security (caught = base + this * security, capped at 1)")
     repatriation_rate: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest-and-return chance in China per unit of china_repatriation; set by hand so 2002 arrivals had been abroad about 38 months (targets.csv)")
-    settle_rate_male: float = Field(0.004, ge=0, le=0.2, description="assumption: monthly chance a man stays in China for good")
-    settle_rate_female: float = Field(0.015, ge=0, le=0.2, description="assumption: monthly chance a woman stays in China for good (marriage; DESIGN 4.5); raised by hand towards the stock in China of targets.csv 2002 and 2006")
+    settle_rate_male: float = Field(0.01, ge=0, le=0.2, description="revised by hand (0.004 -> 0.01) with the famine-era crossings that goods_usd lets through: men working for years on Chinese farms and logging sites; assumption: monthly chance a man stays in China for good")
+    settle_rate_female: float = Field(0.04, ge=0, le=0.2, description="revised by hand (0.015 -> 0.04) so that the stock in China in 2006 reaches the 30,000-100,000 of targets.csv; assumption: monthly chance a woman stays in China for good (marriage; DESIGN 4.5); raised by hand towards the stock in China of targets.csv 2002 and 2006")
+    settled_onward_rate: float = Field(0.002, ge=0, le=0.2, description="assumption, set by hand between 0.001 and 0.004 (2026-11-29: at 0.004 the 2009 arrivals would average over 24 months abroad, at 0.001 the 2023-25 arrivals, mostly long-settled women, fall below half the record): monthly chance that a person settled in China (mostly women living with Chinese men) sets off for South Korea, per unit of onward_route and times the fee factor; many arrivals of the 2000s had lived in China for years (2002 arrivals: 38 months abroad on average, targets.csv), and women long settled in China were a large share of the late-2000s arrivals")
     china_death_rate: float = Field(0.0005, ge=0, le=0.05, description="assumption: monthly deaths in China beyond natural mortality (violence, illness in hiding)")
-    onward_rate: float = Field(0.10, ge=0, le=1, description="assumption: monthly chance of setting off for South Korea per unit of onward_route (before fee, sex and kin factors); set by hand against months abroad (targets.csv)")
+    onward_rate: float = Field(0.07, ge=0, le=1, description="revised by hand (0.10 -> 0.07) with the larger stock in China; assumption: monthly chance of setting off for South Korea per unit of onward_route (before fee, sex and kin factors); set by hand against months abroad (targets.csv)")
     female_onward_early: float = Field(0.3, ge=0, le=1.5, description="assumption: women's onward rate relative to men's until the ramp starts (women sold into marriage stay for years; DESIGN 4.5)")
-    female_onward_late: float = Field(1.1, ge=0, le=2, description="assumption: women's onward rate relative to men's after the ramp (brokered direct routes, mostly women from the late 2000s)")
+    female_onward_late: float = Field(2.0, ge=0, le=2, description="revised by hand (1.1 -> 2.0): by 2009 brokers ran direct routes from North Korea to South Korea used mostly by women (women were about three quarters of arrivals in the late 2000s: MOU statistics, not shipped in data/), so women's stays in China became short; assumption: women's onward rate relative to men's after the ramp (brokered direct routes, mostly women from the late 2000s)")
     female_ramp_start: int = Field(2004, ge=1990, le=2030, description="assumption: year the women's onward factor starts to rise")
-    female_ramp_end: int = Field(2009, ge=1990, le=2030, description="assumption: year the women's onward factor reaches its late value")
+    female_ramp_end: int = Field(2008, ge=1990, le=2030, description="revised by hand (2009 -> 2008); assumption: year the women's onward factor reaches its late value")
     onward_fee_half_usd: float = Field(15000.0, ge=100, le=1e6, description="assumption: onward fee (USD) that halves the onward rate of people without kin in South Korea")
-    kin_onward_mult: float = Field(4.0, ge=1, le=10, description="set by hand (2 -> 4), as kin_prepare_mult: kin in South Korea pay the onward broker and speed the route (DESIGN 4.5)")
+    kin_onward_mult: float = Field(2.0, ge=1, le=10, description="revised by hand (4 -> 2) with kin_prepare_mult; set by hand (2 -> 4), as kin_prepare_mult: kin in South Korea pay the onward broker and speed the route (DESIGN 4.5)")
     transit_months: float = Field(1.5, ge=1, le=24, description="set by hand (3 -> 1.5): the 2020 record (229, of which 135 in the first quarter) drains about one month of 2019's flow: mean months in transit (China to Mongolia or South-East Asia, embassy, flight)")
     transit_arrest: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest chance in transit per unit of china_repatriation")
     transit_death: float = Field(0.002, ge=0, le=0.1, description="assumption: monthly deaths in transit (river and jungle crossings)")
@@ -196,8 +198,8 @@ class Journey(Module):
         self.rec_push = np.zeros(1024, dtype=np.float32)
         self.rec_pull = np.zeros(1024, dtype=np.float32)
         self.rows_seen = 0
-        self.mf = np.zeros((5, 2), dtype=np.float64)  # expected agents per stage and sex
-        self.mf_exits = np.zeros((5, 2), dtype=np.float64)
+        self.mf = np.zeros((6, 2), dtype=np.float64)  # expected agents per stage and sex
+        self.mf_exits = np.zeros((4, 2), dtype=np.float64)
         self.mf_decisions = 0.0
         # moving averages of the ratio of agents' mean personal probabilities to a reference
         # probability computed from this month's levers alone (see _reference); the fallback
@@ -382,6 +384,8 @@ class Journey(Module):
         pr[P_RELEASE] = 1.0 / (p.detention_months_base + p.detention_months_severity * severity)
         pr[P_DIE_DETAINED] = min(0.5, p.detention_death * severity)
         pr[P_FEAR] = p.fear_caught
+        pr[P_GOODS] = p.goods_usd
+        pr[P_SETTLED_ON] = min(0.5, p.settled_onward_rate * route)
         return pr
 
     # ------------------------------------------------------------------ step
@@ -437,7 +441,7 @@ class Journey(Module):
                     p_go = avg
                 else:
                     p_on = avg
-            prep, cross, china, transit, det = mf[:, s]
+            prep, cross, china, transit, det, settled = mf[:, s]
             gu, go = prep * pr[P_GIVEUP], prep * p_go
             ok, dd = cross * pr[P_CROSS_OK], cross * pr[P_CROSS_DIE]
             cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
@@ -446,18 +450,19 @@ class Journey(Module):
             rep, dh, st, on = china * pr[P_REP], china * pr[P_DIE_CHINA], china * settle, china * p_on
             arr, tc, td = transit * pr[P_ARRIVE], transit * pr[P_TRANSIT_CAUGHT], transit * pr[P_TRANSIT_DIE]
             rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
+            son = settled * pr[P_SETTLED_ON]
             mf[M_PREP, s] = prep - gu - go + tb
             mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
             mf[M_CHINA, s] = china - rep - dh - st - on + ok
-            mf[M_TRANSIT, s] = transit - arr - tc - td + on
+            mf[M_TRANSIT, s] = transit - arr - tc - td + on + son
             mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc
+            mf[M_SETTLED, s] = settled + st - son
             ex[X_GAVE_UP, s] += gu
             ex[X_DIED, s] += dd + dh + td + ddd
-            ex[X_SETTLED, s] += st
             ex[X_ARRIVED, s] += arr
             ex[X_RELEASED, s] += rel
             arrived += arr
-        return arrived, float(mf[M_CHINA].sum() + ex[X_SETTLED].sum())
+        return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum())
 
     def check(self, sim) -> None:
         """Invariants (``Sim(checks=True)``): every stage of the journey holds exactly the
@@ -587,8 +592,14 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
         elif st == RESIDENT:  # returned by another module
             rec_outcome[r] = RESIDENT
             keep = False
-        elif st == ARRIVED or st == SETTLED_CHINA:
+        elif st == ARRIVED:
             pass
+        elif st == SETTLED_CHINA:  # settled for years; some set off for South Korea later
+            u = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
+            if u < pr[P_SETTLED_ON]:
+                stage[i] = IN_TRANSIT
+                stage_month[i] = t16
+                rec_months[r, R_TRANSIT] = t16
         else:
             u = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
             if st == PREPARING:
@@ -596,7 +607,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                 if kin:
                     afford = pr[P_KIN_PREP]
                 else:
-                    money = hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]
+                    money = hh_usd[h] + hh_won[h] / pr[P_EXCHANGE] + pr[P_GOODS]
                     afford = money / pr[P_FEE_CROSS]
                     if afford > 1.0:
                         afford = 1.0
