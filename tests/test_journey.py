@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from talbuk.sim import Sim
 from talbuk.state import (
     ARRIVED,
+    CROSSING,
     DETAINED,
     F_DECIDED,
     F_PUNISHED,
@@ -18,6 +20,7 @@ from talbuk.state import (
     IN_TRANSIT,
     PREPARING,
     RESIDENT,
+    SETTLED_CHINA,
     SEX_FEMALE,
 )
 
@@ -132,7 +135,8 @@ def test_women_stay_longer_in_china():
     left = np.isin(sim.persons.stage[who], (IN_TRANSIT, ARRIVED))
     female = sim.persons.sex[who] == SEX_FEMALE
     men_rate, women_rate = left[~female].mean(), left[female].mean()
-    # expected (fee factor ~1 in 1990): men 1-(1-0.10)^12 ~ 0.72, women 1-(1-0.03)^12 ~ 0.31;
+    # expected (fee factor ~1 in 1990, onward_rate 0.07): men 1-(1-0.07)^12 ~ 0.58, women
+    # 1-(1-0.021)^12 ~ 0.22;
     # binomial sd with ~600 each < 0.03, so a gap of 0.2 is far outside noise
     assert men_rate > women_rate + 0.2
     d = j.finish_tables(sim)["defectors"]
@@ -198,3 +202,107 @@ def test_checkpoint_round_trip_and_table():
     assert len(d) >= 120
     assert (d["weight"] == SCALE).all()
     assert d["decided"].str.match(r"^\d{4}-\d{2}$").all()
+
+
+def _set_off_share(goods_usd: float) -> float:
+    """Share of 600 penniless preparers who set off in their first month of 1990 (fee $20)."""
+    sim = Sim("baseline", scale=SCALE, seed=7)
+    _set_params(sim, "journey", goods_usd=goods_usd, prepare_rate=0.9, distance_scale_km=2000.0,
+                giveup_base=0.0, giveup_security=0.0, surveillance_block=0.0)
+    who = _adults(sim, 600, seed=4)
+    hh = sim.persons.household[who]
+    sim.households.savings_usd[hh] = 0.0
+    sim.households.savings_won[hh] = 0.0
+    sim.households.flags[hh] &= np.uint8(0xFF ^ H_KIN_SOUTH)
+    _decide(sim, who)
+    sim.step()
+    return float(np.isin(sim.persons.stage[who], (CROSSING, IN_CHINA)).mean())
+
+
+def test_goods_pay_the_small_fees_of_the_1990s():
+    # fee $20, crossing part $10: with $30 of goods a household without cash can pay in full
+    # (rate 0.9 x distance factor ~0.9), without goods it is held to afford_floor (0.1)
+    with_goods, without = _set_off_share(30.0), _set_off_share(0.0)
+    assert with_goods > 0.6
+    assert without < 0.2
+    # the same people draw the same numbers: everyone who went without goods went with them
+    assert with_goods > without + 0.4
+
+
+def _settled_run(rate: float):
+    sim = Sim("baseline", scale=SCALE, seed=8)
+    _fix_lever(sim, "onward_route", 1.0)
+    _fix_lever(sim, "china_repatriation", 0.0)
+    _set_params(sim, "journey", settled_onward_rate=rate, transit_arrest=0.0, transit_death=0.0)
+    j = _module(sim, "journey")
+    sim.run(until=1)
+    who = _adults(sim, 400, seed=5)
+    _decide(sim, who)
+    j.enroll(sim, who)
+    sim.persons.stage[who] = SETTLED_CHINA
+    j.flows[PREPARING, SETTLED_CHINA] += len(who)  # as if the module had moved them
+    j.idx_last[: j.n_idx][np.isin(j.idx_person[: j.n_idx], who)] = SETTLED_CHINA
+    j.rec_months[: j.n_rec, 2] = sim.month - 60  # in China for five years
+    sim.run(until=13)
+    return sim, j, who
+
+
+def test_settled_people_can_go_on_to_south_korea():
+    sim, j, who = _settled_run(0.1)
+    gone = np.isin(sim.persons.stage[who], (IN_TRANSIT, ARRIVED))
+    # 12 months at 10% a month: 1 - 0.9^12 ~ 0.72 left (binomial sd with 400 ~ 0.02)
+    assert 0.6 < gone.mean() < 0.85
+    d = j.finish_tables(sim)["defectors"]
+    d = d[d["uid"].isin(who) & (d["outcome"] == "arrived")]
+    assert len(d) > 100
+    months = (pd.to_datetime(d["arrived"]) - pd.to_datetime(d["in_china"])).dt.days / 30.4
+    assert (months > 59).all()  # their time abroad counts from the crossing, years ago
+    still, _, who2 = _settled_run(0.0)
+    assert (still.persons.stage[who2] == SETTLED_CHINA).mean() > 0.95  # only natural deaths
+
+
+def test_expected_months_abroad_follow_the_mean_field():
+    """First moments of the copy: one unit of mass enters China at age 0; it leaves onward at
+    q a month and arrives the month after. Arrival at age k + 1 with probability
+    q (1 - q)^(k - 1), k >= 1, so the mean months abroad is 1/q + 1; a second unit that
+    settles first (rate s) and leaves at r a month waits longer."""
+    from talbuk.modules.journey import M_CHINA, M_SETTLED, N_P, P_ARRIVE, P_SETTLE_F, P_SETTLED_ON
+
+    sim = Sim("baseline", scale=SCALE, seed=9)
+    j = _module(sim, "journey")
+    sim.shared["expected_decisions"] = 0.0
+    q = 0.2
+    pr = np.zeros(N_P)
+    pr[P_ARRIVE] = 1.0
+    sums = np.zeros((4, 2))
+    sums[2, :] = 1.0
+    sums[3, :] = q  # mean onward probability of the agents in China this month
+    j.mf[:] = 0.0
+    j.mf_age[:] = 0.0
+    j.mf[M_CHINA, 0] = 1.0
+    arrived = months = 0.0
+    for _ in range(400):
+        a, _, m = j._mean_field(sim, pr, sums)
+        arrived += a
+        months += m
+    assert arrived == pytest.approx(1.0, abs=1e-12)
+    assert months / arrived == pytest.approx(1.0 / q + 1.0, rel=1e-9)
+    # settling on the way: women settle at s before leaving; settled leave at r
+    s_rate, r = 0.1, 0.05
+    pr[P_SETTLE_F] = s_rate
+    pr[P_SETTLED_ON] = r
+    j.mf[:] = 0.0
+    j.mf_age[:] = 0.0
+    j.mf[M_CHINA, SEX_FEMALE] = 1.0
+    arrived = months = 0.0
+    for _ in range(1500):
+        a, _, m = j._mean_field(sim, pr, sums)
+        arrived += a
+        months += m
+    assert arrived == pytest.approx(1.0, abs=1e-9)
+    assert j.mf[M_SETTLED].sum() < 1e-9
+    # exact mean by first-step analysis: T_china = 1 + (s T_settled + q) / (q + s) per the
+    # copy's order (both exits from the start-of-month mass), T_settled = 1/r, plus 1 in transit
+    t_settled = 1.0 / r
+    expected = 1.0 / (q + s_rate) + s_rate / (q + s_rate) * t_settled + 1.0
+    assert months / arrived == pytest.approx(expected, rel=1e-6)

@@ -39,7 +39,7 @@ def synthetic_annual(factor_expected: float = 1.1, factor_sampled: float = 2.0,
     a["market_income_share"] = 0.7
     a["media_ever_share_border"] = 0.2
     a["in_china_expected"] = 0.0
-    a["months_abroad_mean"] = np.nan  # no arrivals: undefined
+    a["months_abroad_expected"] = np.nan  # no expected arrivals: undefined
     a["arrivals_with_kin_share"] = 0.4
     a["arrivals_expected"] = [obs[y] * factor_expected for y in YEARS]
     a["arrivals"] = [obs[y] * factor_sampled for y in YEARS]

@@ -91,9 +91,9 @@ def range_targets() -> list[RangeTarget]:
         ("in_china_2006", "north_koreans_in_china", "2006",
          "in_china_expected (low-noise) at the end of 2006"),
         ("months_abroad_2002", "months_abroad_before_entry", "2002",
-         "months_abroad_mean of the sampled 2002 arrivals"),
+         "months_abroad_expected (low-noise, mean-field copy) of the 2002 arrivals"),
         ("months_abroad_2009", "months_abroad_before_entry", "2009",
-         "months_abroad_mean of the sampled 2009 arrivals"),
+         "months_abroad_expected (low-noise, mean-field copy) of the 2009 arrivals"),
         ("with_kin_share_2010", "came_with_or_had_family_in_south", "2010",
          "arrivals_with_kin_share of the sampled 2010 arrivals"),
     ]
@@ -147,9 +147,10 @@ def summarise(annual: pd.DataFrame, monthly: pd.DataFrame | None = None) -> dict
     out["media_ever_share_border_2010"] = at("media_ever_share_border", 2010)
     out["in_china_2002"] = at("in_china_expected", 2002)
     out["in_china_2006"] = at("in_china_expected", 2006)
-    # year-to-date means over sampled arrivals: undefined (NaN) in a year without any
-    out["months_abroad_2002"] = at("months_abroad_mean", 2002) if at("arrivals", 2002) > 0 else float("nan")
-    out["months_abroad_2009"] = at("months_abroad_mean", 2009) if at("arrivals", 2009) > 0 else float("nan")
+    # expected months abroad of the mean-field copy (low noise); the kin share is a
+    # year-to-date share of sampled arrivals: undefined (NaN) in a year without any
+    out["months_abroad_2002"] = at("months_abroad_expected", 2002)
+    out["months_abroad_2009"] = at("months_abroad_expected", 2009)
     out["with_kin_share_2010"] = at("arrivals_with_kin_share", 2010) if at("arrivals", 2010) > 0 else float("nan")
     out["population_1993"] = at("population", 1993)
     pop_2008_09 = float("nan")

@@ -127,8 +127,10 @@ def target_spec(quantity: str, period: str) -> TargetSpec:
                           "North Koreans in China (in hiding plus settled) at the end of the year, low-noise "
                           "expected value (as the calibration's summaries)")
     if quantity == "months_abroad_before_entry":
-        return TargetSpec("months_abroad_mean", _at(years, "mean"),
-                          "mean months from crossing to arrival among the year's arrivals (undefined in a year with none)")
+        return TargetSpec("months_abroad_expected", _at(years, "mean"),
+                          "mean months from crossing to arrival of the year's arrivals, low-noise expected value "
+                          "of the mean-field copy (as the calibration's summaries; the sampled months_abroad_mean "
+                          "averages a few agents at validation scales)")
     if quantity == "came_with_or_had_family_in_south":
         return TargetSpec("arrivals_with_kin_share", _at(years, "mean"),
                           "share of the year's arrivals with family already in the South")
