@@ -75,6 +75,10 @@ def worker(scale: float, threads: int, end: str | None) -> dict:
     t0 = time.perf_counter()
     res = sim.run()
     wall = time.perf_counter() - t0
+    out_dir = os.environ.get("TALBUK_BENCH_ANNUAL")
+    if out_dir:  # the run's annual table, for benchmarks/expected_vs_sampled.py
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        res.annual.to_parquet(Path(out_dir) / f"annual_scale{scale:g}_{threads}t.parquet", index=False)
     person_months = float(res.monthly["population"].sum())
     agent_months = person_months / scale
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
@@ -177,6 +181,8 @@ def merge_results(path: Path, figures: dict, sections: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", action="store_true", help="also the whole population (scale 1), 1990-2025 (about 35 min)")
+    ap.add_argument("--full-only", action="store_true", help="only the whole population (scale 1, 2 threads, 1990-2025); other figures in results.json are kept")
+    ap.add_argument("--annual-out", default=None, help="folder: each whole-period run also writes its annual table there (annual_scale<K>_<T>t.parquet)")
     ap.add_argument("--quick", action="store_true", help="smoke test: small scales, short windows")
     ap.add_argument("--skip-runs", action="store_true", help="skip the whole-period runs")
     ap.add_argument("--skip-scaling", action="store_true")
@@ -187,6 +193,10 @@ def main() -> None:
     ap.add_argument("--worker", nargs=3, metavar=("SCALE", "THREADS", "END"), help=argparse.SUPPRESS)
     ap.add_argument("--mesa-worker", nargs=3, metavar=("SCALE", "END", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.annual_out:
+        os.environ["TALBUK_BENCH_ANNUAL"] = str(Path(args.annual_out).resolve())
+    if args.full_only:
+        args.full = args.skip_scaling = args.skip_mesa = True
     if args.worker:
         end = None if args.worker[2] == "-" else args.worker[2]
         print(json.dumps(worker(float(args.worker[0]), int(args.worker[1]), end)))
@@ -223,7 +233,7 @@ def main() -> None:
     # 1. whole-period runs
     if not args.skip_runs:
         runs = []
-        configs = [(s, th) for s in run_scales for th in (1, 2)]
+        configs = [] if args.full_only else [(s, th) for s in run_scales for th in (1, 2)]
         if args.full:
             configs.append((1.0, 2))
         for scale, th in configs:
@@ -241,26 +251,32 @@ def main() -> None:
         if not any(r["scale"] == 1.0 for r in runs):
             runs += [r for r in old.get("runs", []) if r.get("scale") == 1.0]
         sections["runs"] = runs
+        if args.full_only:  # keep the reduced-scale runs of the last full benchmark
+            runs += [r for r in old.get("runs", []) if r.get("scale") != 1.0]
         ref = [r for r in runs if r["scale"] == min(run_scales) and r.get("measured_at") == stamp]
-        best = max(ref, key=lambda r: r["agent_months_per_second"])
-        figures["person_months_per_second"] = figure(
-            best["person_months_per_second"], scale=best["scale"], threads=best["threads"],
-            window=best["window"], note="people alive in North Korea x months / run seconds")
-        figures["agent_months_per_second"] = figure(
-            best["agent_months_per_second"], scale=best["scale"], threads=best["threads"],
-            window=best["window"])
-        figures["peak_bytes_per_person"] = figure(
-            best["peak_rss_bytes_per_agent"], scale=best["scale"], threads=best["threads"],
-            note="peak resident memory of the process / simulated people (agents) in 1990; "
-                 "includes about 200 MB of interpreter, numba and pandas")
-        figures["state_bytes_per_person"] = figure(
-            best["state_arrays_bytes_per_agent"], scale=best["scale"],
-            note="bytes of sim.state_arrays() at the end of the run / agents in 1990")
+        best = max(ref, key=lambda r: r["agent_months_per_second"]) if ref else None
+        if best is not None:
+            figures["person_months_per_second"] = figure(
+                best["person_months_per_second"], scale=best["scale"], threads=best["threads"],
+                window=best["window"], note="people alive in North Korea x months / run seconds")
+            figures["agent_months_per_second"] = figure(
+                best["agent_months_per_second"], scale=best["scale"], threads=best["threads"],
+                window=best["window"])
+            figures["peak_bytes_per_person"] = figure(
+                best["peak_rss_bytes_per_agent"], scale=best["scale"], threads=best["threads"],
+                note="peak resident memory of the process / simulated people (agents) in 1990; "
+                     "includes about 200 MB of interpreter, numba and pandas")
+            figures["state_bytes_per_person"] = figure(
+                best["state_arrays_bytes_per_agent"], scale=best["scale"],
+                note="bytes of sim.state_arrays() at the end of the run / agents in 1990")
         full = [r for r in runs if r["scale"] == 1.0 and r["months"] == 432 and r.get("measured_at") == stamp]
         if full:
             f = full[0]
             figures["full_scale_seconds"] = figure(f["run_seconds"], scale=1.0, threads=f["threads"])
             figures["full_scale_threads"] = figure(f["threads"], scale=1.0)
+            figures["full_scale_peak_bytes_per_person"] = figure(
+                f["peak_rss_bytes_per_agent"], scale=1.0, threads=f["threads"],
+                note="peak resident memory of the whole-population run / people in 1990")
 
     # 2. scaling curve
     if not args.skip_scaling:
