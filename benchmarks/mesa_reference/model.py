@@ -984,6 +984,7 @@ class TalbukMesa(mesa.Model):
             "caught_fail": min(1.0, p.caught_base + p.caught_security * border),
             "rep": min(0.5, p.repatriation_rate * rep),
             "onward": p.onward_rate * self.lever("onward_route"),
+            "settled_on": min(0.5, p.settled_onward_rate * self.lever("onward_route")),
             "female": p.female_onward_early + w * (p.female_onward_late - p.female_onward_early),
             "fee_factor": p.onward_fee_half_usd / (p.onward_fee_half_usd + (1.0 - p.crossing_fee_share) * fee),
             "arrive": 1.0 / p.transit_months,
@@ -1015,15 +1016,18 @@ class TalbukMesa(mesa.Model):
             keep = True
             if st == DEAD or st == RESIDENT:
                 keep = False
-            elif st == ARRIVED or st == SETTLED_CHINA:
+            elif st == ARRIVED:
                 pass
+            elif st == SETTLED_CHINA:  # settled for years; some set off for South Korea later
+                if rnd.random() < pr["settled_on"]:
+                    a.stage, a.stage_month = IN_TRANSIT, t
             else:
                 u = rnd.random()
                 if st == PREPARING:
                     if h.flags & H_KIN_SOUTH:
                         afford = p.kin_prepare_mult
                     else:
-                        money = h.savings_usd + h.savings_won / pr["exchange"]
+                        money = h.savings_usd + h.savings_won / pr["exchange"] + p.goods_usd
                         afford = max(p.afford_floor, min(1.0, money / pr["fee_cross"]))
                     p_go = (p.prepare_rate * self.dist_factor[a.province] * afford
                             * (1.0 - p.surveillance_block * h.surveillance))
@@ -1136,7 +1140,7 @@ class TalbukMesa(mesa.Model):
         mf[0][1] += dec_f
         arrived = 0.0
         if not hasattr(self, "mf_settled"):
-            self.mf_settled = 0.0
+            self.mf_settled = [0.0, 0.0]  # expected settled in China, by sex
         for s in range(2):
             avg = []
             for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
@@ -1161,14 +1165,15 @@ class TalbukMesa(mesa.Model):
             rep, dh, st, on = china * pr["rep"], china * p.china_death_rate, china * settle, china * p_on
             arr, tc, td = transit * pr["arrive"], transit * pr["transit_caught"], transit * p.transit_death
             rel, ddd = det * pr["release"], det * pr["die_detained"]
+            son = self.mf_settled[s] * pr["settled_on"]
             mf[0][s] = prep - gu - go + tb
             mf[1][s] = cross - ok - dd - cau - tb + go
             mf[2][s] = china - rep - dh - st - on + ok
-            mf[3][s] = transit - arr - tc - td + on
+            mf[3][s] = transit - arr - tc - td + on + son
             mf[4][s] = det - rel - ddd + cau + rep + tc
-            self.mf_settled += st
+            self.mf_settled[s] += st - son
             arrived += arr
-        return arrived, mf[2][0] + mf[2][1] + self.mf_settled
+        return arrived, mf[2][0] + mf[2][1] + self.mf_settled[0] + self.mf_settled[1]
 
     # ------------------------------------------------------------------ left behind
     def left_behind(self) -> None:
