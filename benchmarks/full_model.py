@@ -250,9 +250,9 @@ def main() -> None:
         old = json.loads(out_path.read_text()) if out_path.exists() else {}
         if not any(r["scale"] == 1.0 for r in runs):
             runs += [r for r in old.get("runs", []) if r.get("scale") == 1.0]
-        sections["runs"] = runs
         if args.full_only:  # keep the reduced-scale runs of the last full benchmark
             runs += [r for r in old.get("runs", []) if r.get("scale") != 1.0]
+        sections["runs"] = runs
         ref = [r for r in runs if r["scale"] == min(run_scales) and r.get("measured_at") == stamp]
         best = max(ref, key=lambda r: r["agent_months_per_second"]) if ref else None
         if best is not None:

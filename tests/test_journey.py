@@ -261,12 +261,28 @@ def test_settled_people_can_go_on_to_south_korea():
     assert (still.persons.stage[who2] == SETTLED_CHINA).mean() > 0.95  # only natural deaths
 
 
+def _drain_one_unit(sim, j, pr, sums, *, sex, months):
+    """Put one unit of expected mass into China at age 0 and run the copy ``months`` months:
+    (expected arrivals, their summed months abroad)."""
+    from talbuk.modules.journey import M_CHINA
+
+    j.mf[:] = 0.0
+    j.mf_age[:] = 0.0
+    j.mf[M_CHINA, sex] = 1.0
+    arrived = total = 0.0
+    for _ in range(months):
+        a, _, m = j._mean_field(sim, pr, sums)
+        arrived += a
+        total += m
+    return arrived, total
+
+
 def test_expected_months_abroad_follow_the_mean_field():
     """First moments of the copy: one unit of mass enters China at age 0; it leaves onward at
     q a month and arrives the month after. Arrival at age k + 1 with probability
     q (1 - q)^(k - 1), k >= 1, so the mean months abroad is 1/q + 1; a second unit that
     settles first (rate s) and leaves at r a month waits longer."""
-    from talbuk.modules.journey import M_CHINA, M_SETTLED, N_P, P_ARRIVE, P_SETTLE_F, P_SETTLED_ON
+    from talbuk.modules.journey import M_SETTLED, N_P, P_ARRIVE, P_SETTLE_F, P_SETTLED_ON
 
     sim = Sim("baseline", scale=SCALE, seed=9)
     j = _module(sim, "journey")
@@ -277,32 +293,18 @@ def test_expected_months_abroad_follow_the_mean_field():
     sums = np.zeros((4, 2))
     sums[2, :] = 1.0
     sums[3, :] = q  # mean onward probability of the agents in China this month
-    j.mf[:] = 0.0
-    j.mf_age[:] = 0.0
-    j.mf[M_CHINA, 0] = 1.0
-    arrived = months = 0.0
-    for _ in range(400):
-        a, _, m = j._mean_field(sim, pr, sums)
-        arrived += a
-        months += m
+    arrived, months = _drain_one_unit(sim, j, pr, sums, sex=0, months=400)
     assert arrived == pytest.approx(1.0, abs=1e-12)
     assert months / arrived == pytest.approx(1.0 / q + 1.0, rel=1e-9)
     # settling on the way: women settle at s before leaving; settled leave at r
     s_rate, r = 0.1, 0.05
     pr[P_SETTLE_F] = s_rate
     pr[P_SETTLED_ON] = r
-    j.mf[:] = 0.0
-    j.mf_age[:] = 0.0
-    j.mf[M_CHINA, SEX_FEMALE] = 1.0
-    arrived = months = 0.0
-    for _ in range(1500):
-        a, _, m = j._mean_field(sim, pr, sums)
-        arrived += a
-        months += m
+    arrived, months = _drain_one_unit(sim, j, pr, sums, sex=SEX_FEMALE, months=1500)
     assert arrived == pytest.approx(1.0, abs=1e-9)
     assert j.mf[M_SETTLED].sum() < 1e-9
-    # exact mean by first-step analysis: T_china = 1 + (s T_settled + q) / (q + s) per the
-    # copy's order (both exits from the start-of-month mass), T_settled = 1/r, plus 1 in transit
+    # exact mean: 1/(q + s) months in China (both exits from the start-of-month mass), then
+    # with probability s/(q + s) a settled spell of 1/r months, then 1 month in transit
     t_settled = 1.0 / r
     expected = 1.0 / (q + s_rate) + s_rate / (q + s_rate) * t_settled + 1.0
     assert months / arrived == pytest.approx(expected, rel=1e-6)
