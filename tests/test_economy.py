@@ -192,7 +192,7 @@ def test_checkpoint_restore_continues_identically():
     np.testing.assert_array_equal(sim.households.savings_usd, other.households.savings_usd)
 
 
-def _aggregates(sim: Sim, econ: Economy, parallel: bool) -> list[np.ndarray]:
+def _aggregates(sim: Sim, econ: Economy, parallel: bool, n_ranges: int = 1) -> list[np.ndarray]:
     """Household sums by the parallel pass + serial fix-up, or by the plain serial scatter."""
     from talbuk.modules import economy as em
 
@@ -211,9 +211,12 @@ def _aggregates(sim: Sim, econ: Economy, parallel: bool) -> list[np.ndarray]:
         ok = np.empty(nc, dtype=np.bool_)
         em._aggregate_par(np.int64(econ.h0), hb, pb0, first_h, last_h, defer_end, econ.movers,
                           n_movers, ok, *args)
-        ok_all = em._aggregate_fixup(np.int64(p0), np.int64(econ.h0), pb0, first_h, last_h,
-                                     defer_end, econ.movers, n_movers, ok,
-                                     np.empty(n, dtype=np.int32), *args)
+        ok_all = em._prefix_in_order(pb0, first_h, last_h, ok)
+        if ok_all:
+            # one range and as many ranges as households allow give the same sums
+            hparts = np.linspace(0, nh, n_ranges + 1).astype(np.int64)
+            em._aggregate_fixup_par(np.int64(p0), hparts, pb0, first_h, defer_end, econ.movers,
+                                    n_movers, *args)
     else:
         em._aggregate(nh, *args)
     return [ok_all] + [a[:nh].copy() for a in out]
@@ -228,11 +231,12 @@ def test_parallel_household_sums_equal_serial():
     p = sim.persons
     assert np.any(p.household[: econ.p0] >= econ.h0)  # movers exist
     assert np.any((p.flags & F_TRADER) != 0)
-    ok, *par = _aggregates(sim, econ, parallel=True)
-    assert ok
     _, *ser = _aggregates(sim, econ, parallel=False)
-    for x, y in zip(par, ser, strict=True):
-        np.testing.assert_array_equal(x, y)
+    for n_ranges in (1, 3, 64):  # the fix-up split over household ranges, as over threads
+        ok, *par = _aggregates(sim, econ, parallel=True, n_ranges=n_ranges)
+        assert ok
+        for x, y in zip(par, ser, strict=True):
+            np.testing.assert_array_equal(x, y)
     # an initial population out of household order is detected (then the serial pass runs)
     hh = p.household
     i = int(np.flatnonzero((p.stage[: econ.p0] == RESIDENT) & (hh[: econ.p0] < econ.h0))[-1])

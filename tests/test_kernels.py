@@ -1,7 +1,8 @@
 """The speed work must not change results: range-split sums equal one-range sums, and the
 parallel paths give the same state as one thread (the decision module's packed household
-inputs; the economy, information and demography range splits of branch `perf` were not
-merged: they measured slower)."""
+inputs, the demography's member counts by ranges of people, the economy's fix-up of household
+sums by ranges of households; the other range splits of branch `perf` were not merged: they
+measured slower)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 
 import talbuk.sim as sim_module
 from talbuk.modules import decision as dm
+from talbuk.modules import demography as dem
+from talbuk.modules import information as im
 from talbuk.sim import Sim
+from talbuk.state import F_MEDIA_EVER
 
 SCALE = 5000
 
@@ -41,6 +45,39 @@ def test_decision_household_inputs_by_ranges(sim_8y):
     np.testing.assert_array_equal(one, three)
     assert set(np.unique(one[:, 0])) <= {0.0, 0.5, 1.0}
     assert one[:, 1].max() == 1.0 and one[:, 1].min() == 0.0
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_household_members_by_ranges_of_people(sim_8y, k):
+    p, hh = sim_8y.persons, sim_8y.households
+    one = np.zeros(hh.n, dtype=hh.members.dtype)
+    n_one = dem._household_members(p.stage, p.household, one)
+    split = np.full(hh.n, 99, dtype=hh.members.dtype)  # every entry must be overwritten
+    partial = np.full((k, hh.n), 7, dtype=np.int16)  # stale counts must be cleared
+    n_split = dem._household_members_par(p.stage, p.household,
+                                         np.linspace(0, p.n, k + 1).astype(np.int64), partial,
+                                         split, sim_8y.chunk_bounds(hh.n))
+    np.testing.assert_array_equal(one, split)
+    assert n_one == n_split == np.count_nonzero(one) and n_one > 0
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_media_household_counts_by_ranges_of_people(sim_8y, k):
+    p, hh = sim_8y.persons, sim_8y.households
+    flags, exposure = p.flags.copy(), p.media_exposure.copy()
+    flags[::3] |= F_MEDIA_EVER  # watchers (few have watched by 1998)
+    exposure[::2] = 0.1
+    args = (np.int64(sim_8y.month), p.stage, p.birth_month, flags, p.household, exposure,
+            np.float32(0.05))
+    watch, n10 = np.zeros(hh.n, dtype=np.int32), np.zeros(hh.n, dtype=np.int32)
+    im._scatter_households(*args, watch, n10)
+    watch_k, n10_k = np.full(hh.n, 9, dtype=np.int32), np.full(hh.n, 9, dtype=np.int32)
+    partial = np.full((2, k, hh.n), 3, dtype=np.int16)  # stale counts must be cleared
+    im._scatter_households_par(*args, watch_k, n10_k, np.linspace(0, p.n, k + 1).astype(np.int64),
+                               partial, sim_8y.chunk_bounds(hh.n))
+    np.testing.assert_array_equal(watch, watch_k)
+    np.testing.assert_array_equal(n10, n10_k)
+    assert watch.sum() > 0 and n10.sum() > watch.sum()
 
 
 def test_parallel_ranges_same_state_as_one_thread(monkeypatch):

@@ -118,6 +118,7 @@ class Demography(Module):
         self.fertility_next_m = self.fertility_shape[np.minimum((np.arange(age_years.size) + 1) // 12, MAX_AGE)]
         self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
+        self._partial = np.zeros((0, 0), dtype=np.int16)  # members per range of people
         self._last = None  # (population, weighted women) of the last month, for birth rates
 
     def checkpoint_state(self) -> dict:
@@ -208,7 +209,15 @@ class Demography(Module):
             persons.full("legitimacy"))
         households.n = new_h
         persons.n = new_n
-        members = _household_members(persons.stage, persons.household, households.members)
+        parts = sim.parts(new_n, new_n)
+        if parts.size > 2:  # a count per range of people, then added per household (exact)
+            if self._partial.shape[0] != parts.size - 1 or self._partial.shape[1] < households.n:
+                self._partial = np.zeros((parts.size - 1, households.capacity), dtype=np.int16)
+            members = _household_members_par(persons.stage, persons.household, parts,
+                                             self._partial, households.members,
+                                             sim.chunk_bounds(households.n))
+        else:
+            members = _household_members(persons.stage, persons.household, households.members)
         if sim.checks:
             from talbuk.checks import check_members
 
@@ -409,6 +418,32 @@ def _household_members(stage, household, members):
         if members[h] > 0:
             nonempty += 1
     return nonempty
+
+
+@nb.njit(parallel=True, cache=True)
+def _household_members_par(stage, household, parts, partial, members, hbounds):
+    """:func:`_household_members` with one count array per range of people (``parts``),
+    added per household afterwards: integer counts, so the same whatever the ranges."""
+    nh = members.shape[0]
+    for r in nb.prange(parts.shape[0] - 1):
+        row = partial[r]
+        for h in range(nh):
+            row[h] = 0
+        for i in range(parts[r], parts[r + 1]):
+            if _in_country(stage[i]):
+                row[household[i]] += 1
+    nonempty = np.zeros(hbounds.shape[0] - 1, dtype=np.int64)
+    for c in nb.prange(hbounds.shape[0] - 1):
+        k = 0
+        for h in range(hbounds[c], hbounds[c + 1]):
+            m = 0
+            for r in range(partial.shape[0]):
+                m += partial[r, h]
+            members[h] = m
+            if m > 0:
+                k += 1
+        nonempty[c] = k
+    return nonempty.sum()
 
 
 @nb.njit(cache=True)

@@ -335,9 +335,10 @@ class Economy(Module):
                 float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers)
         _aggregate_par(np.int64(self.h0), hb, pb0, first_h, last_h, defer_end, self.movers,
                        n_movers, ok, *args)
-        if not _aggregate_fixup(np.int64(p0), np.int64(self.h0), pb0, first_h, last_h,
-                                defer_end, self.movers, n_movers, ok,
-                                np.empty(n, dtype=np.int32), *args):
+        if _prefix_in_order(pb0, first_h, last_h, ok):
+            _aggregate_fixup_par(np.int64(p0), sim.parts(nh, n - p0), pb0, first_h, defer_end,
+                                 self.movers, n_movers, *args)
+        else:
             _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
         # 2. households: new ones (serial), then cell trading shares, triage scores and
         #    histogram, need sums (parallel, exact: integer counts, sums of float32 needs)
@@ -539,69 +540,87 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_m
         ok[c] = good
 
 
-@nb.njit(cache=True)
-def _aggregate_fixup(p0, h0, pbounds, first_h, last_h, defer_end, movers, n_movers, ok, idx,
-                     t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
-                     worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
-    """Serial rest of the scatter; False if the initial population was not in order.
+@nb.njit(inline="always", cache=True)
+def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
+                mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
+    st = stage[i]
+    bm = birth_month[i]
+    a = t - bm
+    if a > amax:
+        a = amax
+    need[h] += need_m[a]
+    sb = songbun[i]
+    bits = (1 << sb) if sb < 3 else B_SB_OTHER
+    if worker_m[a] != 0 and st <= PREPARING:
+        n_workers[h] += 1
+        mg = bm >= mg_birth
+        if sex[i] == SEX_FEMALE:
+            bits |= B_WOMAN
+        if mg:
+            bits |= B_MG
+        if flags[i] & F_TRADER:
+            bits |= B_TRADER
+            w = skill_floor + skill[i]
+            if mg:
+                w *= 1.0 + mg_bonus
+            power[h] += w
+    hbits[h] |= bits
 
-    Adds, in person order per household: the chunks' first households, the initial people
-    who moved to a new household, and the born.
-    """
-    amax = need_m.shape[0] - 1
-    nc = pbounds.shape[0] - 1
+
+@nb.njit(cache=True)
+def _prefix_in_order(pbounds, first_h, last_h, ok):
+    """True if every chunk of the initial population met its households in order."""
     prev = -1
-    for c in range(nc):
+    for c in range(pbounds.shape[0] - 1):
         if not ok[c]:
             return False
         if first_h[c] >= 0:
             if first_h[c] < prev:
                 return False
             prev = last_h[c]
-    k = 0
-    for c in range(nc):
-        hf = first_h[c]
-        if hf < 0:
-            continue
-        for i in range(pbounds[c], defer_end[c]):
-            if _in_country(stage[i]) and household[i] == hf:
-                idx[k] = i
-                k += 1
-    for c in range(nc):
-        base = pbounds[c]
-        for j in range(n_movers[c]):
-            idx[k] = movers[base + j]
-            k += 1
-    for i in range(p0, stage.shape[0]):
-        if _in_country(stage[i]):
-            idx[k] = i
-            k += 1
-    for j in range(k):
-        i = idx[j]
-        st = stage[i]
-        h = household[i]
-        bm = birth_month[i]
-        a = t - bm
-        if a > amax:
-            a = amax
-        need[h] += need_m[a]
-        sb = songbun[i]
-        bits = (1 << sb) if sb < 3 else B_SB_OTHER
-        if worker_m[a] != 0 and st <= PREPARING:
-            n_workers[h] += 1
-            mg = bm >= mg_birth
-            if sex[i] == SEX_FEMALE:
-                bits |= B_WOMAN
-            if mg:
-                bits |= B_MG
-            if flags[i] & F_TRADER:
-                bits |= B_TRADER
-                w = skill_floor + skill[i]
-                if mg:
-                    w *= 1.0 + mg_bonus
-                power[h] += w
-        hbits[h] |= bits
     return True
+
+
+@nb.njit(parallel=True, cache=True)
+def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, n_movers,
+                         t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
+                         worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
+    """Rest of the scatter (after :func:`_aggregate_par`, once :func:`_prefix_in_order`):
+    the chunks' first households, the initial people who moved to a new household, and the
+    born. Each range of ``hparts`` owns the households in it and scans the three lists in
+    the same order, so every household's sums are formed in person order, whatever the
+    number of ranges (the scans are repeated per range; the scattered adds are not)."""
+    amax = need_m.shape[0] - 1
+    nc = pbounds.shape[0] - 1
+    n = stage.shape[0]
+    for r in nb.prange(hparts.shape[0] - 1):
+        hlo = hparts[r]
+        hhi = hparts[r + 1]
+        for c in range(nc):
+            hf = first_h[c]
+            if hf < hlo or hf >= hhi:
+                continue
+            for i in range(pbounds[c], defer_end[c]):
+                if _in_country(stage[i]) and household[i] == hf:
+                    _add_person(i, hf, t, stage, birth_month, sex, songbun, flags, skill,
+                                need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
+                                power, n_workers, amax)
+        for c in range(nc):
+            base = pbounds[c]
+            for j in range(n_movers[c]):
+                i = movers[base + j]
+                h = household[i]
+                if h >= hlo and h < hhi:
+                    _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
+                                need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
+                                power, n_workers, amax)
+        for i in range(p0, n):
+            if _in_country(stage[i]):
+                h = household[i]
+                if h >= hlo and h < hhi:
+                    _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
+                                need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
+                                power, n_workers, amax)
 
 
 @nb.njit(cache=True)

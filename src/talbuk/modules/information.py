@@ -125,6 +125,7 @@ class Information(Module):
         self.border = np.array([p.borders_china for p in PROVINCES], dtype=np.bool_)
         self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
         self.n_cells = int(sim.cell_province.shape[0])
+        self._partial = np.zeros((2, 0, 0), dtype=np.int16)  # counts per range of people
 
     def checkpoint_state(self) -> dict:
         return {"level": self.level.copy()}
@@ -150,9 +151,18 @@ class Information(Module):
         nh = households.n
         hh_watch = np.zeros(nh, dtype=np.int32)
         hh_n = np.zeros(nh, dtype=np.int32)
-        _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
-                            persons.household, persons.media_exposure, np.float32(p.watching_min),
-                            hh_watch, hh_n)
+        parts = sim.parts(persons.n, persons.n)
+        if parts.size > 2:  # counts per range of people, then added per household (exact)
+            if self._partial.shape[1] != parts.size - 1 or self._partial.shape[2] < nh:
+                self._partial = np.zeros((2, parts.size - 1, households.capacity), dtype=np.int16)
+            _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
+                                    persons.flags, persons.household, persons.media_exposure,
+                                    np.float32(p.watching_min), hh_watch, hh_n, parts,
+                                    self._partial, sim.chunk_bounds(nh))
+        else:
+            _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
+                                persons.household, persons.media_exposure,
+                                np.float32(p.watching_min), hh_watch, hh_n)
         hh_social = np.zeros(nh, dtype=np.float32)
         hh_caught = np.zeros(nh, dtype=np.uint8)
         cell_kin = np.zeros(self.n_cells, dtype=np.float32)
@@ -196,6 +206,41 @@ def _scatter_households(t, stage, birth_month, flags, household, exposure, watch
         hh_n[h] += 1
         if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
             hh_watch[h] += 1
+
+
+@nb.njit(parallel=True, cache=True)
+def _scatter_households_par(t, stage, birth_month, flags, household, exposure, watching_min,
+                            hh_watch, hh_n, parts, partial, hbounds):
+    """:func:`_scatter_households` with counts per range of people (``partial[0]`` people
+    10+, ``partial[1]`` watchers), added per household: integer counts, the same whatever
+    the ranges."""
+    min_age = MEDIA_MIN_AGE * 12
+    nh = hh_n.shape[0]
+    for r in nb.prange(parts.shape[0] - 1):
+        pn = partial[0, r]
+        pw = partial[1, r]
+        for h in range(nh):
+            pn[h] = 0
+            pw[h] = 0
+        for i in range(parts[r], parts[r + 1]):
+            st = stage[i]
+            if st != RESIDENT and st != PREPARING:
+                continue
+            if t - birth_month[i] < min_age:
+                continue
+            h = household[i]
+            pn[h] += 1
+            if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
+                pw[h] += 1
+    for c in nb.prange(hbounds.shape[0] - 1):
+        for h in range(hbounds[c], hbounds[c + 1]):
+            a = 0
+            b = 0
+            for r in range(partial.shape[1]):
+                a += partial[0, r, h]
+                b += partial[1, r, h]
+            hh_n[h] = a
+            hh_watch[h] = b
 
 
 @nb.njit(cache=True)
