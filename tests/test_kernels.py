@@ -53,7 +53,7 @@ def test_household_members_by_ranges_of_people(sim_8y, k):
     one = np.zeros(hh.n, dtype=hh.members.dtype)
     n_one = dem._household_members(p.stage, p.household, one)
     split = np.full(hh.n, 99, dtype=hh.members.dtype)  # every entry must be overwritten
-    partial = np.full((k, hh.n), 7, dtype=np.int16)  # stale counts must be cleared
+    partial = np.full((k - 1, hh.n + 5), 7, dtype=np.int16)  # stale counts must be cleared
     n_split = dem._household_members_par(p.stage, p.household,
                                          np.linspace(0, p.n, k + 1).astype(np.int64), partial,
                                          split, sim_8y.chunk_bounds(hh.n))
@@ -72,7 +72,7 @@ def test_media_household_counts_by_ranges_of_people(sim_8y, k):
     watch, n10 = np.zeros(hh.n, dtype=np.int32), np.zeros(hh.n, dtype=np.int32)
     im._scatter_households(*args, watch, n10)
     watch_k, n10_k = np.full(hh.n, 9, dtype=np.int32), np.full(hh.n, 9, dtype=np.int32)
-    partial = np.full((2, k, hh.n), 3, dtype=np.int16)  # stale counts must be cleared
+    partial = np.full((2, k - 1, hh.n + 5), 3, dtype=np.int16)  # stale counts must be cleared
     im._scatter_households_par(*args, watch_k, n10_k, np.linspace(0, p.n, k + 1).astype(np.int64),
                                partial, sim_8y.chunk_bounds(hh.n))
     np.testing.assert_array_equal(watch, watch_k)

@@ -211,8 +211,8 @@ class Demography(Module):
         persons.n = new_n
         parts = sim.parts(new_n, new_n)
         if parts.size > 2:  # a count per range of people, then added per household (exact)
-            if self._partial.shape[0] != parts.size - 1 or self._partial.shape[1] < households.n:
-                self._partial = np.zeros((parts.size - 1, households.capacity), dtype=np.int16)
+            if self._partial.shape[0] != parts.size - 2 or self._partial.shape[1] < households.n:
+                self._partial = np.zeros((parts.size - 2, households.capacity), dtype=np.int16)
             members = _household_members_par(persons.stage, persons.household, parts,
                                              self._partial, households.members,
                                              sim.chunk_bounds(households.n))
@@ -422,11 +422,12 @@ def _household_members(stage, household, members):
 
 @nb.njit(parallel=True, cache=True)
 def _household_members_par(stage, household, parts, partial, members, hbounds):
-    """:func:`_household_members` with one count array per range of people (``parts``),
-    added per household afterwards: integer counts, so the same whatever the ranges."""
+    """:func:`_household_members` by ranges of people (``parts``): the first range counts
+    into ``members``, range ``r > 0`` into ``partial[r - 1]``; the counts are then added per
+    household. Integer counts, so the same whatever the ranges."""
     nh = members.shape[0]
     for r in nb.prange(parts.shape[0] - 1):
-        row = partial[r]
+        row = members if r == 0 else partial[r - 1, :nh]
         for h in range(nh):
             row[h] = 0
         for i in range(parts[r], parts[r + 1]):
@@ -436,8 +437,8 @@ def _household_members_par(stage, household, parts, partial, members, hbounds):
     for c in nb.prange(hbounds.shape[0] - 1):
         k = 0
         for h in range(hbounds[c], hbounds[c + 1]):
-            m = 0
-            for r in range(partial.shape[0]):
+            m = members[h]
+            for r in range(parts.shape[0] - 2):
                 m += partial[r, h]
             members[h] = m
             if m > 0:

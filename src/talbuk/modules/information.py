@@ -153,8 +153,8 @@ class Information(Module):
         hh_n = np.zeros(nh, dtype=np.int32)
         parts = sim.parts(persons.n, persons.n)
         if parts.size > 2:  # counts per range of people, then added per household (exact)
-            if self._partial.shape[1] != parts.size - 1 or self._partial.shape[2] < nh:
-                self._partial = np.zeros((2, parts.size - 1, households.capacity), dtype=np.int16)
+            if self._partial.shape[1] != parts.size - 2 or self._partial.shape[2] < nh:
+                self._partial = np.zeros((2, parts.size - 2, households.capacity), dtype=np.int16)
             _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
                                     persons.flags, persons.household, persons.media_exposure,
                                     np.float32(p.watching_min), hh_watch, hh_n, parts,
@@ -208,35 +208,46 @@ def _scatter_households(t, stage, birth_month, flags, household, exposure, watch
             hh_watch[h] += 1
 
 
+@nb.njit(inline="always", cache=True)
+def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
+                 min_age, pn, pw):
+    for h in range(pn.shape[0]):
+        pn[h] = 0
+        pw[h] = 0
+    for i in range(lo, hi):
+        st = stage[i]
+        if st != RESIDENT and st != PREPARING:
+            continue
+        if t - birth_month[i] < min_age:
+            continue
+        h = household[i]
+        pn[h] += 1
+        if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
+            pw[h] += 1
+
+
 @nb.njit(parallel=True, cache=True)
 def _scatter_households_par(t, stage, birth_month, flags, household, exposure, watching_min,
                             hh_watch, hh_n, parts, partial, hbounds):
-    """:func:`_scatter_households` with counts per range of people (``partial[0]`` people
-    10+, ``partial[1]`` watchers), added per household: integer counts, the same whatever
-    the ranges."""
+    """:func:`_scatter_households` by ranges of people: the first range counts into
+    ``hh_n``/``hh_watch``, range ``r > 0`` into ``partial[0, r - 1]`` (people 10+) and
+    ``partial[1, r - 1]`` (watchers); the counts are then added per household. Integer
+    counts, the same whatever the ranges."""
     min_age = MEDIA_MIN_AGE * 12
     nh = hh_n.shape[0]
     for r in nb.prange(parts.shape[0] - 1):
-        pn = partial[0, r]
-        pw = partial[1, r]
-        for h in range(nh):
-            pn[h] = 0
-            pw[h] = 0
-        for i in range(parts[r], parts[r + 1]):
-            st = stage[i]
-            if st != RESIDENT and st != PREPARING:
-                continue
-            if t - birth_month[i] < min_age:
-                continue
-            h = household[i]
-            pn[h] += 1
-            if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
-                pw[h] += 1
+        if r == 0:
+            _count_range(t, parts[0], parts[1], stage, birth_month, flags, household, exposure,
+                         watching_min, min_age, hh_n, hh_watch)
+        else:
+            _count_range(t, parts[r], parts[r + 1], stage, birth_month, flags, household,
+                         exposure, watching_min, min_age, partial[0, r - 1, :nh],
+                         partial[1, r - 1, :nh])
     for c in nb.prange(hbounds.shape[0] - 1):
         for h in range(hbounds[c], hbounds[c + 1]):
-            a = 0
-            b = 0
-            for r in range(partial.shape[1]):
+            a = hh_n[h]
+            b = hh_watch[h]
+            for r in range(parts.shape[0] - 2):
                 a += partial[0, r, h]
                 b += partial[1, r, h]
             hh_n[h] = a
