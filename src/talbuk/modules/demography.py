@@ -118,7 +118,6 @@ class Demography(Module):
         self.fertility_next_m = self.fertility_shape[np.minimum((np.arange(age_years.size) + 1) // 12, MAX_AGE)]
         self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
-        self._partial = np.zeros((0, 0), dtype=np.int16)  # members per range of people
         self._last = None  # (population, weighted women) of the last month, for birth rates
 
     def checkpoint_state(self) -> dict:
@@ -209,15 +208,7 @@ class Demography(Module):
             persons.full("legitimacy"))
         households.n = new_h
         persons.n = new_n
-        parts = sim.parts(new_n, new_n)
-        if parts.size > 2:  # a count per range of people, then added per household (exact)
-            if self._partial.shape[0] != parts.size - 2 or self._partial.shape[1] < households.n:
-                self._partial = np.zeros((parts.size - 2, households.capacity), dtype=np.int16)
-            members = _household_members_par(persons.stage, persons.household, parts,
-                                             self._partial, households.members,
-                                             sim.chunk_bounds(households.n))
-        else:
-            members = _household_members(persons.stage, persons.household, households.members)
+        members = _household_members(persons.stage, persons.household, households.members)
         if sim.checks:
             from talbuk.checks import check_members
 
@@ -418,33 +409,6 @@ def _household_members(stage, household, members):
         if members[h] > 0:
             nonempty += 1
     return nonempty
-
-
-@nb.njit(parallel=True, cache=True)
-def _household_members_par(stage, household, parts, partial, members, hbounds):
-    """:func:`_household_members` by ranges of people (``parts``): the first range counts
-    into ``members``, range ``r > 0`` into ``partial[r - 1]``; the counts are then added per
-    household. Integer counts, so the same whatever the ranges."""
-    nh = members.shape[0]
-    for r in nb.prange(parts.shape[0] - 1):
-        row = members if r == 0 else partial[r - 1, :nh]
-        for h in range(nh):
-            row[h] = 0
-        for i in range(parts[r], parts[r + 1]):
-            if _in_country(stage[i]):
-                row[household[i]] += 1
-    nonempty = np.zeros(hbounds.shape[0] - 1, dtype=np.int64)
-    for c in nb.prange(hbounds.shape[0] - 1):
-        k = 0
-        for h in range(hbounds[c], hbounds[c + 1]):
-            m = members[h]
-            for r in range(parts.shape[0] - 2):
-                m += partial[r, h]
-            members[h] = m
-            if m > 0:
-                k += 1
-        nonempty[c] = k
-    return nonempty.sum()
 
 
 @nb.njit(cache=True)
