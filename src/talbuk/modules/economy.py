@@ -221,7 +221,8 @@ class Economy(Module):
         n = hh.n
         # The initial population is sorted by household and its households by cell: the
         # aggregation passes run in parallel over that prefix (checked each month, with a
-        # serial fallback) and fix up later households, movers and the born serially.
+        # serial fallback) and fix up later households, movers and the born by household
+        # ranges.
         self.p0 = int(sim.persons.n)
         self.h0 = int(n)
         self.movers = np.zeros(self.p0, dtype=np.int32)
@@ -317,8 +318,9 @@ class Economy(Module):
         lr = math.log(800000.0 / 7.0)
         dollar_share = min(p.dollar_share_max, max(0.0, p.dollar_share_max * math.log(max(rate_old, 7.0) / 7.0) / lr))
 
-        # 1. persons -> households: parallel over the sorted initial population, serial
-        #    fix-up of chunk-boundary households, movers and the born (same order of sums)
+        # 1. persons -> households: parallel over the sorted initial population, then the
+        #    fix-up of chunk-boundary households, movers and the born, split over household
+        #    ranges (each household's sums in person order, whatever the threads)
         n = persons.n
         p0 = min(self.p0, n)
         pb0 = sim.chunk_bounds(p0)
@@ -423,9 +425,10 @@ class Economy(Module):
 
 # ---------------------------------------------------------------------- kernels
 # The sum of one person into their household (need by age, lowest songbun, workers, women,
-# market generation, traders and their trading power) is written out in each loop below:
-# numba passes arrays to a called function with reference counting, which costs more than
-# the sum itself.
+# market generation, traders and their trading power) is written out in the loops of the two
+# passes below: numba passes arrays to a called function with reference counting, which costs
+# more than the sum itself. The fix-up calls ``_add_person``, which numba inlines in its IR
+# (``inline="always"``), so no call is left.
 @nb.njit(inline="always", cache=True)
 def _in_country(st):
     return st <= CROSSING or st == DETAINED  # resident, preparing, crossing, detained
@@ -477,7 +480,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_m
 
     Its members of initial households (``< h0``) come in household order, so a chunk owns
     every household it meets except its first one (shared with the chunk before), which it
-    defers to :func:`_aggregate_fixup` together with members who moved to a new household.
+    defers to :func:`_aggregate_fixup_par` together with members who moved to a new household.
     Each household's sums are thereby still formed in person-index order.
     """
     amax = need_m.shape[0] - 1
