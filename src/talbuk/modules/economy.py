@@ -434,13 +434,39 @@ FIXUP_WORK_PER_PERSON = 16
 
 # ---------------------------------------------------------------------- kernels
 # The sum of one person into their household (need by age, lowest songbun, workers, women,
-# market generation, traders and their trading power) is written out in the loops of the two
-# passes below: numba passes arrays to a called function with reference counting, which costs
-# more than the sum itself. The fix-up calls ``_add_person``, which numba inlines in its IR
-# (``inline="always"``), so no call is left.
+# market generation, traders and their trading power) is ``_add_person``, used by the three
+# scatter passes below. numba inlines it in its IR (``inline="always"``): an ordinary call
+# would pass the arrays with reference counting, which costs more than the sum itself.
 @nb.njit(inline="always", cache=True)
 def _in_country(st):
     return st <= CROSSING or st == DETAINED  # resident, preparing, crossing, detained
+
+
+@nb.njit(inline="always", cache=True)
+def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
+                mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
+    st = stage[i]
+    bm = birth_month[i]
+    a = t - bm
+    if a > amax:
+        a = amax
+    need[h] += need_m[a]
+    sb = songbun[i]
+    bits = (1 << sb) if sb < 3 else B_SB_OTHER
+    if worker_m[a] != 0 and st <= PREPARING:
+        n_workers[h] += 1
+        mg = bm >= mg_birth
+        if sex[i] == SEX_FEMALE:
+            bits |= B_WOMAN
+        if mg:
+            bits |= B_MG
+        if flags[i] & F_TRADER:
+            bits |= B_TRADER
+            w = skill_floor + skill[i]
+            if mg:
+                w *= 1.0 + mg_bonus
+            power[h] += w
+    hbits[h] |= bits
 
 
 @nb.njit(cache=True)
@@ -458,27 +484,8 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
         if not _in_country(st):
             continue
         h = household[i]
-        bm = birth_month[i]
-        a = t - bm
-        if a > amax:
-            a = amax
-        need[h] += need_m[a]
-        sb = songbun[i]
-        bits = (1 << sb) if sb < 3 else B_SB_OTHER
-        if worker_m[a] != 0 and st <= PREPARING:
-            n_workers[h] += 1
-            mg = bm >= mg_birth
-            if sex[i] == SEX_FEMALE:
-                bits |= B_WOMAN
-            if mg:
-                bits |= B_MG
-            if flags[i] & F_TRADER:
-                bits |= B_TRADER
-                w = skill_floor + skill[i]
-                if mg:
-                    w *= 1.0 + mg_bonus
-                power[h] += w
-        hbits[h] |= bits
+        _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
+                    mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -523,60 +530,14 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_m
             if hh == hf:
                 dend = i + 1
                 continue
-            h = hh
-            bm = birth_month[i]
-            a = t - bm
-            if a > amax:
-                a = amax
-            need[h] += need_m[a]
-            sb = songbun[i]
-            bits = (1 << sb) if sb < 3 else B_SB_OTHER
-            if worker_m[a] != 0 and st <= PREPARING:
-                n_workers[h] += 1
-                mg = bm >= mg_birth
-                if sex[i] == SEX_FEMALE:
-                    bits |= B_WOMAN
-                if mg:
-                    bits |= B_MG
-                if flags[i] & F_TRADER:
-                    bits |= B_TRADER
-                    w = skill_floor + skill[i]
-                    if mg:
-                        w *= 1.0 + mg_bonus
-                    power[h] += w
-            hbits[h] |= bits
+            _add_person(i, hh, t, stage, birth_month, sex, songbun, flags, skill, need_m,
+                        worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power,
+                        n_workers, amax)
         first_h[c] = hf
         last_h[c] = prev
         defer_end[c] = dend
         n_movers[c] = nm
         ok[c] = good
-
-
-@nb.njit(inline="always", cache=True)
-def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
-                mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
-    st = stage[i]
-    bm = birth_month[i]
-    a = t - bm
-    if a > amax:
-        a = amax
-    need[h] += need_m[a]
-    sb = songbun[i]
-    bits = (1 << sb) if sb < 3 else B_SB_OTHER
-    if worker_m[a] != 0 and st <= PREPARING:
-        n_workers[h] += 1
-        mg = bm >= mg_birth
-        if sex[i] == SEX_FEMALE:
-            bits |= B_WOMAN
-        if mg:
-            bits |= B_MG
-        if flags[i] & F_TRADER:
-            bits |= B_TRADER
-            w = skill_floor + skill[i]
-            if mg:
-                w *= 1.0 + mg_bonus
-            power[h] += w
-    hbits[h] |= bits
 
 
 @nb.njit(cache=True)

@@ -191,26 +191,10 @@ class Information(Module):
         sim.record("media_caught", tot[C_CAUGHT] * sim.scale)
 
 
-@nb.njit(cache=True)
-def _scatter_households(t, stage, birth_month, flags, household, exposure, watching_min,
-                        hh_watch, hh_n):
-    """Serial scatter: watchers and people 10+ per household (integer counts)."""
-    min_age = MEDIA_MIN_AGE * 12
-    for i in range(stage.shape[0]):
-        st = stage[i]
-        if st != RESIDENT and st != PREPARING:
-            continue
-        if t - birth_month[i] < min_age:
-            continue
-        h = household[i]
-        hh_n[h] += 1
-        if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
-            hh_watch[h] += 1
-
-
 @nb.njit(inline="always", cache=True)
 def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
                  min_age, pn, pw):
+    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them."""
     for h in range(pn.shape[0]):
         pn[h] = 0
         pw[h] = 0
@@ -224,6 +208,14 @@ def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watc
         pn[h] += 1
         if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
             pw[h] += 1
+
+
+@nb.njit(cache=True)
+def _scatter_households(t, stage, birth_month, flags, household, exposure, watching_min,
+                        hh_watch, hh_n):
+    """Serial scatter: watchers and people 10+ per household (integer counts)."""
+    _count_range(t, 0, stage.shape[0], stage, birth_month, flags, household, exposure,
+                 watching_min, MEDIA_MIN_AGE * 12, hh_n, hh_watch)
 
 
 @nb.njit(parallel=True, cache=True)
