@@ -261,14 +261,14 @@ def test_settled_people_can_go_on_to_south_korea():
     assert (still.persons.stage[who2] == SETTLED_CHINA).mean() > 0.95  # only natural deaths
 
 
-def _drain_one_unit(sim, j, pr, sums, *, sex, months):
-    """Put one unit of expected mass into China at age 0 and run the copy ``months`` months:
-    (expected arrivals, their summed months abroad)."""
+def _drain_one_unit(sim, j, pr, sums, *, sex, months, row=None):
+    """Put one unit of expected mass into China (row ``M_CHINA`` unless given) at age 0 and
+    run the copy ``months`` months: (expected arrivals, their summed months abroad)."""
     from talbuk.modules.journey import M_CHINA
 
     j.mf[:] = 0.0
     j.mf_age[:] = 0.0
-    j.mf[M_CHINA, sex] = 1.0
+    j.mf[M_CHINA if row is None else row, sex] = 1.0
     arrived = total = 0.0
     for _ in range(months):
         a, _, m = j._mean_field(sim, pr, sums)
@@ -282,7 +282,17 @@ def test_expected_months_abroad_follow_the_mean_field():
     q a month and arrives the month after. Arrival at age k + 1 with probability
     q (1 - q)^(k - 1), k >= 1, so the mean months abroad is 1/q + 1; a second unit that
     settles first (rate s) and leaves at r a month waits longer."""
-    from talbuk.modules.journey import M_SETTLED, N_P, P_ARRIVE, P_SETTLE_F, P_SETTLED_ON
+    from talbuk.modules.journey import (
+        M_PLANNED,
+        M_SETTLED,
+        N_P,
+        P_ARRIVE,
+        P_PLANNED_ON,
+        P_SETTLE_F,
+        P_SETTLED_ON,
+        U_CHINA_N,
+        U_CHINA_P,
+    )
 
     sim = Sim("baseline", scale=SCALE, seed=9)
     j = _module(sim, "journey")
@@ -290,9 +300,9 @@ def test_expected_months_abroad_follow_the_mean_field():
     q = 0.2
     pr = np.zeros(N_P)
     pr[P_ARRIVE] = 1.0
-    sums = np.zeros((4, 2))
-    sums[2, :] = 1.0
-    sums[3, :] = q  # mean onward probability of the agents in China this month
+    sums = np.zeros((6, 2))
+    sums[U_CHINA_N, :] = 1.0
+    sums[U_CHINA_P, :] = q  # mean onward probability of the agents in China this month
     arrived, months = _drain_one_unit(sim, j, pr, sums, sex=0, months=400)
     assert arrived == pytest.approx(1.0, abs=1e-12)
     assert months / arrived == pytest.approx(1.0 / q + 1.0, rel=1e-9)
@@ -308,3 +318,57 @@ def test_expected_months_abroad_follow_the_mean_field():
     t_settled = 1.0 / r
     expected = 1.0 / (q + s_rate) + s_rate / (q + s_rate) * t_settled + 1.0
     assert months / arrived == pytest.approx(expected, rel=1e-6)
+    # a planned escape: nobody settles, the broker moves them on at p a month
+    p_plan = 0.4
+    pr[P_PLANNED_ON] = p_plan
+    arrived, months = _drain_one_unit(sim, j, pr, sums, sex=SEX_FEMALE, months=400, row=M_PLANNED)
+    assert arrived == pytest.approx(1.0, abs=1e-9)
+    assert months / arrived == pytest.approx(1.0 / p_plan + 1.0, rel=1e-9)
+
+
+def _planned_run(share: float):
+    """400 adults decide in January 1990 with planned escapes fully on from the start: half in
+    households that can pay any fee, half in penniless ones (no kin in the South). Settling is
+    made likely (0.2 a month) so that its absence on a planned escape shows."""
+    sim = Sim("baseline", scale=SCALE, seed=11)
+    _fix_lever(sim, "border_security", 0.0)
+    _fix_lever(sim, "china_repatriation", 0.0)
+    _fix_lever(sim, "onward_route", 0.2)  # planned: 0.2 a month; others: 0.07 x 0.2
+    _fix_lever(sim, "broker_fee_usd", 1000.0)
+    _set_params(sim, "journey", planned_share=share, planned_ramp_start=1980, planned_ramp_end=1981,
+                prepare_rate=0.95, afford_floor=1.0, giveup_base=0.0, giveup_security=0.0,
+                settle_rate_male=0.2, settle_rate_female=0.2, transit_arrest=0.0, transit_death=0.0)
+    who = _adults(sim, 400, seed=6)
+    hh = sim.persons.household[who]
+    rich = np.zeros(len(who), bool)
+    rich[::2] = True
+    sim.households.savings_usd[hh] = 0.0
+    sim.households.savings_usd[hh[rich]] = 1e6
+    sim.households.savings_won[hh] = 0.0
+    sim.households.flags[hh] &= np.uint8(0xFF ^ H_KIN_SOUTH)
+    # a household shared by a rich and a poor sample member counts as rich: drop the poor one
+    keep = rich | ~np.isin(hh, hh[rich])
+    who, rich = who[keep], rich[keep]
+    _decide(sim, who)
+    sim.run(until=18)
+    d = _module(sim, "journey").finish_tables(sim)["defectors"].set_index("uid").loc[who]
+    return d[d["in_china"].notna()], rich[d["in_china"].notna().to_numpy()]
+
+
+def test_planned_escapes_skip_the_long_stay_in_china():
+    d, rich = _planned_run(1.0)
+    assert rich.sum() > 100 and (~rich).sum() > 100
+    # who can pay the whole fee is on a planned escape; the penniless never are
+    planned = d["planned"].to_numpy()
+    assert planned[rich].all()
+    assert not planned[~rich].any()
+    settled = d["settled"].notna().to_numpy()
+    assert not settled[planned].any()  # the broker moves them on
+    assert settled[~planned].mean() > 0.5  # 0.2 a month against 0.014 onward
+    onward = d["transit"].notna().to_numpy()
+    assert onward[planned].mean() > 0.85  # 1 - 0.8^16 months ~ 0.97
+    assert onward[~planned].mean() < 0.2
+    # with planned escapes off, nobody is on one and the rich settle like the rest
+    d0, rich0 = _planned_run(0.0)
+    assert not d0["planned"].any()
+    assert d0["settled"].notna().to_numpy()[rich0].mean() > 0.5

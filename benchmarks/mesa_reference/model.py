@@ -49,6 +49,7 @@ from talbuk.state import (
     F_DECIDED,
     F_MARKET_GEN,
     F_MEDIA_EVER,
+    F_PLANNED,
     F_PUNISHED,
     F_TRADER,
     H_FARM,
@@ -531,7 +532,9 @@ class TalbukMesa(mesa.Model):
         self.mf = [[0.0, 0.0] for _ in range(5)]  # mean-field agents per stage and sex
         # moving ratios of agents' mean probabilities to a lever-only reference (the fallback
         # when a stage holds no agent), as talbuk's journey module keeps them
-        self.ema = [[0.3, 0.3], [1.0, 1.0]]
+        self.ema = [[0.3, 0.3], [1.0, 1.0], [0.3, 0.3]]
+        self.mf_settled = [0.0, 0.0]  # expected settled in China, by sex
+        self.mf_planned = [0.0, 0.0]  # expected in China on a planned escape, by sex
         weights = [pr.population_2008 for pr in PROVINCES]
         self.dist_ref = sum(f * w for f, w in zip(self.dist_factor, weights, strict=True)) / sum(weights)
         self.phase_seconds: dict[str, float] = {}
@@ -661,7 +664,11 @@ class TalbukMesa(mesa.Model):
                        "in_china": int(jr.rec_months[r, R_IN_CHINA]) if jr.rec_months[r, R_IN_CHINA] >= 0 else None,
                        "arrived": int(jr.rec_months[r, R_ARRIVED]) if jr.rec_months[r, R_ARRIVED] >= 0 else None}
                 self.pipeline.append([self.by_uid[i], rec])
-        self.mf = [[float(x) for x in row] for row in jr.mf]
+        from talbuk.modules.journey import M_PLANNED, M_SETTLED
+
+        self.mf = [[float(x) for x in row] for row in jr.mf[:5]]
+        self.mf_settled = [float(x) for x in jr.mf[M_SETTLED]]
+        self.mf_planned = [float(x) for x in jr.mf[M_PLANNED]]
         self.ema = [[float(x) for x in row] for row in jr.ema]
         self.watched = [self._h_objs[int(h)] for h in mods["left_behind"].watched]
 
@@ -976,7 +983,12 @@ class TalbukMesa(mesa.Model):
         year = month_year(self.month) + (self.month % 12) / 12.0
         span = max(1e-9, p.female_ramp_end - p.female_ramp_start)
         w = min(1.0, max(0.0, (year - p.female_ramp_start) / span))
+        span_p = max(1e-9, p.planned_ramp_end - p.planned_ramp_start)
+        w_p = min(1.0, max(0.0, (year - p.planned_ramp_start) / span_p))
         return {
+            "planned": p.planned_share * w_p,
+            "fee_full": max(1.0, fee),
+            "planned_on": min(0.5, p.planned_onward_rate * self.lever("onward_route")),
             "giveup": min(0.5, p.giveup_base + p.giveup_security * border),
             "fee_cross": max(1.0, p.crossing_fee_share * fee),
             "exchange": max(1e-6, self.lever("exchange_rate")),
@@ -1007,7 +1019,8 @@ class TalbukMesa(mesa.Model):
         touched = []
         keep_list = []
         arrivals = crossings = 0
-        sums = [[0.0, 0.0] for _ in range(4)]  # prep n, prep p_go sum, china n, china p_on sum
+        # prep n, prep p_go sum, china n, china p_on sum, crossing n, crossing planned-chance sum
+        sums = [[0.0, 0.0] for _ in range(6)]
         for entry in self.pipeline:
             a, rec = entry
             st = a.stage
@@ -1042,9 +1055,21 @@ class TalbukMesa(mesa.Model):
                     p_ok = pr["cross_ok"]
                     p_die = p_ok + pr["cross_die"]
                     p_caught = p_die + (1.0 - p_die) * pr["caught_fail"]
+                    q = 0.0  # chance of a planned escape: the whole fee paid, kin help
+                    if pr["planned"] > 0.0:
+                        full = (h.savings_usd + h.savings_won / pr["exchange"]) / pr["fee_full"]
+                        if h.flags & H_KIN_SOUTH:
+                            full += p.kin_planned_share
+                        q = pr["planned"] * min(1.0, full)
+                    sums[4][s] += 1.0
+                    sums[5][s] += q
                     if u < p_ok:
                         a.stage, a.stage_month = IN_CHINA, t
                         rec["in_china"] = t
+                        if q > 0.0 and rnd.random() < q:
+                            a.flags |= F_PLANNED
+                        else:
+                            a.flags &= ~F_PLANNED
                         crossings += 1
                         self.events.append((h, 0))
                     elif u < p_die:
@@ -1056,14 +1081,18 @@ class TalbukMesa(mesa.Model):
                     else:
                         a.stage, a.stage_month = PREPARING, t
                 elif st == IN_CHINA:
-                    p_on = pr["onward"] * (pr["female"] if s == 1 else 1.0) * (
-                        p.kin_onward_mult if h.flags & H_KIN_SOUTH else pr["fee_factor"])
-                    p_on = min(p_on, 0.5)
-                    sums[2][s] += 1.0
-                    sums[3][s] += p_on
                     p_rep = pr["rep"]
                     p_die = p_rep + p.china_death_rate
-                    p_settle = p_die + (p.settle_rate_female if s == 1 else p.settle_rate_male)
+                    if a.flags & F_PLANNED:  # the broker moves them on; nobody settles
+                        p_on = pr["planned_on"]
+                        p_settle = p_die
+                    else:
+                        p_on = pr["onward"] * (pr["female"] if s == 1 else 1.0) * (
+                            p.kin_onward_mult if h.flags & H_KIN_SOUTH else pr["fee_factor"])
+                        p_on = min(p_on, 0.5)
+                        sums[2][s] += 1.0
+                        sums[3][s] += p_on
+                        p_settle = p_die + (p.settle_rate_female if s == 1 else p.settle_rate_male)
                     if u < p_rep:
                         a.stage, a.stage_month = DETAINED, t
                         self.events.append((h, 1))
@@ -1139,15 +1168,15 @@ class TalbukMesa(mesa.Model):
         mf[0][0] += dec - dec_f
         mf[0][1] += dec_f
         arrived = 0.0
-        if not hasattr(self, "mf_settled"):
-            self.mf_settled = [0.0, 0.0]  # expected settled in China, by sex
         for s in range(2):
             avg = []
-            for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
+            for row, (n_col, p_col) in enumerate(((0, 1), (2, 3), (4, 5))):
                 if row == 0:  # lever-only reference: preparing, mean distance, affordable
                     ref = min(p.prepare_rate * self.dist_ref, 0.95 - pr["giveup"])
-                else:  # leaving China onward without kin in the South
+                elif row == 1:  # leaving China onward without kin in the South
                     ref = min(0.5, pr["onward"] * (pr["female"] if s == 1 else 1.0) * pr["fee_factor"])
+                else:  # a crosser's chance of a planned escape, the whole fee affordable
+                    ref = pr["planned"]
                 if sums[n_col][s] > 0:
                     v = sums[p_col][s] / sums[n_col][s]
                     if ref > 0:
@@ -1155,25 +1184,30 @@ class TalbukMesa(mesa.Model):
                 else:
                     v = self.ema[row][s] * ref
                 avg.append(v)
-            p_go, p_on = avg
+            p_go, p_on, q_plan = avg
             prep, cross, china, transit, det = (mf[k][s] for k in range(5))
             gu, go = prep * pr["giveup"], prep * p_go
             ok, dd = cross * pr["cross_ok"], cross * pr["cross_die"]
             cau = (cross - ok - dd) * pr["caught_fail"]
             tb = cross - ok - dd - cau
+            okp = ok * q_plan
             settle = p.settle_rate_female if s == 1 else p.settle_rate_male
             rep, dh, st, on = china * pr["rep"], china * p.china_death_rate, china * settle, china * p_on
             arr, tc, td = transit * pr["arrive"], transit * pr["transit_caught"], transit * p.transit_death
             rel, ddd = det * pr["release"], det * pr["die_detained"]
             son = self.mf_settled[s] * pr["settled_on"]
+            planned = self.mf_planned[s]
+            rep_p, dh_p, on_p = planned * pr["rep"], planned * p.china_death_rate, planned * pr["planned_on"]
             mf[0][s] = prep - gu - go + tb
             mf[1][s] = cross - ok - dd - cau - tb + go
-            mf[2][s] = china - rep - dh - st - on + ok
-            mf[3][s] = transit - arr - tc - td + on + son
-            mf[4][s] = det - rel - ddd + cau + rep + tc
+            mf[2][s] = china - rep - dh - st - on + ok - okp
+            mf[3][s] = transit - arr - tc - td + on + son + on_p
+            mf[4][s] = det - rel - ddd + cau + rep + tc + rep_p
             self.mf_settled[s] += st - son
+            self.mf_planned[s] = planned - rep_p - dh_p - on_p + okp
             arrived += arr
-        return arrived, mf[2][0] + mf[2][1] + self.mf_settled[0] + self.mf_settled[1]
+        return arrived, (mf[2][0] + mf[2][1] + self.mf_settled[0] + self.mf_settled[1]
+                         + self.mf_planned[0] + self.mf_planned[1])
 
     # ------------------------------------------------------------------ left behind
     def left_behind(self) -> None:

@@ -4,7 +4,8 @@ Used for the hand refits recorded in docs/journey.md ("Tuning"). It runs ``--see
 the baseline (or ``--scenario``) with the parameters of THETA set (names as in
 ``calibration/priors.toml``, lever points included), two processes at a time, one thread each,
 and prints per year the record, the median over runs of ``arrivals_expected`` and of the
-stock in China, and the pooled sampled statistics (months abroad and kin share of the year's
+stock in China, the expected months abroad of the mean-field copy (what validation compares
+with targets.csv), and the pooled sampled statistics (months abroad and kin share of the year's
 arrivals: all runs' arrivals together, since at these scales a run has a few dozen), then one
 line of headline figures:
 
@@ -38,8 +39,8 @@ from talbuk.calibration.validate import read_data  # noqa: E402
 from talbuk.scenario import load_scenario  # noqa: E402
 from talbuk.sim import Sim  # noqa: E402
 
-COLUMNS = ("arrivals_expected", "in_china_expected", "crossings", "settled_china", "repatriated",
-           "decisions")
+COLUMNS = ("arrivals_expected", "in_china_expected", "months_abroad_expected", "crossings",
+           "settled_china", "repatriated", "decisions")
 
 
 def _one(args) -> pd.DataFrame:
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
         "in_china_2006": float(med.loc[2006, "in_china_expected"]),
         "months_abroad_2002": float(med.loc[2002, "months_abroad_pooled"]),
         "months_abroad_2009": float(med.loc[2009, "months_abroad_pooled"]),
+        "months_abroad_expected_2002": float(med.loc[2002, "months_abroad_expected"]),
+        "months_abroad_expected_2009": float(med.loc[2009, "months_abroad_expected"]),
         "kin_share_2010": float(med.loc[2010, "kin_share_pooled"]),
         "sampled_arrivals_2010": float(med.loc[2010, "sampled_arrivals_pooled"]),
         "out_of_sample_ratio": {y: float(ae[y] / med.loc[y, "record"]) for y in range(2020, 2026)},

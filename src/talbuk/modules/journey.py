@@ -36,6 +36,10 @@ Mechanisms and sources (starting values set by hand, see docs/journey.md):
 * In China: monthly arrest and repatriation risk rises with ``china_repatriation``; women,
   often sold into marriage, stayed for years before the mid-2000s (their onward rate is lower
   then; later brokers ran direct routes mostly used by women); some settle for good.
+* Planned escapes (from the 2000s): a crosser whose household can pay the whole fee (kin in
+  South Korea paying part) may be on a planned escape, the broker taking them from the river
+  to a third country in one trip: they do not settle and leave China within weeks or months
+  (broker_fees.csv 2006-2007 and 2011; months abroad of 2009 arrivals, targets.csv).
 * Onward route: the rate rises with ``onward_route`` and falls with the onward part of the
   fee; kin in South Korea pay and speed it; in transit (Mongolia, Vietnam, Laos, Thailand) a
   few months, with some risk of arrest.
@@ -70,6 +74,7 @@ from talbuk.state import (
     CROSSING,
     DEAD,
     DETAINED,
+    F_PLANNED,
     F_PUNISHED,
     H_KIN_CHINA,
     H_KIN_SOUTH,
@@ -103,11 +108,16 @@ N_K = 21
 (P_GIVEUP, P_PREP_BASE, P_AFFORD_FLOOR, P_FEE_CROSS, P_EXCHANGE, P_KIN_PREP, P_SURV_BLOCK,
  P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
  P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
- P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON) = range(26)
-N_P = 26
+ P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON, P_PLANNED, P_FEE_FULL, P_PLANNED_ON, P_KIN_PLANNED) = range(30)
+N_P = 30
 
-# mean-field stages (rows of ``mf``)
-M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED = range(6)
+# mean-field stages (rows of ``mf``); M_PLANNED: in China on a planned escape
+M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED, M_PLANNED = range(7)
+N_M = 7
+# rows of the kernel's ``sums`` (per sex): people preparing and the sum of their p_go; people
+# in China (not on a planned escape) and the sum of their p_on; people crossing and the sum of
+# their chance of a planned escape should they get through
+(U_PREP_N, U_PREP_P, U_CHINA_N, U_CHINA_P, U_CROSS_N, U_CROSS_P) = range(6)
 # mean-field cumulative exits
 X_GAVE_UP, X_DIED, X_ARRIVED, X_RELEASED = range(4)
 
@@ -143,6 +153,11 @@ class JourneyParams(ModuleParams):
     female_ramp_end: int = Field(2008, ge=1990, le=2030, description="revised by hand (2009 -> 2008); assumption: year the women's onward factor reaches its late value")
     onward_fee_half_usd: float = Field(15000.0, ge=100, le=1e6, description="assumption: onward fee (USD) that halves the onward rate of people without kin in South Korea")
     kin_onward_mult: float = Field(2.0, ge=1, le=10, description="revised by hand (4 -> 2) with kin_prepare_mult; set by hand (2 -> 4), as kin_prepare_mult: kin in South Korea pay the onward broker and speed the route (DESIGN 4.5)")
+    planned_share: float = Field(1.0, ge=0, le=1, description="assumption, set by hand (2026-11-29) against the months abroad of 2009 arrivals (targets.csv: 12-24): after the ramp, the chance that a crosser who can pay the whole broker fee (or whose kin in South Korea pay it) is on a planned escape, the broker taking them from the river to a third country in one trip (broker_fees.csv 2006-2007: up to $10,000 for a planned escape with papers, Washington Post 2007, Lintner; 2011: one fee for both legs, BBC 2011)")
+    kin_planned_share: float = Field(0.5, ge=0, le=1, description="assumption, set by hand (2026-11-29; 0, 0.3 and 1 tried, see docs/journey.md): share of the whole fee of a planned escape that kin in South Korea pay directly (on top of the remittances already in the household's savings)")
+    planned_ramp_start: int = Field(2002, ge=1990, le=2030, description="assumption: year planned escapes begin (the organised 'planned defections' of the early 2000s)")
+    planned_ramp_end: int = Field(2008, ge=1990, le=2030, description="assumption: year planned escapes reach planned_share")
+    planned_onward_rate: float = Field(1.0, ge=0, le=10, description="assumption: monthly chance, per unit of onward_route (capped at 0.5), that a person on a planned escape leaves China for the onward route: weeks to a few months of hiding while the broker arranges the next leg (with onward_route 0.5 in 2007-11, two months on average)")
     transit_months: float = Field(1.5, ge=1, le=24, description="set by hand (3 -> 1.5): the 2020 record (229, of which 135 in the first quarter) drains about one month of 2019's flow: mean months in transit (China to Mongolia or South-East Asia, embassy, flight)")
     transit_arrest: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest chance in transit per unit of china_repatriation")
     transit_death: float = Field(0.002, ge=0, le=0.1, description="assumption: monthly deaths in transit (river and jungle crossings)")
@@ -198,12 +213,14 @@ class Journey(Module):
         self.rec_outcome = np.full(1024, ACTIVE, dtype=np.uint8)
         self.rec_push = np.zeros(1024, dtype=np.float32)
         self.rec_pull = np.zeros(1024, dtype=np.float32)
+        self.rec_planned = np.zeros(1024, dtype=np.uint8)  # last crossing on a planned escape
         self.rows_seen = 0
-        self.mf = np.zeros((6, 2), dtype=np.float64)  # expected agents per stage and sex
+        self.mf = np.zeros((N_M, 2), dtype=np.float64)  # expected agents per stage and sex
         self.mf_exits = np.zeros((4, 2), dtype=np.float64)
         # first moments: expected person-months since entering China carried by the mass in
-        # China, in transit and settled (rows M_CHINA, M_TRANSIT, M_SETTLED; other rows 0)
-        self.mf_age = np.zeros((6, 2), dtype=np.float64)
+        # China, in transit, settled and on a planned escape (rows M_CHINA, M_TRANSIT,
+        # M_SETTLED, M_PLANNED; other rows 0)
+        self.mf_age = np.zeros((N_M, 2), dtype=np.float64)
         self.mf_decisions = 0.0
         # moving averages of the ratio of agents' mean personal probabilities to a reference
         # probability computed from this month's levers alone (see _reference); the fallback
@@ -211,8 +228,9 @@ class Journey(Module):
         # probability, so that the fallback follows the levers (the onward route opening 50
         # times wider from 1999 to 2007, say) rather than freezing an old value. Starting
         # ratios: 0.3 for preparation (a guess at the mean affordability in the 1990s),
-        # 1 for the onward route (no kin in South Korea yet).
-        self.ema = np.array([[0.3, 0.3], [1.0, 1.0]], dtype=np.float64)
+        # 1 for the onward route (no kin in South Korea yet), 0.3 for the share of crossers
+        # who could pay a planned escape (a guess).
+        self.ema = np.array([[0.3, 0.3], [1.0, 1.0], [0.3, 0.3]], dtype=np.float64)
         w = np.array([pr.population_2008 for pr in PROVINCES], dtype=np.float64)
         self.dist_ref = float(np.sum(self.dist_factor * w) / w.sum())
         # year to date: year, arrivals, with kin, months abroad (agents), then expected
@@ -228,7 +246,7 @@ class Journey(Module):
                 "idx_last": self.idx_last[:n].copy(), "flows": self.flows.copy(),
                 "rec_person": self.rec_person[:r].copy(), "rec_months": self.rec_months[:r].copy(),
                 "rec_outcome": self.rec_outcome[:r].copy(), "rec_push": self.rec_push[:r].copy(),
-                "rec_pull": self.rec_pull[:r].copy(),
+                "rec_pull": self.rec_pull[:r].copy(), "rec_planned": self.rec_planned[:r].copy(),
                 "scalars": np.array([self.rows_seen, self.mf_decisions], dtype=np.float64),
                 "mf": self.mf.copy(), "mf_exits": self.mf_exits.copy(), "ema": self.ema.copy(),
                 "mf_age": self.mf_age.copy(), "ytd": self.ytd.copy()}
@@ -253,13 +271,16 @@ class Journey(Module):
         self.rec_outcome[:r] = arrays["rec_outcome"]
         self.rec_push[:r] = arrays["rec_push"]
         self.rec_pull[:r] = arrays["rec_pull"]
+        self.rec_planned[:r] = arrays.get("rec_planned", 0)
         self.rows_seen = int(arrays["scalars"][0])
         self.mf_decisions = float(arrays["scalars"][1])
-        self.mf[:] = arrays["mf"]
+        # checkpoints written before the planned-escape row (M_PLANNED) have fewer rows: the
+        # missing rows start empty (mass) or at their initial value (moving averages)
+        for name in ("mf", "mf_age", "ema"):
+            a = arrays[name]
+            getattr(self, name)[: len(a)] = a
         self.mf_exits[:] = arrays["mf_exits"]
-        self.ema[:] = arrays["ema"]
         self.ytd[:] = arrays["ytd"]
-        self.mf_age[:] = arrays["mf_age"]
 
     def _grow_index(self, extra: int) -> None:
         need = self.n_idx + extra
@@ -286,6 +307,9 @@ class Journey(Module):
             new_push[:n] = self.rec_push[:n]
             new_pull = np.zeros(cap, dtype=np.float32)
             new_pull[:n] = self.rec_pull[:n]
+            new_planned = np.zeros(cap, dtype=np.uint8)
+            new_planned[:n] = self.rec_planned[:n]
+            self.rec_planned = new_planned
             self.rec_person, self.rec_months, self.rec_outcome = new_person, new_months, new_outcome
             self.rec_push, self.rec_pull = new_push, new_pull
 
@@ -338,6 +362,7 @@ class Journey(Module):
         self.rec_outcome[recs] = ACTIVE
         self.rec_push[recs] = push
         self.rec_pull[recs] = pull
+        self.rec_planned[recs] = 0
         self.idx_person[self.n_idx: self.n_idx + k] = uids
         self.idx_rec[self.n_idx: self.n_idx + k] = recs
         self.idx_last[self.n_idx: self.n_idx + k] = PREPARING
@@ -393,6 +418,12 @@ class Journey(Module):
         pr[P_FEAR] = p.fear_caught
         pr[P_GOODS] = p.goods_usd
         pr[P_SETTLED_ON] = min(0.5, p.settled_onward_rate * route)
+        span = max(1e-9, p.planned_ramp_end - p.planned_ramp_start)
+        w = min(1.0, max(0.0, (year - p.planned_ramp_start) / span))
+        pr[P_PLANNED] = p.planned_share * w
+        pr[P_FEE_FULL] = max(1.0, fee)
+        pr[P_PLANNED_ON] = min(0.5, p.planned_onward_rate * route)
+        pr[P_KIN_PLANNED] = p.kin_planned_share
         return pr
 
     # ------------------------------------------------------------------ step
@@ -405,14 +436,14 @@ class Journey(Module):
         pr = self.probabilities(sim)
         n = self.n_idx
         counts = np.zeros(N_K, dtype=np.int64)
-        sums = np.zeros((4, 2), dtype=np.float64)  # prep n, prep p_go sum, china n, china p_on sum
+        sums = np.zeros((6, 2), dtype=np.float64)  # rows U_PREP_N ... U_CROSS_P
         self.events_hh = np.zeros(n, dtype=np.int64)
         self.events_kind = np.zeros(n, dtype=np.uint8)
         touched = np.zeros(n, dtype=np.int64)
         new_n, n_touched = _journey_kernel(
             np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.idx_last,
             self.flows, self.rec_months,
-            self.rec_outcome, persons.stage, persons.stage_month, persons.flags, persons.fear,
+            self.rec_outcome, self.rec_planned, persons.stage, persons.stage_month, persons.flags, persons.fear,
             persons.sex, persons.province, persons.household, persons.rng_id,
             households.flags, households.surveillance, households.savings_won,
             households.savings_usd, self.dist_factor, pr, self.events_hh, self.events_kind,
@@ -446,7 +477,9 @@ class Journey(Module):
         months = 0.0
         age = self.mf_age
         for s in range(2):
-            for row, (n_col, p_col) in enumerate(((0, 1), (2, 3))):
+            avgs = [0.0, 0.0, 0.0]
+            for row, (n_col, p_col) in enumerate(((U_PREP_N, U_PREP_P), (U_CHINA_N, U_CHINA_P),
+                                                  (U_CROSS_N, U_CROSS_P))):
                 ref = self._reference(pr, row, s)
                 if sums[n_col, s] > 0:
                     avg = sums[p_col, s] / sums[n_col, s]
@@ -454,43 +487,47 @@ class Journey(Module):
                         self.ema[row, s] = 0.8 * self.ema[row, s] + 0.2 * (avg / ref)
                 else:
                     avg = self.ema[row, s] * ref
-                if row == 0:
-                    p_go = avg
-                else:
-                    p_on = avg
-            prep, cross, china, transit, det, settled = mf[:, s]
+                avgs[row] = avg
+            p_go, p_on, q_plan = avgs
+            prep, cross, china, transit, det, settled, planned = mf[:, s]
             gu, go = prep * pr[P_GIVEUP], prep * p_go
             ok, dd = cross * pr[P_CROSS_OK], cross * pr[P_CROSS_DIE]
             cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
             tb = cross - ok - dd - cau
+            okp = ok * q_plan  # crossers on a planned escape
             settle = pr[P_SETTLE_F] if s == SEX_FEMALE else pr[P_SETTLE_M]
             rep, dh, st, on = china * pr[P_REP], china * pr[P_DIE_CHINA], china * settle, china * p_on
             arr, tc, td = transit * pr[P_ARRIVE], transit * pr[P_TRANSIT_CAUGHT], transit * pr[P_TRANSIT_DIE]
             rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
             son = settled * pr[P_SETTLED_ON]
+            rep_p, dh_p, on_p = planned * pr[P_REP], planned * pr[P_DIE_CHINA], planned * pr[P_PLANNED_ON]
             # first moments, one month older; mean age of each stage's mass
             a_c = age[M_CHINA, s] + china
             a_t = age[M_TRANSIT, s] + transit
             a_s = age[M_SETTLED, s] + settled
+            a_p = age[M_PLANNED, s] + planned
             m_c = a_c / china if china > 0 else 0.0
             m_t = a_t / transit if transit > 0 else 0.0
             m_s = a_s / settled if settled > 0 else 0.0
+            m_p = a_p / planned if planned > 0 else 0.0
             age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on)
-            age[M_TRANSIT, s] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son
+            age[M_TRANSIT, s] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
             age[M_SETTLED, s] = a_s - m_s * son + m_c * st
+            age[M_PLANNED, s] = a_p - m_p * (rep_p + dh_p + on_p)
             months += m_t * arr
             mf[M_PREP, s] = prep - gu - go + tb
             mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
-            mf[M_CHINA, s] = china - rep - dh - st - on + ok
-            mf[M_TRANSIT, s] = transit - arr - tc - td + on + son
-            mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc
+            mf[M_CHINA, s] = china - rep - dh - st - on + ok - okp
+            mf[M_TRANSIT, s] = transit - arr - tc - td + on + son + on_p
+            mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc + rep_p
             mf[M_SETTLED, s] = settled + st - son
+            mf[M_PLANNED, s] = planned - rep_p - dh_p - on_p + okp
             ex[X_GAVE_UP, s] += gu
-            ex[X_DIED, s] += dd + dh + td + ddd
+            ex[X_DIED, s] += dd + dh + td + ddd + dh_p
             ex[X_ARRIVED, s] += arr
             ex[X_RELEASED, s] += rel
             arrived += arr
-        return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum()), months
+        return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()), months
 
     def check(self, sim) -> None:
         """Invariants (``Sim(checks=True)``): every stage of the journey holds exactly the
@@ -517,9 +554,12 @@ class Journey(Module):
     def _reference(self, pr: np.ndarray, row: int, s: int) -> float:
         """Lever-only probability of a representative person: setting off from preparation
         (row 0: base rate times the population's mean distance factor, affordability 1, not
-        watched) or leaving China onward (row 1: no kin in South Korea)."""
+        watched), leaving China onward (row 1: no kin in South Korea) or a crosser's chance
+        of a planned escape (row 2: the whole fee can be paid)."""
         if row == 0:
             return min(pr[P_PREP_BASE] * self.dist_ref, 0.95 - pr[P_GIVEUP])
+        if row == 2:
+            return pr[P_PLANNED]
         return min(0.5, pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * pr[P_FEE_FACTOR])
 
     def mean_field_balance(self) -> tuple[float, float]:
@@ -584,6 +624,7 @@ class Journey(Module):
             col = months[:, c]
             df[name] = lut[np.where(col >= 0, col - lo, len(lut) - 1)]
         df["outcome"] = np.array(STAGE_NAMES, dtype=object)[outcome]
+        df["planned"] = self.rec_planned[:r].astype(bool)  # last crossing: planned escape
         df["push"] = self.rec_push[:r]
         df["pull"] = self.rec_pull[:r]
         df["weight"] = np.full(r, sim.scale)
@@ -591,8 +632,8 @@ class Journey(Module):
 
 
 @nb.njit(cache=True)
-def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome, stage,
-                    stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
+def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
+                    rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
                     hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
                     k, sums):
     """One month of the pipeline for the people in the index (serial: the index is small).
@@ -648,8 +689,8 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     * (1.0 - pr[P_SURV_BLOCK] * hh_surv[h])
                 if p_go > 0.95 - pr[P_GIVEUP]:
                     p_go = 0.95 - pr[P_GIVEUP]
-                sums[0, s] += 1.0
-                sums[1, s] += p_go
+                sums[U_PREP_N, s] += 1.0
+                sums[U_PREP_P, s] += p_go
                 if u < pr[P_GIVEUP]:
                     stage[i] = RESIDENT
                     stage_month[i] = t16
@@ -664,10 +705,26 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                 p_ok = pr[P_CROSS_OK]
                 p_die = p_ok + pr[P_CROSS_DIE]
                 p_caught = p_die + (1.0 - p_die) * pr[P_CAUGHT_FAIL]
+                # chance of a planned escape should the crossing succeed: the whole fee paid
+                # from savings, or by kin in South Korea
+                q = 0.0
+                if pr[P_PLANNED] > 0.0:
+                    full = (hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]) / pr[P_FEE_FULL]
+                    if (hh_flags[h] & H_KIN_SOUTH) != 0:
+                        full += pr[P_KIN_PLANNED]
+                    q = pr[P_PLANNED] * (full if full < 1.0 else 1.0)
+                sums[U_CROSS_N, s] += 1.0
+                sums[U_CROSS_P, s] += q
                 if u < p_ok:
                     stage[i] = IN_CHINA
                     stage_month[i] = t16
                     rec_months[r, R_IN_CHINA] = t16
+                    if q > 0.0 and rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(1)) < q:
+                        flags[i] |= F_PLANNED
+                        rec_planned[r] = 1
+                    else:
+                        flags[i] = flags[i] & np.uint8(0xFF ^ F_PLANNED)
+                        rec_planned[r] = 0
                     k[K_CROSS_OK] += 1
                     ev_hh[n_ev] = h
                     ev_kind[n_ev] = 0
@@ -692,16 +749,20 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     stage_month[i] = t16
                     k[K_TURNED] += 1
             elif st == IN_CHINA:
-                kin = (hh_flags[h] & H_KIN_SOUTH) != 0
-                p_on = pr[P_ONWARD] * (pr[P_FEMALE] if s == 1 else 1.0) \
-                    * (pr[P_KIN_ONWARD] if kin else pr[P_FEE_FACTOR])
-                if p_on > 0.5:
-                    p_on = 0.5
-                sums[2, s] += 1.0
-                sums[3, s] += p_on
                 p_rep = pr[P_REP]
                 p_die = p_rep + pr[P_DIE_CHINA]
-                p_settle = p_die + (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
+                if (flags[i] & F_PLANNED) != 0:  # the broker moves them on; nobody settles
+                    p_on = pr[P_PLANNED_ON]
+                    p_settle = p_die
+                else:
+                    kin = (hh_flags[h] & H_KIN_SOUTH) != 0
+                    p_on = pr[P_ONWARD] * (pr[P_FEMALE] if s == 1 else 1.0) \
+                        * (pr[P_KIN_ONWARD] if kin else pr[P_FEE_FACTOR])
+                    if p_on > 0.5:
+                        p_on = 0.5
+                    sums[U_CHINA_N, s] += 1.0
+                    sums[U_CHINA_P, s] += p_on
+                    p_settle = p_die + (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
                 if u < p_rep:
                     stage[i] = DETAINED
                     stage_month[i] = t16
