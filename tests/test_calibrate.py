@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -394,3 +395,29 @@ def test_manifest_records_the_posterior(tmp_path, short_scenario):
     sim = Sim(str(off), scale=50000, seed=1, threads=1)
     sim.run()
     assert "posterior" not in Results.from_sim(sim).manifest
+
+
+def test_kernel_stays_positive_when_the_weights_collapse():
+    """One particle carrying nearly all the weight (as in a 21-parameter calibration with 40
+    particles) made pyabc's kernel singular: a proposal off its subspace got density 0 and
+    weight infinity, and the run stopped on a weight sum of NaN. The floored kernel keeps every
+    density positive and at least KERNEL_FLOOR wide in each direction."""
+    import pyabc
+
+    from talbuk.calibration.abc import KERNEL_FLOOR, FlooredTransition, effective_sample_size
+
+    rng = np.random.default_rng(0)
+    d = 21
+    X = pd.DataFrame(rng.uniform(size=(40, d)), columns=[f"p{i}" for i in range(d)])
+    w = np.zeros(40)
+    w[:3] = (0.5, 0.3, 0.2)  # three particles carry the weight: a kernel of rank 2 in 21 dimensions
+    assert effective_sample_size(w) == pytest.approx(1 / 0.38)
+    plain = pyabc.MultivariateNormalTransition()
+    plain.fit(X, w)
+    floored = FlooredTransition()
+    floored.fit(X, w)
+    x = X.iloc[0].to_numpy() + 0.01  # close to the heavy particle, off the kernel's subspace
+    point = pd.Series(x, index=X.columns)
+    assert plain.pdf(point) == 0.0  # the failure: density 0, weight infinity
+    assert floored.pdf(point) > 0.0
+    assert np.all(np.diag(floored.cov) >= KERNEL_FLOOR ** 2)

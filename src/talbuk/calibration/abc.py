@@ -42,6 +42,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pyabc
+import scipy.stats
 from pyabc.sampler import DaskDistributedSampler
 
 from talbuk.calibration.distance import TalbukDistance
@@ -229,6 +230,34 @@ class SeededDaskSampler(DaskDistributedSampler):
             raise AssertionError(f"got {sample.n_accepted} accepted particles, expected {n}")
         self.nr_evaluations_ = used
         return sample
+
+
+#: smallest perturbation standard deviation of the transition kernel, in the unit space of the
+#: priors (each parameter's prior range mapped to [0, 1]): 2% of the range, set by hand
+KERNEL_FLOOR = 0.02
+
+
+class FlooredTransition(pyabc.MultivariateNormalTransition):
+    """pyabc's multivariate normal kernel with a floor on its covariance (``KERNEL_FLOOR``).
+
+    With few particles in many dimensions the importance weights concentrate on a handful of
+    particles (effective sample size 1-3 of 40 was seen). The weighted covariance then has a
+    rank of about that handful, the kernel is singular, a proposal that leaves its subspace by
+    rounding gets density 0 and weight infinity, and pyabc stops on a weight sum of NaN (a
+    21-parameter calibration on 2026-11-29, generation 5). Adding ``KERNEL_FLOOR**2`` to the
+    diagonal keeps the kernel non-singular, every density positive, and the kernel at least
+    2% of each prior range wide."""
+
+    def fit(self, X: pd.DataFrame, w: np.ndarray) -> None:
+        super().fit(X, w)
+        self.cov = self.cov + np.eye(self.cov.shape[0]) * KERNEL_FLOOR ** 2
+        self.normal = scipy.stats.multivariate_normal(cov=self.cov)
+
+
+def effective_sample_size(w: np.ndarray) -> float:
+    """Kish's effective sample size of importance weights, ``(sum w)^2 / sum w^2``."""
+    w = np.asarray(w, dtype=float)
+    return float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0
 
 
 class _ABCSMC(pyabc.ABCSMC):
@@ -421,7 +450,8 @@ def build_abc(settings: Settings, client, *, resume: bool) -> tuple[_ABCSMC, lis
     eps = pyabc.MedianEpsilon("from_sample" if resume else INITIAL_EPSILON)
     sampler = SeededDaskSampler(client, seed=settings.seed, batch_size=settings.batch_size)
     abc = _ABCSMC(models, [prior] * len(models), distance, population_size=settings.population,
-                  eps=eps, sampler=sampler)
+                  eps=eps, sampler=sampler,
+                  transitions=[FlooredTransition() for _ in models])
     return abc, priors, distance
 
 
@@ -459,7 +489,9 @@ def generations_table(history) -> list[dict]:
     pops = pops[pops["t"] >= 0].sort_values("t")
     out = []
     for _, row in pops.iterrows():
+        _, w = history.get_distribution(m=0, t=int(row["t"]))
         out.append({"t": int(row["t"]), "epsilon": float(row["epsilon"]),
+                    "effective_sample_size": effective_sample_size(w),
                     "particles": int(row["particles"]), "evaluations": int(row["samples"]),
                     "acceptance_rate": float(row["particles"]) / max(float(row["samples"]), 1.0),
                     "end_time": str(row["population_end_time"])})
@@ -574,9 +606,11 @@ def calibrate(settings: Settings | None, db: Path, *, generations: int | None = 
             row = pops[pops["t"] == t].iloc[-1]
             probs = rule_probabilities(history, settings.rules)
             ptxt = ("  rules " + " ".join(f"{r}={p:.2f}" for r, p in probs.items())) if len(probs) > 1 else ""
+            _, w = history.get_distribution(m=0, t=t)
             say(f"generation {t}: acceptance {ret['acceptance_rate']:.3f} ({int(row['particles'])}/"
                 f"{int(row['samples'])}), epsilon {float(row['epsilon']):.4g}, "
-                f"particles {int(row['particles'])}, elapsed {time.perf_counter() - t_start:.0f} s{ptxt}")
+                f"particles {int(row['particles'])}, effective sample size "
+                f"{effective_sample_size(w):.1f}, elapsed {time.perf_counter() - t_start:.0f} s{ptxt}")
 
         abc.on_generation = on_generation
         say(f"calibrating {settings.scenario} at scale {settings.scale:g}: {len(priors)} parameters, "
