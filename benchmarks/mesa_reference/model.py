@@ -49,7 +49,6 @@ from talbuk.state import (
     F_DECIDED,
     F_MARKET_GEN,
     F_MEDIA_EVER,
-    F_PLANNED,
     F_PUNISHED,
     F_TRADER,
     H_FARM,
@@ -662,7 +661,8 @@ class TalbukMesa(mesa.Model):
             if i in self.by_uid:
                 rec = {"decided": int(jr.rec_months[r, 0]),
                        "in_china": int(jr.rec_months[r, R_IN_CHINA]) if jr.rec_months[r, R_IN_CHINA] >= 0 else None,
-                       "arrived": int(jr.rec_months[r, R_ARRIVED]) if jr.rec_months[r, R_ARRIVED] >= 0 else None}
+                       "arrived": int(jr.rec_months[r, R_ARRIVED]) if jr.rec_months[r, R_ARRIVED] >= 0 else None,
+                       "planned": bool(jr.rec_planned[r])}
                 self.pipeline.append([self.by_uid[i], rec])
         from talbuk.modules.journey import M_PLANNED, M_SETTLED
 
@@ -1066,10 +1066,7 @@ class TalbukMesa(mesa.Model):
                     if u < p_ok:
                         a.stage, a.stage_month = IN_CHINA, t
                         rec["in_china"] = t
-                        if q > 0.0 and rnd.random() < q:
-                            a.flags |= F_PLANNED
-                        else:
-                            a.flags &= ~F_PLANNED
+                        rec["planned"] = q > 0.0 and rnd.random() < q
                         crossings += 1
                         self.events.append((h, 0))
                     elif u < p_die:
@@ -1083,7 +1080,7 @@ class TalbukMesa(mesa.Model):
                 elif st == IN_CHINA:
                     p_rep = pr["rep"]
                     p_die = p_rep + p.china_death_rate
-                    if a.flags & F_PLANNED:  # the broker moves them on; nobody settles
+                    if rec.get("planned"):  # the broker moves them on; nobody settles
                         p_on = pr["planned_on"]
                         p_settle = p_die
                     else:

@@ -30,7 +30,6 @@ F_TRADER = 2  # trades in the markets
 F_MEDIA_EVER = 4  # has ever watched foreign media
 F_DECIDED = 8  # has ever decided to leave
 F_MARKET_GEN = 16  # formative years (ages 10-20) fell after the famine
-F_PLANNED = 32  # crossed into China on a planned escape (set or cleared at each crossing)
 
 # Household flag bits (``household.flags``)
 H_FARM = 1  # cooperative farm household: fed from its own harvest, not the PDS

@@ -74,7 +74,6 @@ from talbuk.state import (
     CROSSING,
     DEAD,
     DETAINED,
-    F_PLANNED,
     F_PUNISHED,
     H_KIN_CHINA,
     H_KIN_SOUTH,
@@ -118,6 +117,7 @@ N_M = 7
 # in China (not on a planned escape) and the sum of their p_on; people crossing and the sum of
 # their chance of a planned escape should they get through
 (U_PREP_N, U_PREP_P, U_CHINA_N, U_CHINA_P, U_CROSS_N, U_CROSS_P) = range(6)
+N_U = 6
 # mean-field cumulative exits
 X_GAVE_UP, X_DIED, X_ARRIVED, X_RELEASED = range(4)
 
@@ -213,7 +213,8 @@ class Journey(Module):
         self.rec_outcome = np.full(1024, ACTIVE, dtype=np.uint8)
         self.rec_push = np.zeros(1024, dtype=np.float32)
         self.rec_pull = np.zeros(1024, dtype=np.float32)
-        self.rec_planned = np.zeros(1024, dtype=np.uint8)  # last crossing on a planned escape
+        # the episode's last crossing was a planned escape (read by the kernel in China)
+        self.rec_planned = np.zeros(1024, dtype=np.uint8)
         self.rows_seen = 0
         self.mf = np.zeros((N_M, 2), dtype=np.float64)  # expected agents per stage and sex
         self.mf_exits = np.zeros((4, 2), dtype=np.float64)
@@ -404,8 +405,7 @@ class Journey(Module):
         pr[P_DIE_CHINA] = p.china_death_rate
         pr[P_ONWARD] = p.onward_rate * route
         year = month_year(sim.month) + (sim.month % 12) / 12.0
-        span = max(1e-9, p.female_ramp_end - p.female_ramp_start)
-        w = min(1.0, max(0.0, (year - p.female_ramp_start) / span))
+        w = _ramp(year, p.female_ramp_start, p.female_ramp_end)
         pr[P_FEMALE] = p.female_onward_early + w * (p.female_onward_late - p.female_onward_early)
         onward_fee = (1.0 - p.crossing_fee_share) * fee
         pr[P_FEE_FACTOR] = p.onward_fee_half_usd / (p.onward_fee_half_usd + onward_fee)
@@ -418,9 +418,7 @@ class Journey(Module):
         pr[P_FEAR] = p.fear_caught
         pr[P_GOODS] = p.goods_usd
         pr[P_SETTLED_ON] = min(0.5, p.settled_onward_rate * route)
-        span = max(1e-9, p.planned_ramp_end - p.planned_ramp_start)
-        w = min(1.0, max(0.0, (year - p.planned_ramp_start) / span))
-        pr[P_PLANNED] = p.planned_share * w
+        pr[P_PLANNED] = p.planned_share * _ramp(year, p.planned_ramp_start, p.planned_ramp_end)
         pr[P_FEE_FULL] = max(1.0, fee)
         pr[P_PLANNED_ON] = min(0.5, p.planned_onward_rate * route)
         pr[P_KIN_PLANNED] = p.kin_planned_share
@@ -436,7 +434,7 @@ class Journey(Module):
         pr = self.probabilities(sim)
         n = self.n_idx
         counts = np.zeros(N_K, dtype=np.int64)
-        sums = np.zeros((6, 2), dtype=np.float64)  # rows U_PREP_N ... U_CROSS_P
+        sums = np.zeros((N_U, 2), dtype=np.float64)
         self.events_hh = np.zeros(n, dtype=np.int64)
         self.events_kind = np.zeros(n, dtype=np.uint8)
         touched = np.zeros(n, dtype=np.int64)
@@ -631,6 +629,11 @@ class Journey(Module):
         return {"defectors": df}
 
 
+def _ramp(year: float, start: float, end: float) -> float:
+    """0 until ``start``, rising linearly to 1 at ``end`` (years, fractional)."""
+    return min(1.0, max(0.0, (year - start) / max(1e-9, end - start)))
+
+
 @nb.njit(cache=True)
 def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
                     rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
@@ -719,12 +722,8 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     stage[i] = IN_CHINA
                     stage_month[i] = t16
                     rec_months[r, R_IN_CHINA] = t16
-                    if q > 0.0 and rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(1)) < q:
-                        flags[i] |= F_PLANNED
-                        rec_planned[r] = 1
-                    else:
-                        flags[i] = flags[i] & np.uint8(0xFF ^ F_PLANNED)
-                        rec_planned[r] = 0
+                    planned = q > 0.0 and rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(1)) < q
+                    rec_planned[r] = 1 if planned else 0
                     k[K_CROSS_OK] += 1
                     ev_hh[n_ev] = h
                     ev_kind[n_ev] = 0
@@ -751,7 +750,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
             elif st == IN_CHINA:
                 p_rep = pr[P_REP]
                 p_die = p_rep + pr[P_DIE_CHINA]
-                if (flags[i] & F_PLANNED) != 0:  # the broker moves them on; nobody settles
+                if rec_planned[r] != 0:  # the broker moves them on; nobody settles
                     p_on = pr[P_PLANNED_ON]
                     p_settle = p_die
                 else:
