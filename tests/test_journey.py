@@ -124,14 +124,15 @@ def test_women_stay_longer_in_china():
     sim = Sim("baseline", scale=SCALE, seed=6)
     _fix_lever(sim, "china_repatriation", 0.0)
     _fix_lever(sim, "onward_route", 1.0)
-    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0)
+    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
+                female_onward_early=0.3)
     j = _module(sim, "journey")
     who = _adults(sim, 1200, seed=3)
     _decide(sim, who)
     j.enroll(sim, who)
     sim.persons.stage[who] = IN_CHINA
     j.rec_months[: j.n_rec, 2] = sim.month
-    sim.run(until=12)  # 1990: women's onward factor is female_onward_early (0.3)
+    sim.run(until=12)  # 1990: women's onward factor is female_onward_early (set to 0.3)
     left = np.isin(sim.persons.stage[who], (IN_TRANSIT, ARRIVED))
     female = sim.persons.sex[who] == SEX_FEMALE
     men_rate, women_rate = left[~female].mean(), left[female].mean()
@@ -372,3 +373,50 @@ def test_planned_escapes_skip_the_long_stay_in_china():
     d0, rich0 = _planned_run(0.0)
     assert not d0["planned"].any()
     assert d0["settled"].notna().to_numpy()[rich0].mean() > 0.5
+
+
+def _airlift_run(people_share: float):
+    """500 adults hiding in China, onward routes and arrests off, the mean-field copy holding
+    the same people; an airlift in the first month of ``people_share`` times that stock."""
+    from talbuk.modules.journey import M_CHINA
+
+    sim = Sim("baseline", scale=SCALE, seed=12)
+    _fix_lever(sim, "china_repatriation", 0.0)
+    _fix_lever(sim, "onward_route", 0.0)
+    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0)
+    j = _module(sim, "journey")
+    who = _adults(sim, 500, seed=5)
+    _decide(sim, who)
+    j.enroll(sim, who)
+    sim.persons.stage[who] = IN_CHINA
+    j.rec_months[: j.n_rec, 2] = sim.month
+    female = sim.persons.sex[who] == SEX_FEMALE
+    j.mf[M_CHINA, 0] = float((~female).sum())
+    j.mf[M_CHINA, SEX_FEMALE] = float(female.sum())
+    sim.levers["airlift"][:] = 0.0
+    sim.levers["airlift"][0] = people_share * 500 * SCALE
+    sim.run(until=2)
+    return sim, who
+
+
+def test_airlift_flies_out_its_share_of_those_hiding():
+    sim, who = _airlift_run(0.5)
+    res = sim.monthly
+    arrived = int((sim.persons.stage[who] == ARRIVED).sum())
+    # half of 500 in expectation; binomial sd about 11
+    assert 200 < arrived < 300
+    assert res["airlifted"][0] == res["arrivals"][0] == arrived * SCALE
+    # the expected pipeline flies out exactly its share of its own stock, the first month only
+    assert res["arrivals_expected"][0] == pytest.approx(250 * SCALE, rel=1e-9)
+    assert res["airlifted"][1] == 0 and res["arrivals"][1] == 0
+    d = _module(sim, "journey").finish_tables(sim)["defectors"]
+    d = d[d["uid"].isin(who)]
+    flown = d["arrived"].notna()
+    assert flown.sum() == arrived and d.loc[flown, "transit"].isna().all()  # straight home
+    # an airlift larger than the stock takes everyone, and none takes nobody
+    sim_all, who_all = _airlift_run(3.0)
+    st_all = sim_all.persons.stage[who_all]
+    assert not (st_all == IN_CHINA).any()  # all flown (a few may die first, of natural causes)
+    assert (st_all == ARRIVED).sum() >= 490
+    sim_none, who_none = _airlift_run(0.0)
+    assert not (sim_none.persons.stage[who_none] == ARRIVED).any()

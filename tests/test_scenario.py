@@ -37,6 +37,7 @@ EXPECTED_LEVERS = {
     "china_repatriation": ("step", 0, 1),
     "broker_fee_usd": ("linear", 0, 200000),
     "onward_route": ("step", 0, 1),
+    "airlift": ("pulse", 0, 100000),
     "trade_with_china": ("linear", 0, 2),
 }
 BUILTINS = [

@@ -30,7 +30,8 @@ def synthetic_annual(factor_expected: float = 1.1, factor_sampled: float = 2.0,
                      excess_per_year: float = 100_000.0) -> pd.DataFrame:
     """An annual table with known values: arrivals are the record times a factor."""
     obs = observed()
-    pop = {1990: 20_293_060, 1993: 21_213_478, 2008: 24_052_231}
+    # the 2007 and 2008 year-ends equal the 2008 census, counted in between (1 Oct 2008)
+    pop = {1990: 20_293_060, 1993: 21_213_478, 2007: 24_052_231, 2008: 24_052_231}
     a = pd.DataFrame({"year": YEARS, "months": 12})
     a["population"] = [float(pop.get(y, 22_000_000)) for y in YEARS]
     a["deaths"] = a["population"] * 0.010  # crude death rate exactly 10 per 1000
@@ -174,3 +175,39 @@ def test_cli_writes_json_into_the_folder_and_refuses_non_runs(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
     assert "not a talbuk run folder" in p.stderr
     assert sorted(x.name for x in empty.iterdir()) == ["notes.txt"]
+
+
+def test_kin_share_of_an_ensemble_is_pooled_over_runs():
+    """A share of a few arrivals a run is reported as the share of all runs' arrivals
+    together, not the median of each run's share (which here would be 0)."""
+    from talbuk.calibration.validate import _fill, target_spec
+
+    spec = target_spec("came_with_or_had_family_in_south", "2010")
+    runs = []
+    for arr, kin in ((1, 0), (1, 0), (4, 4)):  # shares 0, 0, 1: median 0, pooled 4/6
+        runs.append(pd.DataFrame({"year": [2009, 2010], "arrivals": [9.0, arr],
+                                  "arrivals_with_kin": [9.0, kin],
+                                  "arrivals_with_kin_share": [1.0, kin / arr]}))
+    row = _fill({"low": 0.35, "high": 0.45}, spec, runs)
+    assert row["simulated"] == pytest.approx(4 / 6)
+    assert row["statistic"] == "pooled over runs"
+    assert row["simulated_q05"] == 0.0 and row["in_range"] is False
+    one = _fill({"low": 0.35, "high": 0.45}, spec, runs[2:])  # a single run: its own share
+    assert one["simulated"] == 1.0 and "statistic" not in one
+
+
+def test_population_compared_at_each_figures_reference_date():
+    """Year-end populations are interpolated to the date each figure counts: the 2008 census
+    on 1 Oct (three quarters into 2008), the 1993 census on 31 Dec, UN estimates mid-year."""
+    from talbuk.calibration.validate import _target_rows
+
+    years = np.arange(1990, 2026)
+    annual = pd.DataFrame({"year": years, "population": 1000.0 * (years - 1900) ** 2})
+    rows = {(r["name"], r["year"]): r for r in _target_rows([annual])}
+    pop = dict(zip(years, annual["population"], strict=True))
+    assert rows[("population (census)", "2008")]["simulated"] == pytest.approx(
+        pop[2007] + 0.75 * (pop[2008] - pop[2007]))
+    assert rows[("population (census)", "1993")]["simulated"] == pytest.approx(pop[1993])
+    assert rows[("population (estimate)", "2010")]["simulated"] == pytest.approx(
+        (pop[2009] + pop[2010]) / 2)
+    assert rows[("population (estimate)", "1990")]["simulated"] == pytest.approx(pop[1990])  # no 1989

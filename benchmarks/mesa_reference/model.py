@@ -985,7 +985,12 @@ class TalbukMesa(mesa.Model):
         w = min(1.0, max(0.0, (year - p.female_ramp_start) / span))
         span_p = max(1e-9, p.planned_ramp_end - p.planned_ramp_start)
         w_p = min(1.0, max(0.0, (year - p.planned_ramp_start) / span_p))
+        # an airlift (people) over the expected stock hiding in China or in transit
+        stock = sum(self.mf[2]) + sum(self.mf[3]) + sum(self.mf_planned)
+        people = self.lever("airlift")
+        air = min(1.0, people / (self.scale * stock)) if people > 0 and stock > 0 else 0.0
         return {
+            "airlift": air,
             "planned": p.planned_share * w_p,
             "fee_full": max(1.0, fee),
             "planned_on": min(0.5, p.planned_onward_rate * self.lever("onward_route")),
@@ -1078,8 +1083,10 @@ class TalbukMesa(mesa.Model):
                     else:
                         a.stage, a.stage_month = PREPARING, t
                 elif st == IN_CHINA:
-                    p_rep = pr["rep"]
-                    p_die = p_rep + p.china_death_rate
+                    pa = pr["airlift"]  # the airlift first, the other exits on the rest
+                    qa = 1.0 - pa
+                    p_rep = pa + qa * pr["rep"]
+                    p_die = p_rep + qa * p.china_death_rate
                     if rec.get("planned"):  # the broker moves them on; nobody settles
                         p_on = pr["planned_on"]
                         p_settle = p_die
@@ -1089,8 +1096,13 @@ class TalbukMesa(mesa.Model):
                         p_on = min(p_on, 0.5)
                         sums[2][s] += 1.0
                         sums[3][s] += p_on
-                        p_settle = p_die + (p.settle_rate_female if s == 1 else p.settle_rate_male)
-                    if u < p_rep:
+                        p_settle = p_die + qa * (p.settle_rate_female if s == 1 else p.settle_rate_male)
+                    p_on = qa * p_on
+                    if u < pa:
+                        a.stage, a.stage_month = ARRIVED, t
+                        rec["arrived"] = t
+                        arrivals += 1
+                    elif u < p_rep:
                         a.stage, a.stage_month = DETAINED, t
                         self.events.append((h, 1))
                     elif u < p_die:
@@ -1101,8 +1113,10 @@ class TalbukMesa(mesa.Model):
                     elif u < p_settle + p_on:
                         a.stage, a.stage_month = IN_TRANSIT, t
                 elif st == IN_TRANSIT:
-                    p_arr = pr["arrive"]
-                    p_caught = p_arr + pr["transit_caught"]
+                    pa = pr["airlift"]
+                    qa = 1.0 - pa
+                    p_arr = pa + qa * pr["arrive"]
+                    p_caught = p_arr + qa * pr["transit_caught"]
                     if u < p_arr:
                         a.stage, a.stage_month = ARRIVED, t
                         rec["arrived"] = t
@@ -1110,7 +1124,7 @@ class TalbukMesa(mesa.Model):
                     elif u < p_caught:
                         a.stage, a.stage_month = DETAINED, t
                         self.events.append((h, 1))
-                    elif u < p_caught + p.transit_death:
+                    elif u < p_caught + qa * p.transit_death:
                         self._dies_abroad(a)
                         keep = False
                 elif st == DETAINED:
@@ -1189,20 +1203,26 @@ class TalbukMesa(mesa.Model):
             tb = cross - ok - dd - cau
             okp = ok * q_plan
             settle = p.settle_rate_female if s == 1 else p.settle_rate_male
-            rep, dh, st, on = china * pr["rep"], china * p.china_death_rate, china * settle, china * p_on
-            arr, tc, td = transit * pr["arrive"], transit * pr["transit_caught"], transit * p.transit_death
+            pa = pr["airlift"]
+            qa = 1.0 - pa
+            planned = self.mf_planned[s]
+            air, air_p = china * pa, planned * pa
+            rep, dh = china * qa * pr["rep"], china * qa * p.china_death_rate
+            st, on = china * qa * settle, china * qa * p_on
+            arr = transit * (pa + qa * pr["arrive"])
+            tc, td = transit * qa * pr["transit_caught"], transit * qa * p.transit_death
             rel, ddd = det * pr["release"], det * pr["die_detained"]
             son = self.mf_settled[s] * pr["settled_on"]
-            planned = self.mf_planned[s]
-            rep_p, dh_p, on_p = planned * pr["rep"], planned * p.china_death_rate, planned * pr["planned_on"]
+            rep_p, dh_p = planned * qa * pr["rep"], planned * qa * p.china_death_rate
+            on_p = planned * qa * pr["planned_on"]
             mf[0][s] = prep - gu - go + tb
             mf[1][s] = cross - ok - dd - cau - tb + go
-            mf[2][s] = china - rep - dh - st - on + ok - okp
+            mf[2][s] = china - rep - dh - st - on - air + ok - okp
             mf[3][s] = transit - arr - tc - td + on + son + on_p
             mf[4][s] = det - rel - ddd + cau + rep + tc + rep_p
             self.mf_settled[s] += st - son
-            self.mf_planned[s] = planned - rep_p - dh_p - on_p + okp
-            arrived += arr
+            self.mf_planned[s] = planned - rep_p - dh_p - on_p - air_p + okp
+            arrived += arr + air + air_p
         return arrived, (mf[2][0] + mf[2][1] + self.mf_settled[0] + self.mf_settled[1]
                          + self.mf_planned[0] + self.mf_planned[1])
 

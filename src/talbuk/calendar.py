@@ -34,3 +34,16 @@ def format_month(index: int) -> str:
 def month_year(index: int) -> int:
     """Calendar year of a month index."""
     return int(index) // 12 + EPOCH_YEAR
+
+
+def population_reference_year(year: int, kind: str) -> float:
+    """When a figure of ``data/population.csv`` counts the population, as a fractional year.
+
+    UN estimates are mid-year (1 July: ``year + 0.5``); the 1993 census counted the night of
+    31 Dec 1993 (``1994.0``, the end of the year) and the 2008 census 1 Oct 2008 (``2008.75``,
+    the end of September). Used to place the figures for the initial population and to
+    compare them with the model's year-end populations (validation).
+    """
+    if kind == "census":
+        return year + (1.0 if year == 1993 else 0.75)
+    return year + 0.5

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from talbuk import rng
-from talbuk.calendar import month_year
+from talbuk.calendar import month_year, population_reference_year
 from talbuk.state import (
     H_FARM,
     HOUSEHOLD_DTYPES,
@@ -123,10 +123,8 @@ NATIONAL_FARM_SHARE = 0.38  # 1 - 0.62 PDS-dependent in 1989 (targets.csv)
 def initial_population_total(start_month: int) -> float:
     """National population in the start month, interpolated from data/population.csv."""
     df = read_data("population.csv")
-    # mid-year estimates sit at year + 0.5; the 1993 census counted 31 Dec 1993 (1994.0) and
-    # the 2008 census 1 Oct 2008 (2008.75)
-    when = np.where(df["kind"] == "census", df["year"] + np.where(df["year"] == 1993, 1.0, 0.75),
-                    df["year"] + 0.5)
+    when = np.array([population_reference_year(int(y), str(k))
+                     for y, k in zip(df["year"], df["kind"], strict=True)])
     x = month_year(start_month) + (start_month % 12) / 12.0
     if x < when[0]:  # before the first figure: extrapolate the first segment's growth
         slope = np.log(df["population"].iloc[1] / df["population"].iloc[0]) / (when[1] - when[0])

@@ -236,6 +236,15 @@ LEVERS: dict[str, LeverSpec] = _levers(
         description="availability of routes from China to South Korea (Mongolia, Vietnam, Laos-Thailand)",
     ),
     LeverSpec(
+        name="airlift",
+        mode="pulse",
+        low=0.0,
+        high=100000.0,
+        unit="people",
+        description="people flown to South Korea at once in this month from hiding in China or a third country (one-off evacuations)",
+        default=0.0,
+    ),
+    LeverSpec(
         name="trade_with_china",
         mode="linear",
         low=0.0,

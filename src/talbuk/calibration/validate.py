@@ -28,9 +28,11 @@ process's binomial noise; coverage of that band would flatter the model. ``colum
 "arrivals"`` switches the headline to sampled arrivals (the right choice at scale 1-10).
 
 **Targets.** Every row of ``data/targets.csv`` and ``data/population.csv`` is listed with the
-annual statistic that measures it (:data:`TARGET_MAP`); for an ensemble the statistic is
-computed for each run and the median over runs is reported, with its 5%-95% range. Targets
-the model has no output for are listed with ``simulated: null`` and the reason.
+annual statistic that measures it (:func:`target_spec`); for an ensemble the statistic is
+computed for each run and the median over runs is reported, with its 5%-95% range, except
+for shares of small yearly flows (the kin share of arrivals), reported as the share of all
+runs' flows together (``statistic: "pooled over runs"``), the 5%-95% range still per run.
+Targets the model has no output for are listed with ``simulated: null`` and the reason.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from talbuk.calendar import population_reference_year
 from talbuk.calibration.ensemble import is_ensemble, read_ensemble
 
 
@@ -75,6 +78,10 @@ class TargetSpec:
     column: str | None  # the annual column used; None: no simulated counterpart
     statistic: Callable[[pd.DataFrame, str], float] | None
     note: str
+    #: for a share of a yearly flow (numerator and denominator flow columns, years): an
+    #: ensemble's value is the share of all its runs' flows together, not the median of each
+    #: run's share
+    pooled: tuple[str, str, tuple[int, ...]] | None = None
 
 
 def _years(period: str) -> list[int]:
@@ -91,6 +98,21 @@ def _at(years: list[int], how: str):
             return math.nan
         v = sel[column].to_numpy(dtype=np.float64)
         return float(v.sum() if how == "sum" else v.mean())
+    return stat
+
+
+def _population_at(when: float):
+    """Population at the fractional year ``when``, interpolated linearly between the annual
+    table's year-end populations (the year's own year-end when the year before is missing)."""
+    year = math.ceil(when) - 1  # the year whose end comes next: 2008.75 -> 2008, 1994.0 -> 1993
+    frac = when - year  # share of that year elapsed
+    def stat(annual: pd.DataFrame, column: str) -> float:
+        a = annual.set_index("year")[column]
+        if year not in a.index:
+            return math.nan
+        if frac >= 1.0 or year - 1 not in a.index:
+            return float(a[year])
+        return float(a[year - 1] + frac * (a[year] - a[year - 1]))
     return stat
 
 
@@ -133,7 +155,10 @@ def target_spec(quantity: str, period: str) -> TargetSpec:
                           "averages a few agents at validation scales)")
     if quantity == "came_with_or_had_family_in_south":
         return TargetSpec("arrivals_with_kin_share", _at(years, "mean"),
-                          "share of the year's arrivals with family already in the South")
+                          "share of the year's arrivals with family already in the South; for an ensemble, "
+                          "of all its runs' arrivals together (at validation scales a run has a few "
+                          "arrivals a year, so each run's share is a ratio of small counts)",
+                          pooled=("arrivals_with_kin", "arrivals", tuple(years)))
     if quantity == "official_markets":
         return TargetSpec(None, None, "the model has trading households, not market places")
     if quantity == "market_exchange_rate_kpw_per_usd":
@@ -213,8 +238,10 @@ def _target_rows(annuals: list[pd.DataFrame]) -> list[dict]:
     pop = read_data("population.csv")
     for _, p in pop.iterrows():
         tol = POPULATION_TOLERANCE.get(str(p["kind"]), 0.05)
-        spec = TargetSpec("population", _at([int(p["year"])], "mean"),
-                          f"population at the end of the year; range: {p['kind']} +-{tol:.0%} (set by hand)")
+        when = population_reference_year(int(p["year"]), str(p["kind"]))
+        spec = TargetSpec("population", _population_at(when),
+                          f"population at the figure's reference date ({when:.2f}: year-end populations "
+                          f"interpolated linearly); range: {p['kind']} +-{tol:.0%} (set by hand)")
         row = {"name": f"population ({p['kind']})", "year": str(int(p["year"])), "unit": "persons",
                "low": float(p["population"]) * (1 - tol), "central": float(p["population"]),
                "high": float(p["population"]) * (1 + tol), "column": "population", "how": spec.note,
@@ -236,6 +263,9 @@ def _fill(row: dict, spec: TargetSpec, annuals: list[pd.DataFrame]) -> dict:
         row.update(simulated=None, in_range=None, reason="undefined in the simulation (no years or no events)")
         return row
     med = float(np.median(finite))
+    if spec.pooled is not None and len(annuals) > 1:
+        med = _pooled_share(annuals, spec)
+        row["statistic"] = "pooled over runs"
     row["simulated"] = med
     if len(annuals) > 1:
         row["simulated_q05"] = float(np.quantile(finite, 0.05))
@@ -243,6 +273,19 @@ def _fill(row: dict, spec: TargetSpec, annuals: list[pd.DataFrame]) -> dict:
         row["runs_defined"] = int(len(finite))
     row["in_range"] = bool(row["low"] <= med <= row["high"])
     return row
+
+
+def _pooled_share(annuals: list[pd.DataFrame], spec: TargetSpec) -> float:
+    """Share of all runs' flows together over the spec's years (``spec.pooled``)."""
+    num_col, den_col, years = spec.pooled
+    num = den = 0.0
+    for a in annuals:
+        if num_col not in a.columns or den_col not in a.columns:
+            return math.nan
+        sel = a[a["year"].isin(list(years))]
+        num += float(sel[num_col].sum())
+        den += float(sel[den_col].sum())
+    return num / den if den > 0 else math.nan
 
 
 def validate(path: str | Path, *, column: str = DEFAULT_HEADLINE) -> dict:

@@ -100,15 +100,16 @@ ACTIVE = 255  # rec_outcome of an episode still in the index
 # monthly counters of the journey kernel
 (K_ARR, K_ARR_F, K_ARR_KIN, K_MONTHS_ABROAD, K_CROSS_OK, K_CAUGHT_CROSS, K_TURNED, K_REPAT,
  K_GAVE_UP, K_JDEATH, K_SETTLED, K_RELEASED, K_NAT_DEATH, K_EVENTS,
- S_PREP, S_CROSSING, S_CHINA, S_TRANSIT, S_SETTLED, S_DETAINED, S_ARRIVED) = range(21)
-N_K = 21
+ S_PREP, S_CROSSING, S_CHINA, S_TRANSIT, S_SETTLED, S_DETAINED, S_ARRIVED, K_AIRLIFT) = range(22)
+N_K = 22
 
 # lever-derived probabilities passed to the kernel (index into ``pr``)
 (P_GIVEUP, P_PREP_BASE, P_AFFORD_FLOOR, P_FEE_CROSS, P_EXCHANGE, P_KIN_PREP, P_SURV_BLOCK,
  P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
  P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
- P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON, P_PLANNED, P_FEE_FULL, P_PLANNED_ON, P_KIN_PLANNED) = range(30)
-N_P = 30
+ P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON, P_PLANNED, P_FEE_FULL, P_PLANNED_ON, P_KIN_PLANNED,
+ P_AIRLIFT) = range(31)
+N_P = 31
 
 # mean-field stages (rows of ``mf``); M_PLANNED: in China on a planned escape
 M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED, M_PLANNED = range(7)
@@ -147,7 +148,7 @@ class JourneyParams(ModuleParams):
     settled_onward_rate: float = Field(0.001, ge=0, le=0.2, description="assumption, set by hand (2026-11-29) as a compromise between two targets it pulls apart (scale 500, seed 2, low-noise estimates): at 0.002 the 2009 arrivals average 32 months abroad (targets.csv: 12-24) and 2023 arrivals are 196 (record 196); at 0.001, 25 months and 109; at 0.0005, 20 months and 75: monthly chance that a person settled in China (mostly women living with Chinese men) sets off for South Korea, per unit of onward_route (no fee or kin factor: settled people have had years to save, and the mean-field copy stays exact); many arrivals of the 2000s had lived in China for years (2002 arrivals: 38 months abroad on average, targets.csv), and women long settled in China were a large share of the late-2000s arrivals")
     china_death_rate: float = Field(0.0005, ge=0, le=0.05, description="assumption: monthly deaths in China beyond natural mortality (violence, illness in hiding)")
     onward_rate: float = Field(0.07, ge=0, le=1, description="revised by hand (0.10 -> 0.07) with the larger stock in China; assumption: monthly chance of setting off for South Korea per unit of onward_route (before fee, sex and kin factors); set by hand against months abroad (targets.csv)")
-    female_onward_early: float = Field(0.3, ge=0, le=1.5, description="assumption: women's onward rate relative to men's until the ramp starts (women sold into marriage stay for years; DESIGN 4.5)")
+    female_onward_early: float = Field(0.5, ge=0, le=1.5, description="set by hand (0.3 -> 0.5, 2026-11-29) against months abroad of 2002 arrivals (targets.csv: 30-48; 48.6 with 0.3, 48.0 with 0.5 in the screening of docs/journey.md): women's onward rate relative to men's until the ramp starts (women sold into marriage stay for years; DESIGN 4.5)")
     female_onward_late: float = Field(2.0, ge=0, le=2, description="revised by hand (1.1 -> 2.0): by 2009 brokers ran direct routes from North Korea to South Korea used mostly by women (women were about three quarters of arrivals in the late 2000s: MOU statistics, not shipped in data/), so women's stays in China became short; assumption: women's onward rate relative to men's after the ramp (brokered direct routes, mostly women from the late 2000s)")
     female_ramp_start: int = Field(2004, ge=1990, le=2030, description="assumption: year the women's onward factor starts to rise")
     female_ramp_end: int = Field(2008, ge=1990, le=2030, description="revised by hand (2009 -> 2008); assumption: year the women's onward factor reaches its late value")
@@ -181,6 +182,7 @@ class Journey(Module):
         Output("months_abroad_total", "flow", "person-months", "sum over arrivals of months from crossing into China to arrival"),
         Output("months_abroad_mean", "stock", "months", "mean months from crossing to arrival among the year's arrivals (monthly value: year to date)"),
         Output("months_abroad_expected", "stock", "months", "mean months from crossing to arrival of the year's expected arrivals in the mean-field copy (low noise; monthly value: year to date)"),
+        Output("airlifted", "flow", "people", "arrivals flown out at once by an airlift (the airlift lever), included in arrivals"),
         Output("crossings", "flow", "people", "successful crossings into China"),
         Output("caught_crossing", "flow", "people", "people caught at the border"),
         Output("repatriated", "flow", "people", "people arrested in China or in transit and returned"),
@@ -422,7 +424,20 @@ class Journey(Module):
         pr[P_FEE_FULL] = max(1.0, fee)
         pr[P_PLANNED_ON] = min(0.5, p.planned_onward_rate * route)
         pr[P_KIN_PLANNED] = p.kin_planned_share
+        pr[P_AIRLIFT] = self.airlift_share(sim)
         return pr
+
+    def airlift_share(self, sim) -> float:
+        """Chance this month of being flown out at once (the ``airlift`` lever, in people)
+        for everyone hiding in China (planned escapes included) or on the onward route:
+        the lever's people over the mean-field copy's stock there (in people), at most 1.
+        The copy's stock, not the agents' count, so that the chance is the same for the
+        agents and the copy and the expected arrivals stay free of sampling noise."""
+        people = float(sim.lever("airlift"))
+        if people <= 0.0:
+            return 0.0
+        stock = float(self.mf[M_CHINA].sum() + self.mf[M_PLANNED].sum() + self.mf[M_TRANSIT].sum())
+        return min(1.0, people / (sim.scale * stock)) if stock > 0.0 else 0.0
 
     # ------------------------------------------------------------------ step
     def step(self, sim) -> None:
@@ -494,11 +509,18 @@ class Journey(Module):
             tb = cross - ok - dd - cau
             okp = ok * q_plan  # crossers on a planned escape
             settle = pr[P_SETTLE_F] if s == SEX_FEMALE else pr[P_SETTLE_M]
-            rep, dh, st, on = china * pr[P_REP], china * pr[P_DIE_CHINA], china * settle, china * p_on
-            arr, tc, td = transit * pr[P_ARRIVE], transit * pr[P_TRANSIT_CAUGHT], transit * pr[P_TRANSIT_DIE]
+            # as the kernel: an airlift takes its share pa first, the other exits the rest
+            pa = pr[P_AIRLIFT]
+            qa = 1.0 - pa
+            air, air_p = china * pa, planned * pa
+            rep, dh = china * (qa * pr[P_REP]), china * (qa * pr[P_DIE_CHINA])
+            st, on = china * (qa * settle), china * (qa * p_on)
+            arr = transit * (pa + qa * pr[P_ARRIVE])
+            tc, td = transit * (qa * pr[P_TRANSIT_CAUGHT]), transit * (qa * pr[P_TRANSIT_DIE])
             rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
             son = settled * pr[P_SETTLED_ON]
-            rep_p, dh_p, on_p = planned * pr[P_REP], planned * pr[P_DIE_CHINA], planned * pr[P_PLANNED_ON]
+            rep_p, dh_p = planned * (qa * pr[P_REP]), planned * (qa * pr[P_DIE_CHINA])
+            on_p = planned * (qa * pr[P_PLANNED_ON])
             # first moments, one month older; mean age of each stage's mass
             a_c = age[M_CHINA, s] + china
             a_t = age[M_TRANSIT, s] + transit
@@ -508,23 +530,23 @@ class Journey(Module):
             m_t = a_t / transit if transit > 0 else 0.0
             m_s = a_s / settled if settled > 0 else 0.0
             m_p = a_p / planned if planned > 0 else 0.0
-            age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on)
+            age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on + air)
             age[M_TRANSIT, s] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
             age[M_SETTLED, s] = a_s - m_s * son + m_c * st
-            age[M_PLANNED, s] = a_p - m_p * (rep_p + dh_p + on_p)
-            months += m_t * arr
+            age[M_PLANNED, s] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
+            months += m_t * arr + m_c * air + m_p * air_p
             mf[M_PREP, s] = prep - gu - go + tb
             mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
-            mf[M_CHINA, s] = china - rep - dh - st - on + ok - okp
+            mf[M_CHINA, s] = china - rep - dh - st - on - air + ok - okp
             mf[M_TRANSIT, s] = transit - arr - tc - td + on + son + on_p
             mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc + rep_p
             mf[M_SETTLED, s] = settled + st - son
-            mf[M_PLANNED, s] = planned - rep_p - dh_p - on_p + okp
+            mf[M_PLANNED, s] = planned - rep_p - dh_p - on_p - air_p + okp
             ex[X_GAVE_UP, s] += gu
             ex[X_DIED, s] += dd + dh + td + ddd + dh_p
-            ex[X_ARRIVED, s] += arr
+            ex[X_ARRIVED, s] += arr + air + air_p
             ex[X_RELEASED, s] += rel
-            arrived += arr
+            arrived += arr + air + air_p
         return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()), months
 
     def check(self, sim) -> None:
@@ -577,6 +599,7 @@ class Journey(Module):
         self.ytd[5] += expected_months
         sim.record("arrivals", k[K_ARR] * s)
         sim.record("arrivals_expected", expected_arrivals * s)
+        sim.record("airlifted", k[K_AIRLIFT] * s)
         sim.record("arrivals_female", k[K_ARR_F] * s)
         sim.record("arrivals_with_kin", k[K_ARR_KIN] * s)
         sim.record("months_abroad_total", k[K_MONTHS_ABROAD] * s)
@@ -634,6 +657,21 @@ def _ramp(year: float, start: float, end: float) -> float:
     return min(1.0, max(0.0, (year - start) / max(1e-9, end - start)))
 
 
+@nb.njit(inline="always", cache=True)
+def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
+    """Bookkeeping of one arrival in South Korea (inlined into the kernel)."""
+    stage[i] = ARRIVED
+    stage_month[i] = t16
+    rec_months[r, R_ARRIVED] = t16
+    k[K_ARR] += 1
+    if s == 1:
+        k[K_ARR_F] += 1
+    if (hh_flags[h] & H_KIN_SOUTH) != 0:
+        k[K_ARR_KIN] += 1
+    if rec_months[r, R_IN_CHINA] >= 0:
+        k[K_MONTHS_ABROAD] += t - rec_months[r, R_IN_CHINA]
+
+
 @nb.njit(cache=True)
 def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
                     rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
@@ -649,6 +687,10 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
     w = 0
     n_touched = 0
     n_ev = 0
+    # an airlift takes its share first; every other exit from China or transit applies to
+    # the rest (with no airlift, pa = 0 and qa = 1 leave every threshold as it was)
+    pa = pr[P_AIRLIFT]
+    qa = 1.0 - pa
     for j in range(n):
         i = idx_person[j]
         r = idx_rec[j]
@@ -748,8 +790,8 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     stage_month[i] = t16
                     k[K_TURNED] += 1
             elif st == IN_CHINA:
-                p_rep = pr[P_REP]
-                p_die = p_rep + pr[P_DIE_CHINA]
+                p_rep = pa + qa * pr[P_REP]
+                p_die = p_rep + qa * pr[P_DIE_CHINA]
                 if rec_planned[r] != 0:  # the broker moves them on; nobody settles
                     p_on = pr[P_PLANNED_ON]
                     p_settle = p_die
@@ -761,8 +803,12 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                         p_on = 0.5
                     sums[U_CHINA_N, s] += 1.0
                     sums[U_CHINA_P, s] += p_on
-                    p_settle = p_die + (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
-                if u < p_rep:
+                    p_settle = p_die + qa * (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
+                p_on = qa * p_on
+                if u < pa:  # flown out at once (airlift lever)
+                    _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k)
+                    k[K_AIRLIFT] += 1
+                elif u < p_rep:
                     stage[i] = DETAINED
                     stage_month[i] = t16
                     rec_months[r, R_CAUGHT] = t16
@@ -787,20 +833,13 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     stage_month[i] = t16
                     rec_months[r, R_TRANSIT] = t16
             elif st == IN_TRANSIT:
-                p_arr = pr[P_ARRIVE]
-                p_caught = p_arr + pr[P_TRANSIT_CAUGHT]
-                p_die = p_caught + pr[P_TRANSIT_DIE]
+                p_arr = pa + qa * pr[P_ARRIVE]
+                p_caught = p_arr + qa * pr[P_TRANSIT_CAUGHT]
+                p_die = p_caught + qa * pr[P_TRANSIT_DIE]
                 if u < p_arr:
-                    stage[i] = ARRIVED
-                    stage_month[i] = t16
-                    rec_months[r, R_ARRIVED] = t16
-                    k[K_ARR] += 1
-                    if s == 1:
-                        k[K_ARR_F] += 1
-                    if (hh_flags[h] & H_KIN_SOUTH) != 0:
-                        k[K_ARR_KIN] += 1
-                    if rec_months[r, R_IN_CHINA] >= 0:
-                        k[K_MONTHS_ABROAD] += t - rec_months[r, R_IN_CHINA]
+                    _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k)
+                    if u < pa:
+                        k[K_AIRLIFT] += 1
                 elif u < p_caught:
                     stage[i] = DETAINED
                     stage_month[i] = t16
