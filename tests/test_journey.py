@@ -125,7 +125,7 @@ def test_women_stay_longer_in_china():
     _fix_lever(sim, "china_repatriation", 0.0)
     _fix_lever(sim, "onward_route", 1.0)
     _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
-                female_onward_early=0.3)
+                female_onward_early=0.3, return_rate=0.0)
     j = _module(sim, "journey")
     who = _adults(sim, 1200, seed=3)
     _decide(sim, who)
@@ -420,3 +420,50 @@ def test_airlift_flies_out_its_share_of_those_hiding():
     assert (st_all == ARRIVED).sum() >= 490
     sim_none, who_none = _airlift_run(0.0)
     assert not (sim_none.persons.stage[who_none] == ARRIVED).any()
+
+
+def _return_run(ramp_start: int, ramp_end: int):
+    """500 adults hiding in China, nothing else moving them (no arrests, settling, deaths in
+    hiding or onward routes, no new decisions); the copy holds the same people."""
+    from talbuk.modules.journey import M_CHINA
+
+    sim = Sim("baseline", scale=SCALE, seed=13)
+    sim.modules = [m for m in sim.modules if m.name != "decision"]
+    _fix_lever(sim, "china_repatriation", 0.0)
+    _fix_lever(sim, "onward_route", 0.0)
+    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
+                return_rate=0.2, return_ramp_start=ramp_start, return_ramp_end=ramp_end)
+    j = _module(sim, "journey")
+    who = _adults(sim, 500, seed=6)
+    _decide(sim, who)
+    j.enroll(sim, who)
+    sim.persons.stage[who] = IN_CHINA
+    j.rec_months[: j.n_rec, 2] = sim.month
+    female = sim.persons.sex[who] == SEX_FEMALE
+    j.mf[M_CHINA, 0] = float((~female).sum())
+    j.mf[M_CHINA, SEX_FEMALE] = float(female.sum())
+    sim.run(until=6)
+    return sim, j, who
+
+
+def test_famine_crossers_go_home_unseen_and_the_copy_follows():
+    from talbuk.modules.journey import M_CHINA, X_RELEASED
+
+    sim, j, who = _return_run(2000, 2004)  # 1990: the full rate, 0.2 a month
+    st = sim.persons.stage[who]
+    home = st == RESIDENT
+    # 1 - 0.8^6 = 0.738 of 500 in expectation (binomial sd about 10 people)
+    assert 330 < home.sum() < 410
+    assert (st[~home] == IN_CHINA).sum() >= (~home).sum() - 5  # a few natural deaths at most
+    assert not (sim.persons.flags[who[home]] & F_PUNISHED).any()  # nobody saw them go
+    assert sim.monthly["returned_home"][:6].sum() == home.sum() * SCALE
+    d = j.finish_tables(sim)["defectors"]
+    d = d[d["uid"].isin(who[home])]
+    assert (d["outcome"] == "resident").all() and d["caught"].isna().all() and d["arrived"].isna().all()
+    # the copy loses exactly 0.2 a month of its stock in China, into "back home"
+    assert j.mf[M_CHINA].sum() == pytest.approx(500 * 0.8**6, rel=1e-9)
+    assert j.mf_exits[X_RELEASED].sum() == pytest.approx(500 * (1 - 0.8**6), rel=1e-9)
+    # past the ramp's end nobody goes home
+    sim0, _, who0 = _return_run(1985, 1989)
+    assert not (sim0.persons.stage[who0] == RESIDENT).any()
+    assert sim0.monthly["returned_home"][:6].sum() == 0

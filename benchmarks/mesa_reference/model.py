@@ -989,8 +989,11 @@ class TalbukMesa(mesa.Model):
         stock = sum(self.mf[2]) + sum(self.mf[3]) + sum(self.mf_planned)
         people = self.lever("airlift")
         air = min(1.0, people / (self.scale * stock)) if people > 0 and stock > 0 else 0.0
+        span_r = max(1e-9, p.return_ramp_end - p.return_ramp_start)
+        w_r = min(1.0, max(0.0, (year - p.return_ramp_start) / span_r))
         return {
             "airlift": air,
+            "return": p.return_rate * (1.0 - w_r),
             "planned": p.planned_share * w_p,
             "fee_full": max(1.0, fee),
             "planned_on": min(0.5, p.planned_onward_rate * self.lever("onward_route")),
@@ -1087,10 +1090,12 @@ class TalbukMesa(mesa.Model):
                     qa = 1.0 - pa
                     p_rep = pa + qa * pr["rep"]
                     p_die = p_rep + qa * p.china_death_rate
+                    p_ret = 0.0
                     if rec.get("planned"):  # the broker moves them on; nobody settles
                         p_on = pr["planned_on"]
                         p_settle = p_die
                     else:
+                        p_ret = qa * pr["return"]
                         p_on = pr["onward"] * (pr["female"] if s == 1 else 1.0) * (
                             p.kin_onward_mult if h.flags & H_KIN_SOUTH else pr["fee_factor"])
                         p_on = min(p_on, 0.5)
@@ -1112,6 +1117,8 @@ class TalbukMesa(mesa.Model):
                         a.stage, a.stage_month = SETTLED_CHINA, t
                     elif u < p_settle + p_on:
                         a.stage, a.stage_month = IN_TRANSIT, t
+                    elif u < p_settle + p_on + p_ret:  # home of their own accord
+                        a.stage, a.stage_month, keep = RESIDENT, t, False
                 elif st == IN_TRANSIT:
                     pa = pr["airlift"]
                     qa = 1.0 - pa
@@ -1209,6 +1216,7 @@ class TalbukMesa(mesa.Model):
             air, air_p = china * pa, planned * pa
             rep, dh = china * qa * pr["rep"], china * qa * p.china_death_rate
             st, on = china * qa * settle, china * qa * p_on
+            ret = china * qa * pr["return"]
             arr = transit * (pa + qa * pr["arrive"])
             tc, td = transit * qa * pr["transit_caught"], transit * qa * p.transit_death
             rel, ddd = det * pr["release"], det * pr["die_detained"]
@@ -1217,7 +1225,7 @@ class TalbukMesa(mesa.Model):
             on_p = planned * qa * pr["planned_on"]
             mf[0][s] = prep - gu - go + tb
             mf[1][s] = cross - ok - dd - cau - tb + go
-            mf[2][s] = china - rep - dh - st - on - air + ok - okp
+            mf[2][s] = china - rep - dh - st - on - air - ret + ok - okp
             mf[3][s] = transit - arr - tc - td + on + son + on_p
             mf[4][s] = det - rel - ddd + cau + rep + tc + rep_p
             self.mf_settled[s] += st - son

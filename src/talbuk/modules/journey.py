@@ -100,16 +100,17 @@ ACTIVE = 255  # rec_outcome of an episode still in the index
 # monthly counters of the journey kernel
 (K_ARR, K_ARR_F, K_ARR_KIN, K_MONTHS_ABROAD, K_CROSS_OK, K_CAUGHT_CROSS, K_TURNED, K_REPAT,
  K_GAVE_UP, K_JDEATH, K_SETTLED, K_RELEASED, K_NAT_DEATH, K_EVENTS,
- S_PREP, S_CROSSING, S_CHINA, S_TRANSIT, S_SETTLED, S_DETAINED, S_ARRIVED, K_AIRLIFT) = range(22)
-N_K = 22
+ S_PREP, S_CROSSING, S_CHINA, S_TRANSIT, S_SETTLED, S_DETAINED, S_ARRIVED, K_AIRLIFT,
+ K_RETURNED) = range(23)
+N_K = 23
 
 # lever-derived probabilities passed to the kernel (index into ``pr``)
 (P_GIVEUP, P_PREP_BASE, P_AFFORD_FLOOR, P_FEE_CROSS, P_EXCHANGE, P_KIN_PREP, P_SURV_BLOCK,
  P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
  P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
  P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON, P_PLANNED, P_FEE_FULL, P_PLANNED_ON, P_KIN_PLANNED,
- P_AIRLIFT) = range(31)
-N_P = 31
+ P_AIRLIFT, P_RETURN) = range(32)
+N_P = 32
 
 # mean-field stages (rows of ``mf``); M_PLANNED: in China on a planned escape
 M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED, M_PLANNED = range(7)
@@ -119,7 +120,8 @@ N_M = 7
 # their chance of a planned escape should they get through
 (U_PREP_N, U_PREP_P, U_CHINA_N, U_CHINA_P, U_CROSS_N, U_CROSS_P) = range(6)
 N_U = 6
-# mean-field cumulative exits
+# mean-field cumulative exits (X_RELEASED: back home, released from detention or returned
+# from China of their own accord)
 X_GAVE_UP, X_DIED, X_ARRIVED, X_RELEASED = range(4)
 
 
@@ -159,6 +161,9 @@ class JourneyParams(ModuleParams):
     planned_ramp_start: int = Field(2002, ge=1990, le=2030, description="assumption: year planned escapes begin (the organised 'planned defections' of the early 2000s)")
     planned_ramp_end: int = Field(2008, ge=1990, le=2030, description="assumption: year planned escapes reach planned_share")
     planned_onward_rate: float = Field(1.0, ge=0, le=10, description="assumption: monthly chance, per unit of onward_route (capped at 0.5), that a person on a planned escape leaves China for the onward route: weeks to a few months of hiding while the broker arranges the next leg (with onward_route 0.5 in 2007-11, two months on average)")
+    return_rate: float = Field(0.015, ge=0, le=0.5, description="set by hand in the third refit of 2026-11-29 (docs/journey.md: 0.02 brought the months abroad of 2002 arrivals from 48 to 38 and the stock in China from 30,000 to 21,000, 0.015 with more decisions keeps it at 34,000): monthly chance that someone hiding in China (not settled, not on a planned escape) goes home of their own accord, unseen, at the famine's end (times return_ramp): most crossers of the famine years went to China for food or work and came back (Haggard & Noland 2011, Witness to Transformation; Good Friends surveys 1998-99; Lankov 2006), so the arrivals of the early 2000s came from a smaller, more recent pool than all the famine's crossers")
+    return_ramp_start: int = Field(2000, ge=1990, le=2030, description="assumption: year the voluntary return rate starts to fall from return_rate (the famine over, food aid and markets at home)")
+    return_ramp_end: int = Field(2004, ge=1990, le=2030, description="assumption: year the voluntary return rate reaches 0 (crossers of the 2000s mostly left for good, with brokers: broker_fees.csv)")
     transit_months: float = Field(1.5, ge=1, le=24, description="set by hand (3 -> 1.5): the 2020 record (229, of which 135 in the first quarter) drains about one month of 2019's flow: mean months in transit (China to Mongolia or South-East Asia, embassy, flight)")
     transit_arrest: float = Field(0.03, ge=0, le=0.5, description="assumption: monthly arrest chance in transit per unit of china_repatriation")
     transit_death: float = Field(0.002, ge=0, le=0.1, description="assumption: monthly deaths in transit (river and jungle crossings)")
@@ -195,6 +200,7 @@ class Journey(Module):
         Output("journey_deaths", "flow", "people", "deaths at the border, in China, in transit or in detention (beyond natural mortality)"),
         Output("settled_china", "flow", "people", "people who settled in China for good"),
         Output("returned_punished", "flow", "people", "detainees released home, punished"),
+        Output("returned_home", "flow", "people", "people back home from hiding in China of their own accord, unseen (famine years)"),
         Output("households_kin_south", "stock", "households", "households with a member in South Korea"),
     )
 
@@ -425,6 +431,7 @@ class Journey(Module):
         pr[P_PLANNED_ON] = min(0.5, p.planned_onward_rate * route)
         pr[P_KIN_PLANNED] = p.kin_planned_share
         pr[P_AIRLIFT] = self.airlift_share(sim)
+        pr[P_RETURN] = p.return_rate * (1.0 - _ramp(year, p.return_ramp_start, p.return_ramp_end))
         return pr
 
     def airlift_share(self, sim) -> float:
@@ -515,6 +522,7 @@ class Journey(Module):
             air, air_p = china * pa, planned * pa
             rep, dh = china * (qa * pr[P_REP]), china * (qa * pr[P_DIE_CHINA])
             st, on = china * (qa * settle), china * (qa * p_on)
+            ret = china * (qa * pr[P_RETURN])
             arr = transit * (pa + qa * pr[P_ARRIVE])
             tc, td = transit * (qa * pr[P_TRANSIT_CAUGHT]), transit * (qa * pr[P_TRANSIT_DIE])
             rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
@@ -530,14 +538,14 @@ class Journey(Module):
             m_t = a_t / transit if transit > 0 else 0.0
             m_s = a_s / settled if settled > 0 else 0.0
             m_p = a_p / planned if planned > 0 else 0.0
-            age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on + air)
+            age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on + air + ret)
             age[M_TRANSIT, s] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
             age[M_SETTLED, s] = a_s - m_s * son + m_c * st
             age[M_PLANNED, s] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
             months += m_t * arr + m_c * air + m_p * air_p
             mf[M_PREP, s] = prep - gu - go + tb
             mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
-            mf[M_CHINA, s] = china - rep - dh - st - on - air + ok - okp
+            mf[M_CHINA, s] = china - rep - dh - st - on - air - ret + ok - okp
             mf[M_TRANSIT, s] = transit - arr - tc - td + on + son + on_p
             mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc + rep_p
             mf[M_SETTLED, s] = settled + st - son
@@ -545,7 +553,7 @@ class Journey(Module):
             ex[X_GAVE_UP, s] += gu
             ex[X_DIED, s] += dd + dh + td + ddd + dh_p
             ex[X_ARRIVED, s] += arr + air + air_p
-            ex[X_RELEASED, s] += rel
+            ex[X_RELEASED, s] += rel + ret
             arrived += arr + air + air_p
         return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()), months
 
@@ -619,6 +627,7 @@ class Journey(Module):
         sim.record("journey_deaths", k[K_JDEATH] * s)
         sim.record("settled_china", k[K_SETTLED] * s)
         sim.record("returned_punished", k[K_RELEASED] * s)
+        sim.record("returned_home", k[K_RETURNED] * s)
         sim.record("households_kin_south", n_south * s)
 
     # ------------------------------------------------------------------ event table
@@ -792,6 +801,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
             elif st == IN_CHINA:
                 p_rep = pa + qa * pr[P_REP]
                 p_die = p_rep + qa * pr[P_DIE_CHINA]
+                p_ret = 0.0
                 if rec_planned[r] != 0:  # the broker moves them on; nobody settles
                     p_on = pr[P_PLANNED_ON]
                     p_settle = p_die
@@ -804,6 +814,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     sums[U_CHINA_N, s] += 1.0
                     sums[U_CHINA_P, s] += p_on
                     p_settle = p_die + qa * (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
+                    p_ret = qa * pr[P_RETURN]
                 p_on = qa * p_on
                 if u < pa:  # flown out at once (airlift lever)
                     _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k)
@@ -832,6 +843,12 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     stage[i] = IN_TRANSIT
                     stage_month[i] = t16
                     rec_months[r, R_TRANSIT] = t16
+                elif u < p_settle + p_on + p_ret:  # home of their own accord, unseen
+                    stage[i] = RESIDENT
+                    stage_month[i] = t16
+                    rec_outcome[r] = RESIDENT
+                    k[K_RETURNED] += 1
+                    keep = False
             elif st == IN_TRANSIT:
                 p_arr = pa + qa * pr[P_ARRIVE]
                 p_caught = p_arr + qa * pr[P_TRANSIT_CAUGHT]
