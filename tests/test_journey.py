@@ -375,17 +375,21 @@ def test_planned_escapes_skip_the_long_stay_in_china():
     assert d0["settled"].notna().to_numpy()[rich0].mean() > 0.5
 
 
-def _airlift_run(people_share: float):
-    """500 adults hiding in China, onward routes and arrests off, the mean-field copy holding
-    the same people; an airlift in the first month of ``people_share`` times that stock."""
+def _hiding_in_china(seed: int, who_seed: int, *, decisions: bool = True, **journey):
+    """500 adults hiding in China since this month, the mean-field copy holding the same
+    people; arrests, settling, deaths in hiding and onward routes off (``journey``: more
+    journey parameters); ``decisions=False`` drops the decision module (no new deciders)."""
     from talbuk.modules.journey import M_CHINA
 
-    sim = Sim("baseline", scale=SCALE, seed=12)
+    sim = Sim("baseline", scale=SCALE, seed=seed)
+    if not decisions:
+        sim.modules = [m for m in sim.modules if m.name != "decision"]
     _fix_lever(sim, "china_repatriation", 0.0)
     _fix_lever(sim, "onward_route", 0.0)
-    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0)
+    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
+                **journey)
     j = _module(sim, "journey")
-    who = _adults(sim, 500, seed=5)
+    who = _adults(sim, 500, seed=who_seed)
     _decide(sim, who)
     j.enroll(sim, who)
     sim.persons.stage[who] = IN_CHINA
@@ -393,6 +397,12 @@ def _airlift_run(people_share: float):
     female = sim.persons.sex[who] == SEX_FEMALE
     j.mf[M_CHINA, 0] = float((~female).sum())
     j.mf[M_CHINA, SEX_FEMALE] = float(female.sum())
+    return sim, j, who
+
+
+def _airlift_run(people_share: float):
+    """An airlift in the first month of ``people_share`` times the 500 hiding in China."""
+    sim, _, who = _hiding_in_china(12, 5, return_rate=0.0)
     sim.levers["airlift"][:] = 0.0
     sim.levers["airlift"][0] = people_share * 500 * SCALE
     sim.run(until=2)
@@ -423,25 +433,9 @@ def test_airlift_flies_out_its_share_of_those_hiding():
 
 
 def _return_run(ramp_start: int, ramp_end: int):
-    """500 adults hiding in China, nothing else moving them (no arrests, settling, deaths in
-    hiding or onward routes, no new decisions); the copy holds the same people."""
-    from talbuk.modules.journey import M_CHINA
-
-    sim = Sim("baseline", scale=SCALE, seed=13)
-    sim.modules = [m for m in sim.modules if m.name != "decision"]
-    _fix_lever(sim, "china_repatriation", 0.0)
-    _fix_lever(sim, "onward_route", 0.0)
-    _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
-                return_rate=0.2, return_ramp_start=ramp_start, return_ramp_end=ramp_end)
-    j = _module(sim, "journey")
-    who = _adults(sim, 500, seed=6)
-    _decide(sim, who)
-    j.enroll(sim, who)
-    sim.persons.stage[who] = IN_CHINA
-    j.rec_months[: j.n_rec, 2] = sim.month
-    female = sim.persons.sex[who] == SEX_FEMALE
-    j.mf[M_CHINA, 0] = float((~female).sum())
-    j.mf[M_CHINA, SEX_FEMALE] = float(female.sum())
+    """Going home at 0.2 a month (times the ramp) is all that moves the 500 in China."""
+    sim, j, who = _hiding_in_china(13, 6, decisions=False, return_rate=0.2,
+                                   return_ramp_start=ramp_start, return_ramp_end=ramp_end)
     sim.run(until=6)
     return sim, j, who
 
