@@ -12,6 +12,8 @@ Pipeline (stage codes in :mod:`talbuk.state`)::
                               |   -> RESIDENT   |   -> PREPARING |   -> SETTLED_CHINA
                               caught at the border, arrested in China or in transit -> DETAINED
                               DETAINED -> RESIDENT (punished) ; deaths on the way -> DEAD
+                              IN_CHINA -> RESIDENT (home unseen, famine years)
+                              IN_CHINA or IN_TRANSIT -> ARRIVED (an airlift, ``airlift`` lever)
 
 Every person in the pipeline makes one categorical draw a month (stream ``journey``); the
 probabilities come from this month's levers (``border_security``, ``china_repatriation``,
