@@ -80,6 +80,11 @@ OUTPUT_KINDS = {
 }
 
 
+def _ramp(year: float, start: float, end: float) -> float:
+    """0 until ``start``, rising linearly to 1 at ``end`` (years, fractional)."""
+    return min(1.0, max(0.0, (year - start) / max(1e-9, end - start)))
+
+
 def _age_years(age_m: int) -> int:
     return min(age_m, MAX_AGE_MONTHS) // 12
 
@@ -981,16 +986,13 @@ class TalbukMesa(mesa.Model):
         severity = self.lever("punishment_severity")
         ok = p.cross_success_max * max(0.0, 1.0 - border) ** p.cross_exponent
         year = month_year(self.month) + (self.month % 12) / 12.0
-        span = max(1e-9, p.female_ramp_end - p.female_ramp_start)
-        w = min(1.0, max(0.0, (year - p.female_ramp_start) / span))
-        span_p = max(1e-9, p.planned_ramp_end - p.planned_ramp_start)
-        w_p = min(1.0, max(0.0, (year - p.planned_ramp_start) / span_p))
+        w = _ramp(year, p.female_ramp_start, p.female_ramp_end)
+        w_p = _ramp(year, p.planned_ramp_start, p.planned_ramp_end)
+        w_r = _ramp(year, p.return_ramp_start, p.return_ramp_end)
         # an airlift (people) over the expected stock hiding in China or in transit
         stock = sum(self.mf[2]) + sum(self.mf[3]) + sum(self.mf_planned)
         people = self.lever("airlift")
         air = min(1.0, people / (self.scale * stock)) if people > 0 and stock > 0 else 0.0
-        span_r = max(1e-9, p.return_ramp_end - p.return_ramp_start)
-        w_r = min(1.0, max(0.0, (year - p.return_ramp_start) / span_r))
         return {
             "airlift": air,
             "return": p.return_rate * (1.0 - w_r),

@@ -47,3 +47,10 @@ def population_reference_year(year: int, kind: str) -> float:
     if kind == "census":
         return year + (1.0 if year == 1993 else 0.75)
     return year + 0.5
+
+
+def population_reference_month(year: int, kind: str) -> str:
+    """The month at whose end a figure of ``data/population.csv`` counts the population
+    (:func:`population_reference_year`): ``"1993-12"``, ``"2008-09"``, ``"2010-06"``."""
+    when = population_reference_year(year, kind)
+    return format_month(round((when - EPOCH_YEAR) * 12) - 1)

@@ -13,11 +13,14 @@ Only the core dependencies are needed here (no pyabc), so the validation tools c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+from talbuk.calendar import population_reference_month
 
 #: years whose arrivals are summarised (the whole simulated window of the baseline)
 ARRIVAL_YEARS: tuple[int, ...] = tuple(range(1990, 2026))
@@ -67,6 +70,14 @@ def _target(df: pd.DataFrame, quantity: str, period: str) -> pd.Series:
 CENSUS_BAND = 0.01
 
 
+@functools.cache
+def _census_months() -> tuple[tuple[int, str], ...]:
+    """(year, month counted) of each census of population.csv (read once per process)."""
+    pop = _data_csv("population.csv")
+    return tuple((int(y), population_reference_month(int(y), "census"))
+                 for y in pop.loc[pop["kind"] == "census", "year"])
+
+
 def range_targets() -> list[RangeTarget]:
     """The range targets, read from the shipped data (low, high and source from the files)."""
     t = _data_csv("targets.csv")
@@ -106,12 +117,11 @@ def range_targets() -> list[RangeTarget]:
     for _, row in pop[pop["kind"] == "census"].iterrows():
         year = int(row["year"])
         value = float(row["population"])
-        month = "12" if year == 1993 else "09"  # 1993: 31 Dec; 2008: 1 Oct (end of September)
         out.append(RangeTarget(
             f"population_{year}", "census population", str(year),
             value * (1 - CENSUS_BAND), value * (1 + CENSUS_BAND), value, "persons",
             f"{row['source']}; band of +-{CENSUS_BAND:.0%} set by hand",
-            f"population at the end of {year}-{month}"))
+            f"population at the end of {population_reference_month(year, 'census')}"))
     return out
 
 
@@ -152,13 +162,15 @@ def summarise(annual: pd.DataFrame, monthly: pd.DataFrame | None = None) -> dict
     out["months_abroad_2002"] = at("months_abroad_expected", 2002)
     out["months_abroad_2009"] = at("months_abroad_expected", 2009)
     out["with_kin_share_2010"] = at("arrivals_with_kin_share", 2010) if at("arrivals", 2010) > 0 else float("nan")
-    out["population_1993"] = at("population", 1993)
-    pop_2008_09 = float("nan")
-    if monthly is not None and "population" in monthly.columns:
-        sel = monthly["month"] == "2008-09"
-        if sel.any():
-            pop_2008_09 = float(monthly.loc[sel, "population"].iloc[0])
-    out["population_2008"] = pop_2008_09
+    # each census at the end of the month before its reference date (the annual table's
+    # year-end value when that month is December, else the monthly table's, NaN without it)
+    for year, month in _census_months():
+        value = at("population", year) if month.endswith("-12") else float("nan")
+        if monthly is not None and "population" in monthly.columns:
+            sel = monthly["month"] == month
+            if sel.any():
+                value = float(monthly.loc[sel, "population"].iloc[0])
+        out[f"population_{year}"] = value
     return {k: float(v) for k, v in out.items()}
 
 
