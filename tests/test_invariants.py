@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talbuk.checks import InvariantError, check_invariants
+from talbuk.checks import InvariantError, check_invariants, check_members
 from talbuk.modules import journey as journey_mod
 from talbuk.sim import Sim
-from talbuk.state import ARRIVED, IN_CHINA, PREPARING, RESIDENT
+from talbuk.state import ARRIVED, CROSSING, DETAINED, IN_CHINA, PREPARING, RESIDENT
 
 
 def _sim(**kw) -> Sim:
@@ -77,3 +77,30 @@ def test_money_created_in_a_transfer_is_caught(monkeypatch):
     sim = _sim()
     with pytest.raises(InvariantError, match="savings in USD"):
         sim.run()
+
+
+def _in_country(p) -> np.ndarray:
+    return (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
+
+
+def test_member_counts_are_kept_not_recounted():
+    """``households.members`` is kept by the modules that move people (demography: deaths,
+    births, new households; journey: leaving and coming back, applied at the month's end), not
+    recounted. A stage written by hand leaves the counts stale, which the check after the next
+    demography phase catches; :meth:`Sim.recount_members` repairs them."""
+    sim = _sim()
+    _step_to(sim, 2004)
+    p = sim.persons
+    recount = np.bincount(p.household[_in_country(p)], minlength=sim.households.n)
+    assert np.array_equal(recount, sim.households.members.astype(np.int64))
+    j = next(m for m in sim.modules if m.name == "journey")
+    assert j.flows[CROSSING, IN_CHINA] > 0  # people did leave the country: the counts moved
+    resident = np.flatnonzero(p.stage[: p.n] == RESIDENT)[0]
+    p.stage[resident] = ARRIVED  # behind the modules' back
+    with pytest.raises(InvariantError, match="member counts"):
+        sim.step()
+    sim2 = _sim()
+    _step_to(sim2, 2004)
+    sim2.persons.stage[resident] = ARRIVED
+    sim2.recount_members()
+    check_members(sim2, int(_in_country(sim2.persons).sum()))

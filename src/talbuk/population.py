@@ -231,4 +231,7 @@ def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: fl
                        n=hh_offset)
     for k, parts in hh_cols.items():
         getattr(households, k)[:] = np.concatenate(parts)
+    # everyone starts at home; from here on the modules that move people keep the counts
+    # (demography: deaths, births, new households; journey: leaving and coming back)
+    households.members[:] = np.bincount(persons.household, minlength=hh_offset)
     return persons, households, np.concatenate(cell_province)

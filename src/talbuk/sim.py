@@ -14,6 +14,7 @@ from talbuk.calendar import format_month
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
+from talbuk.state import CROSSING, DETAINED, PREPARING, RESIDENT
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``results`` closes the month's records. Every other phase is the
@@ -92,6 +93,7 @@ class Sim:
         self.monthly_province = {name: np.zeros((self.n_months, len(PROVINCE_NAMES)))
                                  for name in self._province_outputs}
         self.tables: dict[str, list] = {}  # event tables appended by modules (e.g. defectors)
+        self._members_pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
         t0 = time.perf_counter()
         numba.set_num_threads(self.threads)
@@ -167,11 +169,35 @@ class Sim:
             t0 = time.perf_counter()
             if phase in by_name:
                 by_name[phase].step(self)
-            elif phase == "results" and self.checks:
-                from talbuk.checks import check_invariants
-                check_invariants(self)
+            elif phase == "results":
+                self._apply_members()
+                if self.checks:
+                    from talbuk.checks import check_invariants
+                    check_invariants(self)
             self.phase_seconds[phase] += time.perf_counter() - t0
         self.t_index += 1
+
+    def defer_members(self, households: np.ndarray, deltas: np.ndarray) -> None:
+        """Changes to ``households.members`` (people in the country) made after the demography
+        phase, by people leaving the country or coming back (the journey): applied when the
+        month closes, so that every module of a month sees the counts of its demography phase.
+        Code that writes ``persons.stage`` by hand must call :meth:`recount_members`."""
+        if len(households):
+            self._members_pending.append((np.array(households, dtype=np.int64),
+                                          np.array(deltas, dtype=np.int16)))
+
+    def _apply_members(self) -> None:
+        for h, d in self._members_pending:
+            np.add.at(self.households.members, h, d)
+        self._members_pending = []
+
+    def recount_members(self) -> None:
+        """Recount ``households.members`` from ``persons.stage`` (after a hand edit of stages,
+        in tests; the modules keep the counts themselves)."""
+        self._apply_members()
+        p, hh = self.persons, self.households
+        home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
+        hh.members[:] = np.bincount(p.household[home], minlength=hh.n)
 
     def run(self, *, progress: Callable[[Sim], None] | None = None,
             checkpoint_every: int | None = None, checkpoint: Callable[[Sim], None] | None = None,

@@ -75,7 +75,11 @@ HOUSEHOLD_DTYPES: dict[str, np.dtype] = {
     "province": np.dtype(np.uint8),
     "cell": np.dtype(np.int32),  # inminban (neighbourhood unit of about 30 households)
     "flags": np.dtype(np.uint8),
-    "members": np.dtype(np.int16),  # people living in North Korea, refreshed each month
+    # people living in North Korea, kept (not recounted) by the modules that move people:
+    # demography (deaths, births, new households) and the journey (leaving the country and
+    # coming back, applied at the end of the month, Sim.defer_members); code that writes
+    # persons.stage by hand calls Sim.recount_members
+    "members": np.dtype(np.int16),
     "savings_won": np.dtype(np.float64),
     "savings_usd": np.dtype(np.float64),  # foreign currency (dollars and yuan, in USD)
     "state_income": np.dtype(np.float32),

@@ -34,7 +34,7 @@ from talbuk import rng
 from talbuk.calendar import month_year
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES, read_data
-from talbuk.state import CROSSING, DEAD, DETAINED, PREPARING, RESIDENT, SEX_FEMALE
+from talbuk.state import CROSSING, DEAD, DETAINED, PREPARING, RESIDENT, SEX_FEMALE, SEX_MALE
 
 MAX_AGE = 120
 _BIRTH = np.uint64(rng.STREAMS["birth"])
@@ -116,6 +116,11 @@ class Demography(Module):
         self.rr_m = self.rr[age_years]
         self.fertility_m = self.fertility_shape[age_years]
         self.fertility_next_m = self.fertility_shape[np.minimum((np.arange(age_years.size) + 1) // 12, MAX_AGE)]
+        # the same by sex (rows: SEX_MALE, SEX_FEMALE; men's rows zero, men never split off)
+        assert SEX_MALE == 0 and SEX_FEMALE == 1
+        self.fertility_sm = np.stack([np.zeros_like(self.fertility_m), self.fertility_m])
+        self.fertility_next_sm = np.stack([np.zeros_like(self.fertility_next_m), self.fertility_next_m])
+        self.split_age_s = np.array([-1, p.household_split_age * 12], dtype=np.int64)
         self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
         self._last = None  # (population, weighted women) of the last month, for birth rates
@@ -186,8 +191,8 @@ class Demography(Module):
             persons.birth_month,
             persons.sex, persons.province, persons.hunger, persons.resistance,
             self.hazard_m[year_idx], self.rr_m, float(p.hunger_exponent),
-            self.fertility_m * birth_scale, self.fertility_next_m, self.group_m,
-            np.int64(p.household_split_age * 12), float(p.household_split_prob),
+            self.fertility_sm * birth_scale, self.fertility_next_sm, self.group_m,
+            self.split_age_s, float(p.household_split_prob),
             self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
         tot = counts.sum(axis=0)
         # new households and newborns, appended in uid order by one serial pass
@@ -202,13 +207,14 @@ class Demography(Module):
         new_h, new_n = _append_households_and_births(
             np.int64(t), sim.seed_key, n, households.n, self.scratch, float(p.sex_ratio_at_birth),
             households.full("province"), households.full("cell"), households.full("flags"),
+            households.full("members"),
             persons.full("rng_id"), persons.full("birth_month"), persons.full("household"),
             persons.full("sex"), persons.full("province"), persons.full("songbun"),
             persons.full("stage"), persons.full("stage_month"), persons.full("resistance"),
             persons.full("legitimacy"))
         households.n = new_h
         persons.n = new_n
-        members = _household_members(persons.stage, persons.household, households.members)
+        members = _count_nonempty(households.members, sim.chunk_bounds(new_h))
         if sim.checks:
             from talbuk.checks import check_members
 
@@ -269,7 +275,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         abroad_deaths = 0
         births = 0
         splits = 0
-        males = 0
+        females = 0
         ww = 0.0
         groups = np.zeros(3, dtype=np.int64)
         p_deaths = np.zeros(N_PROV, dtype=np.int64)
@@ -289,15 +295,19 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
             home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
             h = h0
             if home:
-                hg = hunger[i]
+                hg = np.float64(hunger[i])
                 if hg > 0.0:
-                    h = h0 * (1.0 + rr_m[age_m] * hg ** hunger_exp)
+                    # the default exponent 2 as a product (exact in float64 for a float32
+                    # hunger, as pow is)
+                    hk = hg * hg if hunger_exp == 2.0 else hg ** hunger_exp
+                    h = h0 * (1.0 + rr_m[age_m] * hk)
             r = resistance[i] - h
             if r <= 0.0:
                 stage[i] = DEAD
                 stage_month[i] = t
                 resistance[i] = 0.0
                 if home:
+                    scratch[i] = 4  # leaves the household's count (in the serial pass)
                     deaths += 1
                     pr = province[i]
                     p_deaths[pr] += 1
@@ -317,22 +327,22 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                 run_prov = pr
                 run_len = 1
             groups[group_m[age_m]] += 1
-            if s == SEX_FEMALE:
-                bp = birth_p_m[age_m]
-                flag = 0
-                if bp > 0.0 and st == RESIDENT:
-                    if rng.uniform1(seed, _BIRTH, tm, rng_id[i], np.uint64(0)) < bp:
-                        flag = 1
-                        births += 1
-                if age_m == split_age and st == RESIDENT:
-                    if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
-                        flag |= 2
-                        splits += 1
-                if flag:
-                    scratch[i] = flag
-                ww += shape_next_m[age_m]  # next month's fertility denominator
-            else:
-                males += 1
+            # by sex without a branch on sex (it is a coin toss from one person to the next,
+            # which the processor cannot predict): the men's rows of the tables are zero
+            females += s
+            ww += shape_next_m[s, age_m]  # next month's fertility denominator
+            bp = birth_p_m[s, age_m]
+            flag = 0
+            if bp > 0.0 and st == RESIDENT:
+                if rng.uniform1(seed, _BIRTH, tm, rng_id[i], np.uint64(0)) < bp:
+                    flag = 1
+                    births += 1
+            if age_m == split_age[s] and st == RESIDENT:
+                if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
+                    flag |= 2
+                    splits += 1
+            if flag:
+                scratch[i] = flag
         if run_prov >= 0:
             p_pop[run_prov] += run_len
         counts[c, C_DEATHS] = deaths
@@ -343,7 +353,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         counts[c, C_15_64] = groups[1]
         counts[c, C_65P] = groups[2]
         counts[c, C_POP] = groups[0] + groups[1] + groups[2]
-        counts[c, C_MALE] = males
+        counts[c, C_MALE] = counts[c, C_POP] - females
         prov_deaths[c, :] = p_deaths
         prov_pop[c, :] = p_pop
         excess[c, :] = p_excess
@@ -352,13 +362,18 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
 
 @nb.njit(cache=True)
 def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, hh_province,
-                                  hh_cell, hh_flags, rng_id, birth_month, household, sex,
-                                  province, songbun, stage, stage_month, resistance, legitimacy):
+                                  hh_cell, hh_flags, hh_members, rng_id, birth_month, household,
+                                  sex, province, songbun, stage, stage_month, resistance,
+                                  legitimacy):
     """Serial pass over the flagged few, in uid order, so new ids never depend on threads.
 
+    Bit 4: the person died at home this month and leaves the household's member count.
     Bit 2: the woman founds a new household in her cell (before any birth, so her child is
     born into it). Bit 1: she gives birth; the newborn is appended. Flags are cleared. The
-    scan reads the flags eight bytes at a time and skips empty words.
+    scan reads the flags eight bytes at a time and skips empty words. Member counts are kept
+    here, not recounted: a recount scattered every person into their household, which for the
+    people born since 1990 (far from their households in memory) cost more than the rest of
+    the step at scale 1.
     """
     words = scratch[: (n // 8) * 8].view(np.uint64)
     k_h = n_households
@@ -374,11 +389,16 @@ def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, 
             if f == 0:
                 continue
             scratch[i] = 0
+            if f & 4:
+                hh_members[household[i]] -= 1
+                continue
             if f & 2:
                 old = household[i]
                 hh_province[k_h] = hh_province[old]
                 hh_cell[k_h] = hh_cell[old]
                 hh_flags[k_h] = 0  # a new family: not a farm household unless the economy says so
+                hh_members[old] -= 1
+                hh_members[k_h] = 1
                 household[i] = k_h
                 k_h += 1
             if f & 1:
@@ -394,21 +414,22 @@ def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, 
                 stage_month[k] = t
                 resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
                 legitimacy[k] = 1.0
+                hh_members[household[i]] += 1
                 k += 1
     return k_h, k
 
 
-@nb.njit(cache=True)
-def _household_members(stage, household, members):
-    members[:] = 0
-    for i in range(stage.shape[0]):
-        if _in_country(stage[i]):
-            members[household[i]] += 1
-    nonempty = 0
-    for h in range(members.shape[0]):
-        if members[h] > 0:
-            nonempty += 1
-    return nonempty
+@nb.njit(parallel=True, cache=True)
+def _count_nonempty(members, bounds):
+    """Households with at least one member in the country (an integer sum: exact)."""
+    per = np.zeros(bounds.shape[0] - 1, dtype=np.int64)
+    for c in nb.prange(bounds.shape[0] - 1):
+        k = 0
+        for h in range(bounds[c], bounds[c + 1]):
+            if members[h] > 0:
+                k += 1
+        per[c] = k
+    return per.sum()
 
 
 @nb.njit(cache=True)

@@ -462,14 +462,18 @@ class Journey(Module):
         self.events_hh = np.zeros(n, dtype=np.int64)
         self.events_kind = np.zeros(n, dtype=np.uint8)
         touched = np.zeros(n, dtype=np.int64)
+        mv_h = np.empty(n, dtype=np.int64)
+        mv_d = np.empty(n, dtype=np.int8)
+        mv_n = np.zeros(1, dtype=np.int64)
         new_n, n_touched = _journey_kernel(
             np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.idx_last,
             self.flows, self.rec_months,
             self.rec_outcome, self.rec_planned, persons.stage, persons.stage_month, persons.flags, persons.fear,
             persons.sex, persons.province, persons.household, persons.rng_id,
-            households.flags, households.surveillance, households.savings_won,
+            households.flags, mv_h, mv_d, mv_n, households.surveillance, households.savings_won,
             households.savings_usd, self.dist_factor, pr, self.events_hh, self.events_kind,
             touched, counts, sums)
+        sim.defer_members(mv_h[: mv_n[0]], mv_d[: mv_n[0]])
         self.events_hh = self.events_hh[: counts[K_EVENTS]]
         self.events_kind = self.events_kind[: counts[K_EVENTS]]
         self.n_idx = new_n
@@ -669,6 +673,12 @@ def _ramp(year: float, start: float, end: float) -> float:
 
 
 @nb.njit(inline="always", cache=True)
+def _home(st):
+    """1 for the stages lived in North Korea (counted in ``households.members``), else 0."""
+    return 1 if (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED) else 0
+
+
+@nb.njit(inline="always", cache=True)
 def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
     """Bookkeeping of one arrival in South Korea (inlined into the kernel)."""
     stage[i] = ARRIVED
@@ -686,7 +696,7 @@ def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
 @nb.njit(cache=True)
 def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
                     rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
-                    hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
+                    mv_h, mv_d, mv_n, hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
                     k, sums):
     """One month of the pipeline for the people in the index (serial: the index is small).
 
@@ -895,6 +905,14 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     keep = False
         if stage[i] != st:
             flows[st, stage[i]] += 1
+            # a change of the household's count of members in the country (crossing into
+            # China, coming back detained or unseen, dying at the border), applied by the Sim
+            # at the end of the month
+            d = _home(stage[i]) - _home(st)
+            if d != 0:
+                mv_h[mv_n[0]] = h
+                mv_d[mv_n[0]] = d
+                mv_n[0] += 1
         if keep:
             idx_person[w] = i
             idx_rec[w] = r
