@@ -180,6 +180,22 @@ def test_unit_cube_parameters_map_through_the_priors():
         assert lo[p.name] == pytest.approx(p.low) and hi[p.name] == pytest.approx(p.high)
 
 
+def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
+    """priors_core.toml (the calibration of six parameters) repeats six priors of priors.toml
+    with the same ranges and sources, and only module parameters (a baseline applying the
+    posterior's mean never applies lever points)."""
+    from importlib import resources
+
+    full = {p.name: p for p in load_priors()}
+    path = resources.files("talbuk").joinpath("calibration", "priors_core.toml")
+    core = load_priors(str(path))
+    assert len(core) == 6
+    for p in core:
+        q = full[p.name]
+        assert (p.distribution, p.low, p.high, p.source) == (q.distribution, q.low, q.high, q.source)
+        assert not p.name.startswith("lever.")
+
+
 def test_evaluation_seeds_are_fixed_and_distinct():
     a = [evaluation_seed(1, t, j) for t in (-1, 0, 1) for j in range(50)]
     assert a == [evaluation_seed(1, t, j) for t in (-1, 0, 1) for j in range(50)]
