@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talbuk.state import CROSSING, DEAD, DETAINED, PREPARING, RESIDENT
+from talbuk.state import DEAD, in_country_mask
 
 
 class InvariantError(AssertionError):
@@ -20,7 +20,7 @@ class InvariantError(AssertionError):
 def check_members(sim, population: int) -> None:
     """Member counts and the population equal a recount (valid right after demography)."""
     p = sim.persons
-    home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
+    home = in_country_mask(p.stage)
     members = np.bincount(p.household[home], minlength=sim.households.n)
     if not np.array_equal(members, sim.households.members.astype(np.int64)):
         raise InvariantError("household member counts disagree with a recount")

@@ -14,7 +14,7 @@ from talbuk.calendar import format_month
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import CROSSING, DETAINED, PREPARING, RESIDENT
+from talbuk.state import in_country_mask
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``results`` closes the month's records. Every other phase is the
@@ -196,8 +196,7 @@ class Sim:
         in tests; the modules keep the counts themselves)."""
         self._apply_members()
         p, hh = self.persons, self.households
-        home = (p.stage == RESIDENT) | (p.stage == PREPARING) | (p.stage == CROSSING) | (p.stage == DETAINED)
-        hh.members[:] = np.bincount(p.household[home], minlength=hh.n)
+        hh.members[:] = np.bincount(p.household[in_country_mask(p.stage)], minlength=hh.n)
 
     def run(self, *, progress: Callable[[Sim], None] | None = None,
             checkpoint_every: int | None = None, checkpoint: Callable[[Sim], None] | None = None,

@@ -9,6 +9,7 @@ and household so that kernels read neighbours that sit next to each other in mem
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 # Pipeline stages (DESIGN 4.5). Everyone is RESIDENT until they decide to leave.
@@ -21,6 +22,8 @@ ARRIVED = 5  # arrived in South Korea: what the Ministry of Unification counts
 SETTLED_CHINA = 6
 DETAINED = 7  # caught, in detention in North Korea; returns home punished
 DEAD = 8
+#: the stages lived in North Korea: counted in the population and in ``households.members``
+IN_COUNTRY_STAGES = (RESIDENT, PREPARING, CROSSING, DETAINED)
 STAGE_NAMES = ("resident", "preparing", "crossing", "in_china", "in_transit", "arrived",
                "settled_china", "detained", "dead")
 
@@ -87,6 +90,17 @@ HOUSEHOLD_DTYPES: dict[str, np.dtype] = {
     "surveillance": np.dtype(np.float32),
     "kin_abroad": np.dtype(np.uint8),  # members in China or South Korea (capped at 255)
 }
+
+
+@nb.njit(inline="always", cache=True)
+def in_country(st):
+    """True for a stage of :data:`IN_COUNTRY_STAGES` (for kernels)."""
+    return st <= CROSSING or st == DETAINED
+
+
+def in_country_mask(stage: np.ndarray) -> np.ndarray:
+    """Who is in the country (:data:`IN_COUNTRY_STAGES`), for array code."""
+    return np.isin(stage, IN_COUNTRY_STAGES)
 
 
 class Table:

@@ -34,7 +34,16 @@ from talbuk import rng
 from talbuk.calendar import month_year
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES, read_data
-from talbuk.state import CROSSING, DEAD, DETAINED, PREPARING, RESIDENT, SEX_FEMALE, SEX_MALE
+from talbuk.state import (
+    CROSSING,
+    DEAD,
+    DETAINED,
+    PREPARING,
+    RESIDENT,
+    SEX_FEMALE,
+    SEX_MALE,
+    in_country,
+)
 
 MAX_AGE = 120
 _BIRTH = np.uint64(rng.STREAMS["birth"])
@@ -239,16 +248,11 @@ class Demography(Module):
 
 
 @nb.njit(cache=True)
-def _in_country(stage):
-    return stage == RESIDENT or stage == PREPARING or stage == CROSSING or stage == DETAINED
-
-
-@nb.njit(cache=True)
 def _census(stage, birth_month, sex, t, shape):
     pop = 0.0
     w = 0.0
     for i in range(stage.shape[0]):
-        if _in_country(stage[i]):
+        if in_country(stage[i]):
             pop += 1.0
             if sex[i] == SEX_FEMALE:
                 a = (t - birth_month[i]) // 12

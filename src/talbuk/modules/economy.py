@@ -64,8 +64,6 @@ from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
-    CROSSING,
-    DETAINED,
     F_MARKET_GEN,
     F_TRADER,
     H_FARM,
@@ -73,6 +71,7 @@ from talbuk.state import (
     PREPARING,
     RESIDENT,
     SEX_FEMALE,
+    in_country,
 )
 
 _HH = np.uint64(rng.STREAMS["economy_household"])
@@ -438,11 +437,6 @@ FIXUP_WORK_PER_PERSON = 16
 # scatter passes below. numba inlines it in its IR (``inline="always"``): an ordinary call
 # would pass the arrays with reference counting, which costs more than the sum itself.
 @nb.njit(inline="always", cache=True)
-def _in_country(st):
-    return st <= CROSSING or st == DETAINED  # resident, preparing, crossing, detained
-
-
-@nb.njit(inline="always", cache=True)
 def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
                 mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
     st = stage[i]
@@ -481,7 +475,7 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
         n_workers[h] = 0
     for i in range(stage.shape[0]):
         st = stage[i]
-        if not _in_country(st):
+        if not in_country(st):
             continue
         h = household[i]
         _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
@@ -515,7 +509,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_m
         good = True
         for i in range(lo, pbounds[c + 1]):
             st = stage[i]
-            if not _in_country(st):
+            if not in_country(st):
                 continue
             hh = household[i]
             if hh >= h0:
@@ -574,7 +568,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, n_move
             if hf < hlo or hf >= hhi:
                 continue
             for i in range(pbounds[c], defer_end[c]):
-                if _in_country(stage[i]) and household[i] == hf:
+                if in_country(stage[i]) and household[i] == hf:
                     _add_person(i, hf, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax)
@@ -588,7 +582,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, n_move
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax)
         for i in range(p0, n):
-            if _in_country(stage[i]):
+            if in_country(stage[i]):
                 h = household[i]
                 if h >= hlo and h < hhi:
                     _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
@@ -922,7 +916,7 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
         p_h = np.zeros(N_PROV, dtype=np.float64)
         for i in range(bounds[c], bounds[c + 1]):
             st = stage[i]
-            if not _in_country(st):
+            if not in_country(st):
                 continue
             h = household[i]
             pop += 1.0

@@ -88,6 +88,7 @@ from talbuk.state import (
     SEX_FEMALE,
     SONGBUN_NAMES,
     STAGE_NAMES,
+    in_country,
 )
 
 _JOURNEY = np.uint64(rng.STREAMS["journey"])
@@ -673,12 +674,6 @@ def _ramp(year: float, start: float, end: float) -> float:
 
 
 @nb.njit(inline="always", cache=True)
-def _home(st):
-    """1 for the stages lived in North Korea (counted in ``households.members``), else 0."""
-    return 1 if (st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED) else 0
-
-
-@nb.njit(inline="always", cache=True)
 def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
     """Bookkeeping of one arrival in South Korea (inlined into the kernel)."""
     stage[i] = ARRIVED
@@ -908,7 +903,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
             # a change of the household's count of members in the country (crossing into
             # China, coming back detained or unseen, dying at the border), applied by the Sim
             # at the end of the month
-            d = _home(stage[i]) - _home(st)
+            d = int(in_country(stage[i])) - int(in_country(st))
             if d != 0:
                 mv_h[mv_n[0]] = h
                 mv_d[mv_n[0]] = d
