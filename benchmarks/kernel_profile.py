@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     import talbuk.modules.economy as eco
     import talbuk.modules.information as inf
     from talbuk.sim import Sim
-    from talbuk.state import CROSSING, DETAINED
+    from talbuk.state import in_country_mask
 
     sim = Sim("baseline", scale=a.scale, seed=1, threads=a.threads)
     sim.run(until=a.until)
@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def wrap(mod, name):
         f = getattr(mod, name)
-        if not callable(f) or not hasattr(f, "py_func"):  # numba dispatchers only
+        # numba dispatchers defined in this module (not helpers imported into it, which the
+        # kernels compiled later would otherwise see as Python functions)
+        if not hasattr(f, "py_func") or f.py_func.__module__ != mod.__name__:
             return
 
         def timed(*args, **kw):
@@ -59,8 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             m.step(sim)
             module_s[m.name] += time.perf_counter() - t0
-    st = sim.persons.stage[: sim.persons.n]
-    alive = int(((st <= CROSSING) | (st == DETAINED)).sum())
+    alive = int(in_country_mask(sim.persons.stage[: sim.persons.n]).sum())
     print(f"scale {a.scale:g}, month {a.until}, {a.threads} thread(s): {sim.persons.n} persons, "
           f"{alive} alive in North Korea, {sim.households.n} households")
     for k, v in sorted(module_s.items(), key=lambda x: -x[1]):

@@ -131,6 +131,7 @@ def test_women_stay_longer_in_china():
     _decide(sim, who)
     j.enroll(sim, who)
     sim.persons.stage[who] = IN_CHINA
+    sim.recount_members()  # people moved abroad by hand
     j.rec_months[: j.n_rec, 2] = sim.month
     sim.run(until=12)  # 1990: women's onward factor is female_onward_early (set to 0.3)
     left = np.isin(sim.persons.stage[who], (IN_TRANSIT, ARRIVED))
@@ -153,6 +154,7 @@ def test_kin_flags_follow_members_abroad():
     j.enroll(sim, who)
     sim.persons.stage[who[:25]] = IN_CHINA
     sim.persons.stage[who[25:]] = ARRIVED
+    sim.recount_members()  # people moved abroad by hand
     _fix_lever(sim, "china_repatriation", 0.0)
     sim.step()
     hh = sim.households
@@ -241,6 +243,7 @@ def _settled_run(rate: float):
     _decide(sim, who)
     j.enroll(sim, who)
     sim.persons.stage[who] = SETTLED_CHINA
+    sim.recount_members()  # people moved abroad by hand
     j.flows[PREPARING, SETTLED_CHINA] += len(who)  # as if the module had moved them
     j.idx_last[: j.n_idx][np.isin(j.idx_person[: j.n_idx], who)] = SETTLED_CHINA
     j.rec_months[: j.n_rec, 2] = sim.month - 60  # in China for five years
@@ -393,6 +396,7 @@ def _hiding_in_china(seed: int, who_seed: int, *, decisions: bool = True, **jour
     _decide(sim, who)
     j.enroll(sim, who)
     sim.persons.stage[who] = IN_CHINA
+    sim.recount_members()  # people moved abroad by hand
     j.rec_months[: j.n_rec, 2] = sim.month
     female = sim.persons.sex[who] == SEX_FEMALE
     j.mf[M_CHINA, 0] = float((~female).sum())
