@@ -95,7 +95,7 @@ def worker(scale: float, threads: int, end: str | None) -> dict:
         "peak_rss_bytes": peak, "peak_rss_bytes_per_agent": peak / n0,
         "state_arrays_bytes_per_agent": state_bytes / n0,
         "table_bytes_per_agent": (sim.persons.nbytes() + sim.households.nbytes()) / n0,
-        "agents_ever": int(sim.persons.n),
+        "agents_ever": int(sim.next_uid),
         "phase_seconds": {p: round(sim.phase_seconds[p], 3) for p in STEP_ORDER
                           if sim.phase_seconds[p] > 0},
     }

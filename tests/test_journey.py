@@ -27,6 +27,12 @@ from talbuk.state import (
 SCALE = 5000  # about 4,000 agents: fast, and enough for the counts used below
 
 
+def _sim(seed):
+    # these tests pick people by their row in the table and follow them month by month, so
+    # the table is not reordered under them (Sim.reorder is tested in test_invariants.py)
+    return Sim("baseline", scale=SCALE, seed=seed, reorder_every=0)
+
+
 def _module(sim, name):
     return next(m for m in sim.modules if m.name == name)
 
@@ -46,7 +52,8 @@ def _decide(sim, uids):
     p.stage_month[uids] = sim.month
     p.flags[uids] |= F_DECIDED
     n = len(uids)
-    sim.add_rows("decisions", {"uid": uids.astype(np.int64), "month": np.full(n, sim.month, np.int32),
+    sim.add_rows("decisions", {"uid": p.uid[uids].astype(np.int64),
+                               "_index": uids.astype(np.int64), "month": np.full(n, sim.month, np.int32),
                                "push": np.full(n, 0.5, np.float32), "pull": np.full(n, 0.25, np.float32),
                                "rule": np.zeros(n, np.uint8)})
 
@@ -63,7 +70,7 @@ def _fix_lever(sim, name, value):
 
 
 def test_sealed_border_nobody_crosses():
-    sim = Sim("baseline", scale=SCALE, seed=3)
+    sim = _sim(3)
     _fix_lever(sim, "border_security", 1.0)
     _set_params(sim, "journey", prepare_rate=0.95, afford_floor=1.0, giveup_base=0.0,
                 giveup_security=0.0)
@@ -80,7 +87,7 @@ def test_sealed_border_nobody_crosses():
 
 
 def test_caught_person_returns_punished_and_household_watched():
-    sim = Sim("baseline", scale=SCALE, seed=4)
+    sim = _sim(4)
     _set_params(sim, "journey", prepare_rate=0.95, afford_floor=1.0, giveup_base=0.0,
                 giveup_security=0.0, cross_success_max=0.0, cross_death=0.0, caught_base=1.0,
                 detention_months_base=1.0, detention_months_severity=0.0, detention_death=0.0)
@@ -103,7 +110,7 @@ def test_caught_person_returns_punished_and_household_watched():
 
 
 def test_remittances_add_exactly_what_is_sent():
-    sim = Sim("baseline", scale=SCALE, seed=5)
+    sim = _sim(5)
     sim.run(until=1)
     j, lb = _module(sim, "journey"), _module(sim, "left_behind")
     who = _adults(sim, 200, seed=2)
@@ -121,7 +128,7 @@ def test_remittances_add_exactly_what_is_sent():
 
 
 def test_women_stay_longer_in_china():
-    sim = Sim("baseline", scale=SCALE, seed=6)
+    sim = _sim(6)
     _fix_lever(sim, "china_repatriation", 0.0)
     _fix_lever(sim, "onward_route", 1.0)
     _set_params(sim, "journey", settle_rate_male=0.0, settle_rate_female=0.0, china_death_rate=0.0,
@@ -147,7 +154,7 @@ def test_women_stay_longer_in_china():
 
 
 def test_kin_flags_follow_members_abroad():
-    sim = Sim("baseline", scale=SCALE, seed=7)
+    sim = _sim(7)
     j = _module(sim, "journey")
     who = _adults(sim, 50, seed=4)
     _decide(sim, who)
@@ -169,7 +176,7 @@ def test_kin_flags_follow_members_abroad():
 
 
 def test_expected_pipeline_conserves_mass():
-    sim = Sim("baseline", scale=SCALE, seed=8)
+    sim = _sim(8)
     # this test feeds the expected decisions itself: the decision module must not overwrite them
     sim.modules = [m for m in sim.modules if m.name != "decision"]
     j = _module(sim, "journey")
@@ -187,13 +194,13 @@ def test_expected_pipeline_conserves_mass():
 
 
 def test_checkpoint_round_trip_and_table():
-    sim = Sim("baseline", scale=SCALE, seed=9)
+    sim = _sim(9)
     for _ in range(6):
         _decide(sim, _adults(sim, 20, seed=sim.t_index))
         sim.step()
     arrays = sim.state_arrays()
     a = sim.run(until=30)
-    other = Sim("baseline", scale=SCALE, seed=9)
+    other = _sim(9)
     other.restore_arrays(arrays)
     b = other.run(until=30)
     cols = ["arrivals", "crossings", "in_china", "preparing", "arrivals_expected", "repatriated"]
@@ -209,7 +216,7 @@ def test_checkpoint_round_trip_and_table():
 
 def _set_off_share(goods_usd: float) -> float:
     """Share of 600 penniless preparers who set off in their first month of 1990 (fee $20)."""
-    sim = Sim("baseline", scale=SCALE, seed=7)
+    sim = _sim(7)
     _set_params(sim, "journey", goods_usd=goods_usd, prepare_rate=0.9, distance_scale_km=2000.0,
                 giveup_base=0.0, giveup_security=0.0, surveillance_block=0.0)
     who = _adults(sim, 600, seed=4)
@@ -233,7 +240,7 @@ def test_goods_pay_the_small_fees_of_the_1990s():
 
 
 def _settled_run(rate: float):
-    sim = Sim("baseline", scale=SCALE, seed=8)
+    sim = _sim(8)
     _fix_lever(sim, "onward_route", 1.0)
     _fix_lever(sim, "china_repatriation", 0.0)
     _set_params(sim, "journey", settled_onward_rate=rate, transit_arrest=0.0, transit_death=0.0)
@@ -298,7 +305,7 @@ def test_expected_months_abroad_follow_the_mean_field():
         U_CHINA_P,
     )
 
-    sim = Sim("baseline", scale=SCALE, seed=9)
+    sim = _sim(9)
     j = _module(sim, "journey")
     sim.shared["expected_decisions"] = 0.0
     q = 0.2
@@ -334,7 +341,7 @@ def _planned_run(share: float):
     """400 adults decide in January 1990 with planned escapes fully on from the start: half in
     households that can pay any fee, half in penniless ones (no kin in the South). Settling is
     made likely (0.2 a month) so that its absence on a planned escape shows."""
-    sim = Sim("baseline", scale=SCALE, seed=11)
+    sim = _sim(11)
     _fix_lever(sim, "border_security", 0.0)
     _fix_lever(sim, "china_repatriation", 0.0)
     _fix_lever(sim, "onward_route", 0.2)  # planned: 0.2 a month; others: 0.07 x 0.2
@@ -384,7 +391,7 @@ def _hiding_in_china(seed: int, who_seed: int, *, decisions: bool = True, **jour
     journey parameters); ``decisions=False`` drops the decision module (no new deciders)."""
     from talbuk.modules.journey import M_CHINA
 
-    sim = Sim("baseline", scale=SCALE, seed=seed)
+    sim = _sim(seed)
     if not decisions:
         sim.modules = [m for m in sim.modules if m.name != "decision"]
     _fix_lever(sim, "china_repatriation", 0.0)

@@ -22,7 +22,8 @@ import numpy as np
 
 from talbuk.results import file_sha256 as _sha256
 
-CHECKPOINT_VERSION = 1
+#: 2: persons carry ``uid`` and the table is reordered each January (``reorder_every``)
+CHECKPOINT_VERSION = 2
 
 
 class CheckpointError(Exception):
@@ -58,6 +59,7 @@ def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
         "seed": sim.seed,
         "scale": sim.scale,
         "threads": sim.threads,
+        "reorder_every": sim.reorder_every,
         "npz_sha256": _sha256(npz),
     })
     data = json.dumps(info, indent=2, sort_keys=True).encode()
@@ -99,7 +101,8 @@ def load_checkpoint(work_dir: Path):
         raise CheckpointError(f"{npz}: checksum mismatch (truncated or altered checkpoint); "
                               "refusing to resume from it")
     scenario = scenario_from_toml(info["scenario_toml"], file=str(work_dir / "checkpoint.json"))
-    sim = Sim(scenario, scale=info["scale"], seed=info["seed"], threads=info.get("threads"))
+    sim = Sim(scenario, scale=info["scale"], seed=info["seed"], threads=info.get("threads"),
+              reorder_every=info["reorder_every"])
     try:
         with np.load(npz) as data:
             arrays = {k: data[k] for k in data.files}

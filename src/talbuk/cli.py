@@ -83,7 +83,7 @@ def _execute(sim, run_dir: Path, *, force: bool, checkpoint_every: int | None, q
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:
         a = results.annual
-        err.print(f"wrote {run_dir} ({sim.n_months} months, {sim.persons.n:,} agents ever, "
+        err.print(f"wrote {run_dir} ({sim.n_months} months, {sim.next_uid:,} agents ever, "
                   f"scale {sim.scale:g}) in {wall:.1f} s")
         cols = [c for c in ("year", "population", "births", "deaths", "excess_deaths", "arrivals",
                             "arrivals_expected") if c in a.columns]

@@ -138,11 +138,13 @@ def _rescale_shares(weights: np.ndarray, pops: np.ndarray, target: float) -> np.
     return np.clip(weights * (target / mean), 0.0, 0.98)
 
 
-def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: float = 1.75,
-               household_capacity_factor: float = 2.0) -> tuple[Table, Table, np.ndarray]:
+def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: float = 1.45,
+               household_capacity_factor: float = 1.5) -> tuple[Table, Table, np.ndarray]:
     """Build the person and household tables for the start month.
 
-    Returns ``(persons, households, cell_province)``. ``scale`` is people per agent.
+    Returns ``(persons, households, cell_province)``. ``scale`` is people per agent. The
+    capacities are per person and per household of the start (``Sim`` sets them from the
+    length of the run); tables grow by copying when they are exceeded.
     """
     if not scale >= 1:
         raise ValueError(f"scale must be >= 1 (people per agent), got {scale}")
@@ -224,6 +226,7 @@ def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: fl
     # Exp(1) death thresholds: by the memoryless property a fresh draw is exact for people
     # already alive at the start.
     uids = np.arange(n_total, dtype=np.int64)
+    persons.uid[:] = uids
     persons.rng_id[:] = uids
     persons.resistance[:] = -np.log(rng.uniforms(seed, "trait", 0, uids)[:, 0]).astype(np.float32)
 

@@ -72,8 +72,10 @@ class Results:
         tables = {}
         for table, chunks in sim.tables.items():
             if chunks:
+                # columns named with a leading underscore are internal (for example a
+                # person's row in the table that month, which a reordering changes)
                 tables[table] = pd.DataFrame({k: np.concatenate([c[k] for c in chunks])
-                                              for k in chunks[0]})
+                                              for k in chunks[0] if not k.startswith("_")})
         for m in sim.modules:
             finish = getattr(m, "finish_tables", None)
             if finish is not None:
@@ -126,11 +128,13 @@ def build_manifest(sim) -> dict:
         "seed": sim.seed,
         "scale": sim.scale,
         "threads": sim.threads,
+        "reorder_every_months": sim.reorder_every,
         "start": format_month(sim.start_month),
         "end": format_month(sim.end_month),
         "months_simulated": int(sim.t_index),
         "agents_initial": int(sim.initial_persons),
-        "agents_ever": int(sim.persons.n),
+        "agents_ever": int(sim.next_uid),
+        "agents_in_table": int(sim.persons.n),
         "households": int(sim.households.n),
         "state_bytes": int(sim.persons.nbytes() + sim.households.nbytes()),
         "data_sha256": data_hashes(),

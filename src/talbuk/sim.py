@@ -14,13 +14,15 @@ from talbuk.calendar import format_month
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import in_country_mask
+from talbuk.state import DEAD, F_DECIDED, in_country_mask
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
-#: levers for the month; ``results`` closes the month's records. Every other phase is the
+#: levers for the month; ``reorder`` (each January) drops the dead from the person table and
+#: sorts it by household (:meth:`Sim.reorder`); ``results`` closes the month's records. Every other phase is the
 #: module of that name, run if it is registered in :data:`talbuk.modules.MODULE_CLASSES`.
 STEP_ORDER: tuple[str, ...] = (
     "policy",
+    "reorder",
     "demography",
     "economy",
     "information",
@@ -39,6 +41,21 @@ N_CHUNKS = 256
 #: starting threads costs more than the scan (set by hand; results do not depend on it).
 PARALLEL_MIN_WORK = 1 << 20
 
+#: Months between two reorderings of the person table (:meth:`Sim.reorder`), at the start of
+#: the month (January when the run starts in January); 0: never. A reordering moves people,
+#: not what happens to them: random draws are keyed by ``rng_id``, each household's sums run
+#: over its members in the same order, so only the rounding of national float sums (formed
+#: in chunks of the table) differs from a run without it.
+REORDER_EVERY = 12
+
+#: Capacity of the tables, allocated at the start: the people and households the run is
+#: expected to hold at most, per person of the start, per year simulated. People: North
+#: Korea grew by 28% from 1990 to 2025 (data/population.csv) plus a year of births and the
+#: dead of a year between reorderings; households: the baseline ends with 1.37 times the
+#: households it starts with. Tables grow by copying if a scenario needs more.
+PERSON_CAPACITY_PER_YEAR = 0.0115
+HOUSEHOLD_CAPACITY_PER_YEAR = 0.0125
+
 
 class Sim:
     """One simulation of North Korea, month by month.
@@ -50,11 +67,13 @@ class Sim:
     ``scale`` is people per agent (1 = every person); results are always in people.
     ``threads`` sets numba's thread count (default: all cores); results do not depend on it.
     ``modules`` runs only the named modules (demography is required), for benchmarks and tests.
+    ``reorder_every`` sets the months between reorderings of the person table (0: never;
+    :data:`REORDER_EVERY`).
     """
 
     def __init__(self, scenario: str | Path | Scenario = "baseline", *, scale: float = 10,
                  seed: int = 1, threads: int | None = None, checks: bool = False,
-                 modules: tuple[str, ...] | None = None):
+                 modules: tuple[str, ...] | None = None, reorder_every: int = REORDER_EVERY):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if not scale >= 1:
             raise ValueError(f"scale must be at least 1 (people per agent), got {scale}")
@@ -63,6 +82,9 @@ class Sim:
         self.seed_key = rng.seed_key(self.seed)
         self.threads = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
         self.checks = checks
+        if int(reorder_every) < 0:
+            raise ValueError(f"reorder_every must be >= 0 months, got {reorder_every}")
+        self.reorder_every = int(reorder_every)
         self.start_month = self.scenario.start_month
         self.end_month = self.scenario.end_month
         self.n_months = self.end_month - self.start_month + 1
@@ -97,9 +119,14 @@ class Sim:
         self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
         t0 = time.perf_counter()
         numba.set_num_threads(self.threads)
+        years = self.n_months / 12.0
         self.persons, self.households, self.cell_province = synthesise(
-            scale=self.scale, seed=self.seed, start_month=self.start_month)
+            scale=self.scale, seed=self.seed, start_month=self.start_month,
+            capacity_factor=max(1.1, 1.0 + PERSON_CAPACITY_PER_YEAR * years),
+            household_capacity_factor=max(1.1, 1.0 + HOUSEHOLD_CAPACITY_PER_YEAR * years))
         self.initial_persons = self.persons.n
+        self.next_uid = self.persons.n  # uid of the next person appended (births)
+        self.removed_dead = 0  # dead people dropped from the table by reorder()
         for m in self.modules:
             m.init(self)
         self.setup_seconds = time.perf_counter() - t0
@@ -169,6 +196,9 @@ class Sim:
             t0 = time.perf_counter()
             if phase in by_name:
                 by_name[phase].step(self)
+            elif phase == "reorder":
+                if self.reorder_every and self.t_index and self.t_index % self.reorder_every == 0:
+                    self.reorder()
             elif phase == "results":
                 self._apply_members()
                 if self.checks:
@@ -190,6 +220,59 @@ class Sim:
         for h, d in self._members_pending:
             np.add.at(self.households.members, h, d)
         self._members_pending = []
+
+    def reorder(self) -> None:
+        """Drop the dead from the person table and sort it by household (LASER's ``squash``).
+
+        Newborns are appended at the end of the table and women founding a household move to
+        one created at the end of the household table, so over the years more and more people
+        sit far in memory from their households and kernels that read household fields for
+        each person wait for memory. This puts every household's members next to each other
+        again (in their previous order) and drops the dead, except those a module still
+        refers to (the ``defectors`` table describes everyone who decided to leave). Modules
+        that hold person indices remap them in ``reordered(sim, new_index)`` (``new_index``:
+        old index -> new index, -1 if dropped); ``uid`` and ``rng_id`` travel with the person.
+        """
+        self._apply_members()
+        p = self.persons
+        n = p.n
+        keep = (p.stage != DEAD) | ((p.flags & F_DECIDED) != 0)
+        for m in self.modules:
+            hook = getattr(m, "persons_to_keep", None)
+            if hook is not None:
+                hook(self, keep)
+        k = int(np.count_nonzero(keep))
+        order = np.empty(k, dtype=np.int32 if n < 2**31 else np.int64)
+        _order_by_household(p.household, keep, self.households.n, order)
+        width = max(p.full(name).itemsize for name in p.fields)
+        buf = np.empty(k * width, dtype=np.uint8)  # one field at a time
+        for name in p.fields:
+            a = p.full(name)
+            out = buf[: k * a.itemsize].view(a.dtype)
+            _gather(a, order, out)
+            a[:k] = out
+            a[k:n] = 0
+        p.n = k
+        self.removed_dead += n - k
+        del buf
+        new_index = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+        new_index[order] = np.arange(k, dtype=new_index.dtype)
+        for m in self.modules:
+            hook = getattr(m, "reordered", None)
+            if hook is not None:
+                hook(self, new_index)
+
+    def index_of(self, uids) -> np.ndarray:
+        """Current row of each ``uid`` in the person table (-1 where the person was dropped:
+        dead, see :meth:`reorder`)."""
+        uids = np.asarray(uids, dtype=np.int64)
+        u = self.persons.uid.astype(np.int64)
+        if u.size == 0:
+            return np.full(uids.shape, -1, dtype=np.int64)
+        order = np.argsort(u, kind="stable")
+        su = u[order]
+        pos = np.clip(np.searchsorted(su, uids), 0, u.size - 1)
+        return np.where(su[pos] == uids, order[pos], -1)
 
     def recount_members(self) -> None:
         """Recount ``households.members`` from ``persons.stage`` (after a hand edit of stages,
@@ -234,7 +317,8 @@ class Sim:
             out[f"persons/{k}"] = v
         for k, v in self.households.snapshot().items():
             out[f"households/{k}"] = v
-        out["meta/counts"] = np.array([self.t_index, self.persons.n, self.households.n], dtype=np.int64)
+        out["meta/counts"] = np.array([self.t_index, self.persons.n, self.households.n,
+                                       self.next_uid, self.removed_dead], dtype=np.int64)
         out["meta/cell_province"] = self.cell_province
         for k, v in self.monthly.items():
             out[f"monthly/{k}"] = v
@@ -253,7 +337,8 @@ class Sim:
         return out
 
     def restore_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        t_index, n_persons, n_households = (int(x) for x in arrays["meta/counts"])
+        t_index, n_persons, n_households, self.next_uid, self.removed_dead = (
+            int(x) for x in arrays["meta/counts"])
         self.persons.restore({k: arrays[f"persons/{k}"] for k in self.persons.fields}, n_persons)
         self.households.restore({k: arrays[f"households/{k}"] for k in self.households.fields},
                                 n_households)
@@ -276,3 +361,29 @@ class Sim:
         for table, cols in tables.items():
             self.tables[table] = [cols]
         self.t_index = t_index
+
+
+@numba.njit(cache=True)
+def _order_by_household(household, keep, n_households, order):
+    """Write into ``order`` the indices of the kept people sorted by household, each
+    household's members in their present order (a counting sort: two passes over the people,
+    one over the households)."""
+    n = household.shape[0]
+    start = np.zeros(n_households + 1, dtype=np.int64)
+    for i in range(n):
+        if keep[i]:
+            start[household[i] + 1] += 1
+    for h in range(n_households):
+        start[h + 1] += start[h]
+    for i in range(n):
+        if keep[i]:
+            h = household[i]
+            order[start[h]] = i
+            start[h] += 1
+    return order
+
+
+@numba.njit(parallel=True, cache=True)
+def _gather(src, order, out):
+    for j in numba.prange(order.shape[0]):
+        out[j] = src[order[j]]

@@ -1,10 +1,14 @@
 """The model's state as structs of arrays. Every attribute's dtype is declared here, once.
 
-Arrays are preallocated to a capacity (all births expected to the end date, with margin) and
-exposed as views sliced to the live count, as in LASER. A person's ``uid`` is their index:
-people are never removed (the dead are flagged by ``stage``) nor moved, so an index is a
-stable identity that is never reused. The initial population is ordered by province, cell
-and household so that kernels read neighbours that sit next to each other in memory.
+Arrays are preallocated to a capacity and exposed as views sliced to the live count, as in
+LASER. The initial population is ordered by province, cell and household so that kernels read
+neighbours that sit next to each other in memory. Within a year the dead are flagged by
+``stage`` and newborns are appended at the end; each January :meth:`talbuk.sim.Sim.reorder`
+drops the dead (except people who once decided to leave, whom the ``defectors`` table
+describes) and sorts everyone by household again, as LASER's ``squash`` does, so a person's
+index changes over the run. A person's identity is ``uid``: numbered 0, 1, 2, ... in order of
+appearance (the initial population, then births in the order they are appended), never
+reused, kept through every reordering. Random draws are keyed by ``rng_id``, not the index.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ SEX_MALE = 0
 SEX_FEMALE = 1
 SONGBUN_NAMES = ("core", "wavering", "hostile")
 
-#: Per-person attributes and their dtypes (53 bytes a person).
+#: Per-person attributes and their dtypes (57 bytes a person).
 PERSON_DTYPES: dict[str, np.dtype] = {
+    "uid": np.dtype(np.uint32),  # stable identity (the index changes when the table is reordered)
     "birth_month": np.dtype(np.int16),  # months since 1900-01 (may be negative)
     # Key of this person's random draws: the index for the initial population; for a
     # newborn a hash of the mother's rng_id and the birth month, so the same child meets the

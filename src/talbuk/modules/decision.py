@@ -180,7 +180,8 @@ class Decision(Module):
         if k:
             idx, vals = _collect(self._idx, self._vals, bounds, counts[:, C_DEC].copy(), k)
             sim.add_rows("decisions", {
-                "uid": idx.astype(np.int64),
+                "uid": persons.uid[idx].astype(np.int64),
+                "_index": idx.astype(np.int64),  # row in the person table this month (internal)
                 "month": np.full(k, t, dtype=np.int32),
                 "push": vals[:, 0].astype(np.float32),
                 "pull": vals[:, 1].astype(np.float32),

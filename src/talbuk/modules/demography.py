@@ -204,7 +204,7 @@ class Demography(Module):
             self.split_age_s, float(p.household_split_prob),
             self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
         tot = counts.sum(axis=0)
-        # new households and newborns, appended in uid order by one serial pass
+        # new households and newborns, appended in table order by one serial pass
         n_split = int(tot[C_SPLITS])
         n_births = int(tot[C_BIRTHS])
         households.ensure_capacity(households.n + n_split)
@@ -216,13 +216,14 @@ class Demography(Module):
         new_h, new_n = _append_households_and_births(
             np.int64(t), sim.seed_key, n, households.n, self.scratch, float(p.sex_ratio_at_birth),
             households.full("province"), households.full("cell"), households.full("flags"),
-            households.full("members"),
+            households.full("members"), np.int64(sim.next_uid), persons.full("uid"),
             persons.full("rng_id"), persons.full("birth_month"), persons.full("household"),
             persons.full("sex"), persons.full("province"), persons.full("songbun"),
             persons.full("stage"), persons.full("stage_month"), persons.full("resistance"),
             persons.full("legitimacy"))
         households.n = new_h
         persons.n = new_n
+        sim.next_uid += new_n - n
         members = _count_nonempty(households.members, sim.chunk_bounds(new_h))
         if sim.checks:
             from talbuk.checks import check_members
@@ -366,10 +367,10 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
 
 @nb.njit(cache=True)
 def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, hh_province,
-                                  hh_cell, hh_flags, hh_members, rng_id, birth_month, household,
+                                  hh_cell, hh_flags, hh_members, next_uid, uid, rng_id, birth_month, household,
                                   sex, province, songbun, stage, stage_month, resistance,
                                   legitimacy):
-    """Serial pass over the flagged few, in uid order, so new ids never depend on threads.
+    """Serial pass over the flagged few, in table order, so new ids never depend on threads.
 
     Bit 4: the person died at home this month and leaves the household's member count.
     Bit 2: the woman founds a new household in her cell (before any birth, so her child is
@@ -408,6 +409,7 @@ def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, 
             if f & 1:
                 w0, w1, w2, w3 = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
                 child = np.uint32(w3)
+                uid[k] = next_uid + (k - n)
                 rng_id[k] = child
                 birth_month[k] = t
                 household[k] = household[i]

@@ -234,6 +234,14 @@ class Economy(Module):
         self.n_seen = n
         self._alloc(hh.capacity, sim.persons.capacity)
 
+    def reordered(self, sim, new_index) -> None:
+        """After :meth:`talbuk.sim.Sim.reorder` the whole table is sorted by household: the
+        parallel prefix of the aggregation covers everyone (households created since the
+        start still come as movers, in household order)."""
+        self.p0 = int(sim.persons.n)
+        if self.movers.shape[0] < self.p0:
+            self.movers = np.zeros(self.p0, dtype=np.int32)
+
     def _fill_hh_u(self, seed: int, lo: int, hi: int) -> None:
         """Fixed per-household triage jitter: the same draw as the prepass gives new ones."""
         if hi > lo:

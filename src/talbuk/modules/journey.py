@@ -325,9 +325,22 @@ class Journey(Module):
             self.rec_person, self.rec_months, self.rec_outcome = new_person, new_months, new_outcome
             self.rec_push, self.rec_pull = new_push, new_pull
 
+    # ------------------------------------------------------------------ reordering
+    def persons_to_keep(self, sim, keep) -> None:
+        """Everyone with a record stays in the person table (the ``defectors`` table reads
+        their sex, birth year, province and songbun at the end of the run)."""
+        keep[self.rec_person[: self.n_rec]] = True
+        keep[self.idx_person[: self.n_idx]] = True
+
+    def reordered(self, sim, new_index) -> None:
+        """Person indices of the pipeline index and of the records, after Sim.reorder."""
+        self.idx_person[: self.n_idx] = new_index[self.idx_person[: self.n_idx]]
+        self.rec_person[: self.n_rec] = new_index[self.rec_person[: self.n_rec]]
+
     # ------------------------------------------------------------------ entrants
     def _new_decisions(self, sim) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows the decision module appended since last month (uid, push, pull)."""
+        """Rows the decision module appended since last month (row in the person table, push,
+        pull): the rows' ``_index`` (their ``uid`` is the stable identity)."""
         chunks = sim.tables.get("decisions", [])
         uids, push, pull = [], [], []
         offset = 0
@@ -335,7 +348,7 @@ class Journey(Module):
             n = len(c["uid"])
             if offset + n > self.rows_seen:
                 lo = max(0, self.rows_seen - offset)
-                uids.append(np.asarray(c["uid"][lo:], dtype=np.int64))
+                uids.append(np.asarray(c["_index"][lo:], dtype=np.int64))
                 push.append(np.asarray(c["push"][lo:], dtype=np.float32) if "push" in c
                             else np.zeros(n - lo, dtype=np.float32))
                 pull.append(np.asarray(c["pull"][lo:], dtype=np.float32) if "pull" in c
@@ -651,7 +664,7 @@ class Journey(Module):
         active = outcome == ACTIVE
         outcome[active] = persons.stage[who[active]]
         df = pd.DataFrame({
-            "uid": who,
+            "uid": persons.uid[who].astype(np.int64),
             "sex": np.where(persons.sex[who] == SEX_FEMALE, "female", "male"),
             "birth_year": (persons.birth_month[who].astype(np.int64) // 12 + 1900).astype(np.int32),
             "province": np.array(PROVINCE_NAMES, dtype=object)[persons.province[who]],
