@@ -92,3 +92,25 @@ def test_same_result_with_one_and_two_threads():
     for f in ("media_exposure", "desire", "grievance", "legitimacy", "fear", "flags", "stage"):
         assert np.array_equal(getattr(a.persons, f), getattr(b.persons, f))
     assert np.array_equal(a.monthly["expected_decisions"], b.monthly["expected_decisions"])
+
+
+def test_chunks_with_more_deciders_than_their_buffer_row_are_found_again(tmp_path):
+    """Each chunk of people records its first deciders in a small row of a buffer; a chunk
+    with more is scanned again after the kernel. With rows of one decider the decisions
+    table (push, pull and risk included) and the people are the same as with the default."""
+    sc = _scenario(tmp_path, "[params.decision]\nhazard = 0.2\n")
+    out = []
+    for cap in (1, None):
+        sim = Sim(sc, scale=SCALE, seed=5, reorder_every=0)
+        dec = next(m for m in sim.modules if m.name == "decision")
+        if cap is not None:
+            dec.buffer_per_chunk = cap
+        sim.run(until=_months_to(1996))
+        out.append((sim, _decisions(sim), dec.buffer_per_chunk))
+    (a, da, grown), (b, db, default) = out
+    assert grown > 1  # some chunk had more than one decider in a month: the path was taken
+    assert da["uid"].size > 20
+    for k in da:
+        assert np.array_equal(da[k], db[k]), k
+    for f in ("stage", "flags", "traits"):
+        assert np.array_equal(getattr(a.persons, f), getattr(b.persons, f))

@@ -242,21 +242,14 @@ class Sim:
             if hook is not None:
                 hook(self, keep)
         k = int(np.count_nonzero(keep))
-        order = np.empty(k, dtype=np.int32 if n < 2**31 else np.int64)
-        _order_by_household(p.household, keep, self.households.n, order)
-        width = max(p.full(name).itemsize for name in p.fields)
-        buf = np.empty(k * width, dtype=np.uint8)  # one field at a time
-        for name in p.fields:
-            a = p.full(name)
-            out = buf[: k * a.itemsize].view(a.dtype)
-            _gather(a, order, out)
-            a[:k] = out
-            a[k:n] = 0
-        p.n = k
+        idx_type = np.int32 if n < 2**31 else np.int64
+        order = np.empty(k, dtype=idx_type)
+        new_index = np.empty(n, dtype=idx_type)
+        _order_by_household(p.household, keep, self.households.n, order, new_index)
+        del keep
+        p.take(order)
+        del order
         self.removed_dead += n - k
-        del buf
-        new_index = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
-        new_index[order] = np.arange(k, dtype=new_index.dtype)
         for m in self.modules:
             hook = getattr(m, "reordered", None)
             if hook is not None:
@@ -364,10 +357,11 @@ class Sim:
 
 
 @numba.njit(cache=True)
-def _order_by_household(household, keep, n_households, order):
+def _order_by_household(household, keep, n_households, order, new_index):
     """Write into ``order`` the indices of the kept people sorted by household, each
-    household's members in their present order (a counting sort: two passes over the people,
-    one over the households)."""
+    household's members in their present order, and into ``new_index`` each person's new
+    index (-1 if dropped): a counting sort, two passes over the people, one over the
+    households."""
     n = household.shape[0]
     start = np.zeros(n_households + 1, dtype=np.int64)
     for i in range(n):
@@ -378,12 +372,9 @@ def _order_by_household(household, keep, n_households, order):
     for i in range(n):
         if keep[i]:
             h = household[i]
-            order[start[h]] = i
-            start[h] += 1
-    return order
-
-
-@numba.njit(parallel=True, cache=True)
-def _gather(src, order, out):
-    for j in numba.prange(order.shape[0]):
-        out[j] = src[order[j]]
+            j = start[h]
+            order[j] = i
+            new_index[i] = j
+            start[h] = j + 1
+        else:
+            new_index[i] = -1

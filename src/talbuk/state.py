@@ -156,6 +156,18 @@ class Table:
             grown[: self.n] = arr[: self.n]
             self._data[k] = grown
 
+    def take(self, order: np.ndarray) -> None:
+        """Keep the rows ``order``, in that order, and drop the others (``n`` becomes
+        ``len(order)``). Each field in turn is gathered into a fresh zeroed array of the same
+        capacity that replaces the old one (rows past ``n`` stay zero, as appends expect), so
+        the table is never held twice: the extra memory is one field."""
+        for name, old in list(self._data.items()):
+            new = np.zeros(old.shape[0], dtype=old.dtype)  # pages mapped as they are written
+            _gather(order, old, new)
+            self._data[name] = new
+            del old
+        object.__setattr__(self, "n", int(order.shape[0]))
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._data.values())
 
@@ -173,3 +185,10 @@ class Table:
 
 def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
     return sum(d.itemsize for d in dtypes.values())
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather(order, src, dst):
+    """``dst[j] = src[order[j]]``."""
+    for j in nb.prange(order.shape[0]):
+        dst[j] = src[order[j]]

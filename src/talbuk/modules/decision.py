@@ -105,14 +105,19 @@ class Decision(Module):
         Output("expected_decisions_female", "flow", "people", "expected decisions of women"),
     )
 
+    #: deciders a chunk of people records in its row of the output buffers each month before
+    #: it is scanned again (256 chunks: about 100,000 people each at scale 1, where a month
+    #: has a few thousand deciders at most); grows when a month needs more
+    buffer_per_chunk = 64
+
     def init(self, sim) -> None:
         self.rule = RULES[sim.scenario.decision_rule]
         self.dist = np.array([p.distance_to_border_km for p in PROVINCES], dtype=np.float32)
-        self._idx = np.zeros(0, dtype=np.int64)
-        self._vals = np.zeros((0, 3), dtype=np.float32)
         self._theta_key = None
         self._theta = np.zeros(0, dtype=np.float32)
         self._hh_pack = np.zeros((0, 2), dtype=np.float32)  # kin, family left behind
+        self._out_idx = np.zeros((0, 0), dtype=np.int64)
+        self._out_vals = np.zeros((0, 0, 3), dtype=np.float32)
 
     def _theta_table(self, loc: float, scale: float) -> np.ndarray:
         """Personal thresholds by the 16-bit leave trait (cached while loc and scale hold)."""
@@ -126,9 +131,15 @@ class Decision(Module):
         p = self.params
         persons, households = sim.persons, sim.households
         n = persons.n
-        if self._idx.shape[0] < n:
-            self._idx = np.empty(persons.capacity, dtype=np.int64)
-            self._vals = np.empty((persons.capacity, 3), dtype=np.float32)
+        bounds = sim.chunk_bounds(n)
+        nc = bounds.size - 1
+        # each chunk writes its first ``cap`` deciders into its own row; a chunk with more is
+        # collected again after the kernel (_collect_with_overflow) and ``cap`` grows for next month
+        cap = self.buffer_per_chunk
+        if self._out_idx.shape[0] < nc or self._out_idx.shape[1] != cap:
+            self._out_idx = np.zeros((nc, cap), dtype=np.int64)
+            self._out_vals = np.zeros((nc, cap, 3), dtype=np.float32)
+        out_idx, out_vals = self._out_idx, self._out_vals
         cell_kin = sim.shared.get("cell_kin_share")
         if cell_kin is None:
             cell_kin = np.zeros(int(sim.cell_province.shape[0]), dtype=np.float32)
@@ -155,9 +166,8 @@ class Decision(Module):
         else:
             _household_inputs(households.flags, households.kin_abroad, households.members,
                               0, nh, self._hh_pack)
-        bounds = sim.chunk_bounds(n)
-        counts = np.zeros((bounds.size - 1, 3), dtype=np.int64)
-        expected = np.zeros((bounds.size - 1, 2), dtype=np.float64)
+        counts = np.zeros((nc, 3), dtype=np.int64)
+        expected = np.zeros((nc, 2), dtype=np.float64)
         t = sim.month
         _decision_kernel(
             np.int64(self.rule), np.int64(t), sim.seed_key, persons.rng_id, persons.traits,
@@ -166,7 +176,7 @@ class Decision(Module):
             persons.desire, persons.fear, self._hh_pack, households.cell, households.savings_won,
             households.savings_usd, cell_kin, self.dist, lv, w,
             np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
-            self._idx, self._vals, self._theta_table(loc, p.threshold_scale))
+            out_idx, out_vals, self._theta_table(loc, p.threshold_scale))
         tot = counts.sum(axis=0)
         # expected flow: per-chunk partials added in chunk order (thread-independent)
         exp_all = 0.0
@@ -178,7 +188,18 @@ class Decision(Module):
         sim.shared["expected_decisions_female"] = exp_fem
         k = int(tot[C_DEC])
         if k:
-            idx, vals = _collect(self._idx, self._vals, bounds, counts[:, C_DEC].copy(), k)
+            n_dec = counts[:, C_DEC].copy()
+            most = int(n_dec.max())
+            if most > cap:  # rare: the chunks that overflowed are scanned again
+                over = np.flatnonzero(n_dec > cap)
+                idx, vals = _collect_with_overflow(
+                    out_idx, out_vals, bounds, n_dec, k, over, np.int64(t), sim.seed_key,
+                    persons.rng_id, persons.traits, persons.stage, persons.stage_month,
+                    persons.flags, persons.birth_month, persons.household, persons.grievance,
+                    persons.desire, persons.fear, self._hh_pack, lv, w)
+                self.buffer_per_chunk = max(cap, 2 * most)
+            else:
+                idx, vals = _collect(out_idx, out_vals, n_dec, k)
             sim.add_rows("decisions", {
                 "uid": persons.uid[idx].astype(np.int64),
                 "_index": idx.astype(np.int64),  # row in the person table this month (internal)
@@ -197,17 +218,70 @@ class Decision(Module):
 
 
 @nb.njit(cache=True)
-def _collect(out_idx, out_vals, bounds, n_dec, k):
-    """The deciders each chunk wrote at its start, chunk after chunk (uid order)."""
+def _collect(out_idx, out_vals, n_dec, k):
+    """The deciders each chunk wrote into its row, chunk after chunk (table order)."""
     idx = np.empty(k, dtype=out_idx.dtype)
-    vals = np.empty((k, out_vals.shape[1]), dtype=out_vals.dtype)
+    vals = np.empty((k, out_vals.shape[2]), dtype=out_vals.dtype)
     j = 0
-    for c in range(bounds.shape[0] - 1):
+    for c in range(n_dec.shape[0]):
         for m in range(n_dec[c]):
-            idx[j] = out_idx[bounds[c] + m]
-            vals[j, :] = out_vals[bounds[c] + m, :]
+            idx[j] = out_idx[c, m]
+            vals[j, :] = out_vals[c, m, :]
             j += 1
     return idx, vals
+
+
+@nb.njit(cache=True)
+def _collect_with_overflow(out_idx, out_vals, bounds, n_dec, k, over, t, seed, rng_id, traits,
+                           stage, stage_month, flags, birth_month, household, grievance, desire,
+                           fear, hh_pack, lv, w):
+    """As :func:`_collect`, but the chunks in ``over`` had more deciders than their row
+    holds: after the last one recorded, their deciders are found again (PREPARING since this
+    month, flagged as deciders) and their push, pull and risk recomputed as the kernel
+    computed them (``_risk``)."""
+    cap = out_idx.shape[1]
+    idx = np.empty(k, dtype=out_idx.dtype)
+    vals = np.empty((k, out_vals.shape[2]), dtype=out_vals.dtype)
+    j = 0
+    o = 0
+    for c in range(n_dec.shape[0]):
+        if o < over.shape[0] and over[o] == c:
+            o += 1
+            for m in range(cap):
+                idx[j] = out_idx[c, m]
+                vals[j, :] = out_vals[c, m, :]
+                j += 1
+            for i in range(out_idx[c, cap - 1] + 1, bounds[c + 1]):
+                if stage[i] == PREPARING and stage_month[i] == t and (flags[i] & F_DECIDED):
+                    if j >= k:
+                        raise RuntimeError("decision: more deciders found again than counted")
+                    idx[j] = i
+                    vals[j, 0] = grievance[i]
+                    vals[j, 1] = desire[i]
+                    vals[j, 2] = _risk(t - birth_month[i], person_traits(seed, traits, rng_id, i),
+                                       fear[i], hh_pack[household[i], 0],
+                                       hh_pack[household[i], 1], lv, w)
+                    j += 1
+        else:
+            for m in range(n_dec[c]):
+                idx[j] = out_idx[c, m]
+                vals[j, :] = out_vals[c, m, :]
+                j += 1
+    if j != k:
+        raise RuntimeError("decision: deciders found again do not match the count")
+    return idx, vals
+
+
+@nb.njit(inline="always", cache=True)
+def _risk(age_m, tr, fear_i, kin, fam, lv, w):
+    """Perceived risk R of a person (the kernel's formula, shared with the overflow path)."""
+    zero = np.float32(0.0)
+    ra = trait_risk_aversion(tr)
+    old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
+    if old < zero:
+        old = zero
+    return (ra * (w[0] * lv[0] + w[1] * lv[1] + w[2] * fear_i) + w[3] * fam + w[4] * old
+            - w[5] * kin)
 
 
 @nb.njit(cache=True)
@@ -255,15 +329,15 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
                      province, household, grievance, desire, fear, hh_pack, hh_cell,
                      savings_won, savings_usd, cell_kin, dist, lv, w,
                      min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab):
-    border_k, china, severity, fee, inv_rate, border = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5]
-    w_b, w_c, w_f, w_fam, w_age, w_kin = w[0], w[1], w[2], w[3], w[4], w[5]
+    china, severity, fee, inv_rate, border = lv[1], lv[2], lv[3], lv[4], lv[5]
+    # w[0:6] (risk weights) and lv[0] (border factor): in _risk
     ramp, hz = w[8], w[9]  # w[6], w[7] (threshold location and scale): in theta_tab
     u_ab, u_st, u_co, u_pu = w[10], w[11], w[12], w[13]
     p_a, p_g, p_n, p_c, p_r = w[14], w[15], w[16], w[17], w[18]
     own, kin_help, dscale = w[19], w[20], w[21]
     one = np.float32(1.0)
-    zero = np.float32(0.0)
     tm = np.uint64(t)
+    cap = out_idx.shape[1]
     # success chance before kin (utility rule); access through the border (planned rule)
     p_succ0 = (1.0 - border) * (1.0 - 0.5 * china)
     for c in nb.prange(bounds.shape[0] - 1):
@@ -272,7 +346,6 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
         fem = 0
         e_all = 0.0
         e_fem = 0.0
-        base = bounds[c]
         for i in range(bounds[c], bounds[c + 1]):
             if stage[i] != RESIDENT:
                 continue
@@ -286,10 +359,7 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             ra = trait_risk_aversion(tr)
             kin = hh_pack[h, 0]
             fam = hh_pack[h, 1]
-            old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
-            if old < zero:
-                old = zero
-            R = ra * (w_b * border_k + w_c * china + w_f * fear[i]) + w_fam * fam + w_age * old - w_kin * kin
+            R = _risk(age_m, tr, fear[i], kin, fam, lv, w)
             # theta = loc + scale * logit(u) of the 16-bit leave trait, from a table
             theta = theta_tab[(tr >> np.uint32(8)) & np.uint32(0xFFFF)]
             if rule == 0:
@@ -326,10 +396,11 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
                 stage[i] = PREPARING
                 stage_month[i] = t
                 flags[i] |= F_DECIDED
-                out_idx[base + k] = i
-                out_vals[base + k, 0] = G
-                out_vals[base + k, 1] = D
-                out_vals[base + k, 2] = R
+                if k < cap:
+                    out_idx[c, k] = i
+                    out_vals[c, k, 0] = G
+                    out_vals[c, k, 1] = D
+                    out_vals[c, k, 2] = R
                 k += 1
                 if G > D:
                     pushed += 1
