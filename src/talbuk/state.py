@@ -158,15 +158,29 @@ class Table:
 
     def take(self, order: np.ndarray) -> None:
         """Keep the rows ``order``, in that order, and drop the others (``n`` becomes
-        ``len(order)``). Each field in turn is gathered into a fresh zeroed array of the same
-        capacity that replaces the old one (rows past ``n`` stay zero, as appends expect), so
-        the table is never held twice: the extra memory is one field."""
-        for name, old in list(self._data.items()):
-            new = np.zeros(old.shape[0], dtype=old.dtype)  # pages mapped as they are written
-            _gather(order, old, new)
-            self._data[name] = new
-            del old
-        object.__setattr__(self, "n", int(order.shape[0]))
+        ``len(order)``).
+
+        Each field is gathered into a spare array that then replaces it, and the field's old
+        array becomes the spare of the next field of the same item size: three fresh arrays
+        (items of 4, 2 and 1 bytes) are allocated per call, never a second table, and rows
+        past ``n`` are left zero, as appends expect.
+        """
+        k = int(order.shape[0])
+        n = self.n
+        spare: dict[int, np.ndarray] = {}
+        for name in self._dtypes:
+            old = self._data[name]
+            dst = spare.pop(old.itemsize, None)
+            if dst is None:
+                dst = np.zeros(old.shape[0], dtype=old.dtype)
+            else:
+                dst = dst.view(old.dtype)
+            _gather(order, old, dst)
+            dst[k:n] = 0  # a spare holds another field's rows up to n
+            self._data[name] = dst
+            spare[old.itemsize] = old
+            del old, dst
+        object.__setattr__(self, "n", k)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._data.values())
