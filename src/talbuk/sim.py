@@ -14,7 +14,7 @@ from talbuk.calendar import format_month
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import DEAD, F_DECIDED, in_country_mask
+from talbuk.state import DEAD, in_country_mask
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``reorder`` (each January) drops the dead from the person table and
@@ -229,14 +229,15 @@ class Sim:
         sit far in memory from their households and kernels that read household fields for
         each person wait for memory. This puts every household's members next to each other
         again (in their previous order) and drops the dead, except those a module still
-        refers to (the ``defectors`` table describes everyone who decided to leave). Modules
-        that hold person indices remap them in ``reordered(sim, new_index)`` (``new_index``:
-        old index -> new index, -1 if dropped); ``uid`` and ``rng_id`` travel with the person.
+        refers to: a module marks them in ``persons_to_keep(sim, keep)`` (the journey keeps
+        everyone it has a record of, whom the ``defectors`` table describes). Modules that
+        hold person indices remap them in ``reordered(sim, new_index)`` (``new_index``: old
+        index -> new index, -1 if dropped); ``uid`` and ``rng_id`` travel with the person.
+        Member counts are by household and need nothing.
         """
-        self._apply_members()
         p = self.persons
         n = p.n
-        keep = (p.stage != DEAD) | ((p.flags & F_DECIDED) != 0)
+        keep = p.stage != DEAD
         for m in self.modules:
             hook = getattr(m, "persons_to_keep", None)
             if hook is not None:

@@ -4,7 +4,7 @@ Arrays are preallocated to a capacity and exposed as views sliced to the live co
 LASER. The initial population is ordered by province, cell and household so that kernels read
 neighbours that sit next to each other in memory. Within a year the dead are flagged by
 ``stage`` and newborns are appended at the end; each January :meth:`talbuk.sim.Sim.reorder`
-drops the dead (except people who once decided to leave, whom the ``defectors`` table
+drops the dead (except people the journey has a record of, whom the ``defectors`` table
 describes) and sorts everyone by household again, as LASER's ``squash`` does, so a person's
 index changes over the run. A person's identity is ``uid``: numbered 0, 1, 2, ... in order of
 appearance (the initial population, then births in the order they are appended), never
@@ -161,9 +161,9 @@ class Table:
         ``len(order)``).
 
         Each field is gathered into a spare array that then replaces it, and the field's old
-        array becomes the spare of the next field of the same item size: three fresh arrays
-        (items of 4, 2 and 1 bytes) are allocated per call, never a second table, and rows
-        past ``n`` are left zero, as appends expect.
+        array becomes the spare of the next field of the same item size: one fresh array per
+        item size is allocated per call, never a second table, and rows past ``n`` are left
+        zero, as appends expect.
         """
         k = int(order.shape[0])
         n = self.n

@@ -134,7 +134,7 @@ class Decision(Module):
         bounds = sim.chunk_bounds(n)
         nc = bounds.size - 1
         # each chunk writes its first ``cap`` deciders into its own row; a chunk with more is
-        # collected again after the kernel (_collect_with_overflow) and ``cap`` grows for next month
+        # collected again after the kernel (_collect) and ``cap`` grows for next month
         cap = self.buffer_per_chunk
         if self._out_idx.shape[0] < nc or self._out_idx.shape[1] != cap:
             self._out_idx = np.zeros((nc, cap), dtype=np.int64)
@@ -189,17 +189,14 @@ class Decision(Module):
         k = int(tot[C_DEC])
         if k:
             n_dec = counts[:, C_DEC].copy()
+            idx, vals = _collect(
+                out_idx, out_vals, bounds, n_dec, k, np.int64(t), sim.seed_key,
+                persons.rng_id, persons.traits, persons.stage, persons.stage_month,
+                persons.flags, persons.birth_month, persons.household, persons.grievance,
+                persons.desire, persons.fear, self._hh_pack, lv, w)
             most = int(n_dec.max())
-            if most > cap:  # rare: the chunks that overflowed are scanned again
-                over = np.flatnonzero(n_dec > cap)
-                idx, vals = _collect_with_overflow(
-                    out_idx, out_vals, bounds, n_dec, k, over, np.int64(t), sim.seed_key,
-                    persons.rng_id, persons.traits, persons.stage, persons.stage_month,
-                    persons.flags, persons.birth_month, persons.household, persons.grievance,
-                    persons.desire, persons.fear, self._hh_pack, lv, w)
-                self.buffer_per_chunk = max(cap, 2 * most)
-            else:
-                idx, vals = _collect(out_idx, out_vals, n_dec, k)
+            if most > cap:
+                self.buffer_per_chunk = 2 * most
             sim.add_rows("decisions", {
                 "uid": persons.uid[idx].astype(np.int64),
                 "_index": idx.astype(np.int64),  # row in the person table this month (internal)
@@ -218,39 +215,22 @@ class Decision(Module):
 
 
 @nb.njit(cache=True)
-def _collect(out_idx, out_vals, n_dec, k):
-    """The deciders each chunk wrote into its row, chunk after chunk (table order)."""
-    idx = np.empty(k, dtype=out_idx.dtype)
-    vals = np.empty((k, out_vals.shape[2]), dtype=out_vals.dtype)
-    j = 0
-    for c in range(n_dec.shape[0]):
-        for m in range(n_dec[c]):
-            idx[j] = out_idx[c, m]
-            vals[j, :] = out_vals[c, m, :]
-            j += 1
-    return idx, vals
-
-
-@nb.njit(cache=True)
-def _collect_with_overflow(out_idx, out_vals, bounds, n_dec, k, over, t, seed, rng_id, traits,
-                           stage, stage_month, flags, birth_month, household, grievance, desire,
-                           fear, hh_pack, lv, w):
-    """As :func:`_collect`, but the chunks in ``over`` had more deciders than their row
-    holds: after the last one recorded, their deciders are found again (PREPARING since this
-    month, flagged as deciders) and their push, pull and risk recomputed as the kernel
-    computed them (``_risk``)."""
+def _collect(out_idx, out_vals, bounds, n_dec, k, t, seed, rng_id, traits, stage,
+             stage_month, flags, birth_month, household, grievance, desire, fear, hh_pack, lv, w):
+    """The deciders each chunk wrote into its row, chunk after chunk (table order). A chunk
+    with more deciders than its row holds: after the last one recorded, its
+    deciders are found again (PREPARING since this month, flagged as deciders) and their push,
+    pull and risk recomputed as the kernel computed them (``_risk``)."""
     cap = out_idx.shape[1]
     idx = np.empty(k, dtype=out_idx.dtype)
     vals = np.empty((k, out_vals.shape[2]), dtype=out_vals.dtype)
     j = 0
-    o = 0
     for c in range(n_dec.shape[0]):
-        if o < over.shape[0] and over[o] == c:
-            o += 1
-            for m in range(cap):
-                idx[j] = out_idx[c, m]
-                vals[j, :] = out_vals[c, m, :]
-                j += 1
+        for m in range(min(n_dec[c], cap)):
+            idx[j] = out_idx[c, m]
+            vals[j, :] = out_vals[c, m, :]
+            j += 1
+        if n_dec[c] > cap:  # rare: the rest of the chunk's deciders, found again
             for i in range(out_idx[c, cap - 1] + 1, bounds[c + 1]):
                 if stage[i] == PREPARING and stage_month[i] == t and (flags[i] & F_DECIDED):
                     if j >= k:
@@ -262,11 +242,6 @@ def _collect_with_overflow(out_idx, out_vals, bounds, n_dec, k, over, t, seed, r
                                        fear[i], hh_pack[household[i], 0],
                                        hh_pack[household[i], 1], lv, w)
                     j += 1
-        else:
-            for m in range(n_dec[c]):
-                idx[j] = out_idx[c, m]
-                vals[j, :] = out_vals[c, m, :]
-                j += 1
     if j != k:
         raise RuntimeError("decision: deciders found again do not match the count")
     return idx, vals

@@ -329,8 +329,7 @@ class Journey(Module):
     def persons_to_keep(self, sim, keep) -> None:
         """Everyone with a record stays in the person table (the ``defectors`` table reads
         their sex, birth year, province and songbun at the end of the run)."""
-        keep[self.rec_person[: self.n_rec]] = True
-        keep[self.idx_person[: self.n_idx]] = True
+        keep[self.rec_person[: self.n_rec]] = True  # the pipeline index has records too
 
     def reordered(self, sim, new_index) -> None:
         """Person indices of the pipeline index and of the records, after Sim.reorder."""
