@@ -242,14 +242,11 @@ class Sim:
             hook = getattr(m, "persons_to_keep", None)
             if hook is not None:
                 hook(self, keep)
-        k = int(np.count_nonzero(keep))
         idx_type = np.int32 if n < 2**31 else np.int64
-        order = np.empty(k, dtype=idx_type)
         new_index = np.empty(n, dtype=idx_type)
-        _order_by_household(p.household, keep, self.households.n, order, new_index)
+        k = int(_order_by_household(p.household, keep, self.households.n, new_index))
         del keep
-        p.take(order)
-        del order
+        p.move(new_index, k)
         self.removed_dead += n - k
         for m in self.modules:
             hook = getattr(m, "reordered", None)
@@ -358,11 +355,10 @@ class Sim:
 
 
 @numba.njit(cache=True)
-def _order_by_household(household, keep, n_households, order, new_index):
-    """Write into ``order`` the indices of the kept people sorted by household, each
-    household's members in their present order, and into ``new_index`` each person's new
-    index (-1 if dropped): a counting sort, two passes over the people, one over the
-    households."""
+def _order_by_household(household, keep, n_households, new_index):
+    """Write into ``new_index`` each person's index once the kept people are sorted by
+    household, each household's members in their present order (-1 if dropped), and return
+    how many are kept: a counting sort, two passes over the people, one over the households."""
     n = household.shape[0]
     start = np.zeros(n_households + 1, dtype=np.int64)
     for i in range(n):
@@ -374,8 +370,8 @@ def _order_by_household(household, keep, n_households, order, new_index):
         if keep[i]:
             h = household[i]
             j = start[h]
-            order[j] = i
             new_index[i] = j
             start[h] = j + 1
         else:
             new_index[i] = -1
+    return start[n_households]

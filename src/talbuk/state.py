@@ -156,31 +156,34 @@ class Table:
             grown[: self.n] = arr[: self.n]
             self._data[k] = grown
 
-    def take(self, order: np.ndarray) -> None:
-        """Keep the rows ``order``, in that order, and drop the others (``n`` becomes
-        ``len(order)``).
+    def move(self, new_index: np.ndarray, k: int) -> None:
+        """Move row ``i`` to row ``new_index[i]`` and drop the rows whose ``new_index`` is
+        negative; ``new_index`` maps the kept rows one to one onto ``[0, k)`` and ``n``
+        becomes ``k``.
 
-        Each field is gathered into a spare array that then replaces it, and the field's old
-        array becomes the spare of the next field of the same item size: one fresh array per
-        item size is allocated per call, never a second table, and rows past ``n`` are left
-        zero, as appends expect.
+        Each field is scattered into a spare array that then replaces it. Fields are taken by
+        item size, largest first; the field's old array becomes the spare of the next field of
+        the same item size and the last one is freed before the next size: besides the table,
+        at most one array of the largest item size is held, never a second table. Rows past
+        ``k`` are left zero, as appends expect.
         """
-        k = int(order.shape[0])
         n = self.n
-        spare: dict[int, np.ndarray] = {}
-        for name in self._dtypes:
+        names = sorted(self._dtypes, key=lambda f: -np.dtype(self._dtypes[f]).itemsize)
+        spare = None
+        for name in names:
             old = self._data[name]
-            dst = spare.pop(old.itemsize, None)
-            if dst is None:
+            if spare is None or spare.itemsize != old.itemsize:
+                spare = None  # free the last size's spare before allocating this one
                 dst = np.zeros(old.shape[0], dtype=old.dtype)
             else:
-                dst = dst.view(old.dtype)
-            _gather(order, old, dst)
+                dst = spare.view(old.dtype)
+            _scatter(new_index, old, dst, n)
             dst[k:n] = 0  # a spare holds another field's rows up to n
             self._data[name] = dst
-            spare[old.itemsize] = old
+            spare = old
             del old, dst
-        object.__setattr__(self, "n", k)
+        del spare
+        object.__setattr__(self, "n", int(k))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._data.values())
@@ -202,7 +205,9 @@ def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
 
 
 @nb.njit(parallel=True, cache=True)
-def _gather(order, src, dst):
-    """``dst[j] = src[order[j]]``."""
-    for j in nb.prange(order.shape[0]):
-        dst[j] = src[order[j]]
+def _scatter(new_index, src, dst, n):
+    """``dst[new_index[i]] = src[i]`` for ``i < n`` with ``new_index[i] >= 0`` (one to one)."""
+    for i in nb.prange(n):
+        j = new_index[i]
+        if j >= 0:
+            dst[j] = src[i]

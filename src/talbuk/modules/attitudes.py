@@ -97,22 +97,28 @@ class Attitudes(Module):
         # what the person pass reads of a household, in one row (one cache line, not five
         # scattered reads): loss, kin abroad (0, 0.5, 1), surveillance, cell searched (0/1)
         self.hh_pack = np.zeros((0, 4), dtype=np.float32)
+        self.n_hh = 0  # households of the last step (the rows in use)
         self.started = False
 
     def checkpoint_state(self) -> dict:
-        return {"prev_wealth": self.prev_wealth.copy(), "loss": self.loss.copy(),
+        return {"prev_wealth": self.prev_wealth[: self.n_hh].copy(),
+                "loss": self.loss[: self.n_hh].copy(),
                 "started": np.array([self.started])}
 
     def restore_state(self, arrays: dict) -> None:
         if "prev_wealth" in arrays:
             self.prev_wealth = np.asarray(arrays["prev_wealth"], dtype=np.float32).copy()
             self.loss = np.asarray(arrays["loss"], dtype=np.float32).copy()
+            self.n_hh = self.prev_wealth.shape[0]
             self.started = bool(np.asarray(arrays["started"])[0])
 
-    def _grow(self, nh: int) -> None:
+    def _grow(self, nh: int, capacity: int) -> None:
+        # sized to the household table's capacity (pages are touched as households are
+        # founded), not to this month's count: no new arrays and copies every month
         if self.prev_wealth.shape[0] < nh:
-            pw = np.zeros(nh, dtype=np.float32)
-            ls = np.zeros(nh, dtype=np.float32)
+            size = max(nh, capacity)
+            pw = np.zeros(size, dtype=np.float32)
+            ls = np.zeros(size, dtype=np.float32)
             pw[: self.prev_wealth.shape[0]] = self.prev_wealth
             ls[: self.loss.shape[0]] = self.loss
             self.prev_wealth, self.loss = pw, ls
@@ -123,7 +129,8 @@ class Attitudes(Module):
         p = self.params
         persons, households = sim.persons, sim.households
         nh = households.n
-        self._grow(nh)
+        self._grow(nh, households.capacity)
+        self.n_hh = nh
         rate = sim.lever("exchange_rate")
         cell_raided = sim.shared.get("cell_raided")
         if cell_raided is None:

@@ -224,7 +224,13 @@ class Economy(Module):
         # ranges.
         self.p0 = int(sim.persons.n)
         self.h0 = int(n)
-        self.movers = np.zeros(self.p0, dtype=np.int32)
+        # households whose members lie in household order in the person prefix [0, p0)
+        # (the initial ones; after a reorder, all)
+        self.hp0 = int(n)
+        # per chunk of the prefix, room for the indices of people in a household >= hp0
+        # (moved since the last reorder); grown when a chunk has more
+        self.movers_per_chunk = 64
+        self.movers = np.zeros(0, dtype=np.int32)
         self.entry_res = np.zeros(hh.capacity, dtype=np.float32)
         self.entry_res[:n] = -np.log(rng.uniforms(sim.seed, "economy_household", 0,
                                                   np.arange(n))[:, 0])
@@ -237,10 +243,9 @@ class Economy(Module):
     def reordered(self, sim, new_index) -> None:
         """After :meth:`talbuk.sim.Sim.reorder` the whole table is sorted by household: the
         parallel prefix of the aggregation covers everyone (households created since the
-        start still come as movers, in household order)."""
+        start too: only people who move to a new household after it come as movers)."""
         self.p0 = int(sim.persons.n)
-        if self.movers.shape[0] < self.p0:
-            self.movers = np.zeros(self.p0, dtype=np.int32)
+        self.hp0 = int(sim.households.n)
 
     def _fill_hh_u(self, seed: int, lo: int, hi: int) -> None:
         """Fixed per-household triage jitter: the same draw as the prepass gives new ones."""
@@ -342,12 +347,20 @@ class Economy(Module):
                 persons.songbun, persons.flags, persons.market_skill, self.need_m,
                 self.worker_m, np.int64(self.mg_birth), float(p.skill_floor),
                 float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers)
-        _aggregate_par(np.int64(self.h0), hb, pb0, first_h, last_h, defer_end, self.movers,
-                       n_movers, ok, *args)
+        while True:
+            if self.movers.shape[0] < nc0 * self.movers_per_chunk:
+                self.movers = np.zeros(nc0 * self.movers_per_chunk, dtype=np.int32)
+            _aggregate_par(np.int64(self.hp0), hb, pb0, first_h, last_h, defer_end, self.movers,
+                           np.int64(self.movers_per_chunk), n_movers, ok, *args)
+            most = int(n_movers.max()) if nc0 else 0
+            if most <= self.movers_per_chunk:
+                break
+            # a chunk had more movers than room: grow and redo the pass (it starts from zero)
+            self.movers_per_chunk = 2 * most
         if _prefix_in_order(pb0, first_h, last_h, ok):
             _aggregate_fixup_par(np.int64(p0), sim.parts(nh, (n - p0) * FIXUP_WORK_PER_PERSON),
                                  pb0, first_h, defer_end,
-                                 self.movers, n_movers, *args)
+                                 self.movers, np.int64(self.movers_per_chunk), n_movers, *args)
         else:
             _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
         # 2. households: new ones (serial), then cell trading shares, triage scores and
@@ -491,14 +504,16 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
 
 
 @nb.njit(parallel=True, cache=True)
-def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_movers, ok,
+def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
                    t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                    worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
     """Parallel part of the scatter, over the initial population ``[0, pbounds[-1])``.
 
-    Its members of initial households (``< h0``) come in household order, so a chunk owns
-    every household it meets except its first one (shared with the chunk before), which it
-    defers to :func:`_aggregate_fixup_par` together with members who moved to a new household.
+    Its members of households ``< h0`` come in household order, so a chunk owns every
+    household it meets except its first one (shared with the chunk before), which it defers
+    to :func:`_aggregate_fixup_par` together with members who moved to a later household
+    (chunk ``c`` lists them in ``movers[c * mcap:]``; ``n_movers[c]`` counts them all, more
+    than ``mcap`` meaning the caller must grow the list and run the pass again).
     Each household's sums are thereby still formed in person-index order.
     """
     amax = need_m.shape[0] - 1
@@ -521,7 +536,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, n_m
                 continue
             hh = household[i]
             if hh >= h0:
-                movers[lo + nm] = i
+                if nm < mcap:
+                    movers[c * mcap + nm] = i
                 nm += 1
                 continue
             if hh < prev:
@@ -557,7 +573,7 @@ def _prefix_in_order(pbounds, first_h, last_h, ok):
 
 
 @nb.njit(parallel=True, cache=True)
-def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, n_movers,
+def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, n_movers,
                          t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                          worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
     """Rest of the scatter (after :func:`_aggregate_par`, once :func:`_prefix_in_order`):
@@ -581,7 +597,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, n_move
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax)
         for c in range(nc):
-            base = pbounds[c]
+            base = c * mcap
             for j in range(n_movers[c]):
                 i = movers[base + j]
                 h = household[i]
