@@ -211,3 +211,21 @@ def test_population_compared_at_each_figures_reference_date():
     assert rows[("population (estimate)", "2010")]["simulated"] == pytest.approx(
         (pop[2009] + pop[2010]) / 2)
     assert rows[("population (estimate)", "1990")]["simulated"] == pytest.approx(pop[1990])  # no 1989
+
+
+def test_women_share_diagnostic_pools_runs_and_years():
+    from talbuk.calibration.validate import _diagnostic_rows
+
+    years = list(range(2004, 2014))
+    # run a: 100 arrivals a year, 80 women (2006-2011 in range); run b: 10 a year, 2 women
+    a = pd.DataFrame({"year": years, "arrivals": 100.0, "arrivals_female": 80.0})
+    b = pd.DataFrame({"year": years, "arrivals": 10.0, "arrivals_female": 2.0})
+    b.loc[b["year"] == 2012, "arrivals_female"] = 10.0  # outside the period: ignored
+    (row,) = _diagnostic_rows([a, b])
+    assert row["name"] == "women_share_of_arrivals"
+    assert row["statistic"] == "pooled over runs"
+    assert row["simulated"] == pytest.approx((6 * 80 + 6 * 2) / (6 * 100 + 6 * 10))
+    assert row["in_range"] is True  # 0.745
+    assert row["simulated_q05"] == pytest.approx(0.2 + 0.05 * 0.6)  # per-run shares 0.8, 0.2
+    (one,) = _diagnostic_rows([b])
+    assert one["simulated"] == pytest.approx(0.2) and one["in_range"] is False
