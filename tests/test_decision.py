@@ -78,6 +78,23 @@ points = [{ date = "1990-01", value = 0.9, source = "test" }, { date = "2025-12"
     assert e_closed < 0.5 * e_open
 
 
+def test_female_hazard_scales_womens_chance_only(tmp_path):
+    # the first months of decisions, before any decision has changed anyone: with the same
+    # people, women's expected decisions scale by female_hazard and men's do not move
+    n = _months_to(1991)
+    out = []
+    for f in (1.0, 3.0):
+        sc = _scenario(tmp_path, f"[params.decision]\nfemale_hazard = {f}\n", f"f{f:g}")
+        m = Sim(sc, scale=SCALE, seed=4).run(until=n).monthly
+        first = int(np.flatnonzero(m["expected_decisions"] > 0)[0])
+        fem = m["expected_decisions_female"][first]
+        out.append((fem, m["expected_decisions"][first] - fem))
+    (f1, m1), (f3, m3) = out
+    assert f1 > 0 and m1 > 0
+    assert f3 == pytest.approx(3.0 * f1, rel=1e-5)
+    assert m3 == pytest.approx(m1, rel=1e-9)
+
+
 def test_same_result_with_one_and_two_threads():
     n = _months_to(1997)
     out = []

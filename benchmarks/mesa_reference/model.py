@@ -478,6 +478,8 @@ class Person(mesa.Agent):
         if x <= 0.0:
             return
         prob = min(1.0, x / p.ramp) * p.hazard
+        if self.sex == SEX_FEMALE:
+            prob = min(1.0, prob * p.female_hazard)
         dv["expected"] += prob
         if self.sex == SEX_FEMALE:
             dv["expected_female"] += prob

@@ -7,7 +7,8 @@ and prints per year the record, the median over runs of ``arrivals_expected`` an
 stock in China, the expected months abroad of the mean-field copy (what validation compares
 with targets.csv), and the pooled sampled statistics (months abroad and kin share of the year's
 arrivals: all runs' arrivals together, since at these scales a run has a few dozen), then one
-line of headline figures:
+line of headline figures (with the kin share of 2008-2011 and the women's share of 2006-2011
+arrivals, pooled the same way):
 
 * ``ARD``: mean over 2000-2019 of |median - record| / record (as ``talbuk validate``);
 * ``MASE``: mean absolute error 2001-2019 over that of the persistence forecast;
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     with Pool(a.jobs) as pool:
         runs = pool.map(_one, jobs)
     med = pd.concat([r[list(COLUMNS)] for r in runs]).groupby(level=0).median()
-    tot = sum(r[["arrivals", "arrivals_with_kin", "months_abroad_total"]] for r in runs)
+    tot = sum(r[["arrivals", "arrivals_with_kin", "arrivals_female", "months_abroad_total"]]
+              for r in runs)
     med["months_abroad_pooled"] = tot["months_abroad_total"] / tot["arrivals"]
     med["kin_share_pooled"] = tot["arrivals_with_kin"] / tot["arrivals"]
     med["sampled_arrivals_pooled"] = tot["arrivals"] / a.scale
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
         "months_abroad_expected_2002": float(med.loc[2002, "months_abroad_expected"]),
         "months_abroad_expected_2009": float(med.loc[2009, "months_abroad_expected"]),
         "kin_share_2010": float(med.loc[2010, "kin_share_pooled"]),
+        "kin_share_2008_2011": float(tot.loc[2008:2011, "arrivals_with_kin"].sum()
+                                     / tot.loc[2008:2011, "arrivals"].sum()),
+        "women_share_2006_2011": float(tot.loc[2006:2011, "arrivals_female"].sum()
+                                       / tot.loc[2006:2011, "arrivals"].sum()),
         "sampled_arrivals_2010": float(med.loc[2010, "sampled_arrivals_pooled"]),
         "out_of_sample_ratio": {y: float(ae[y] / med.loc[y, "record"]) for y in range(2020, 2026)},
     }

@@ -76,6 +76,7 @@ class DecisionParams(ModuleParams):
     threshold_scale: float = Field(0.15, ge=0.01, le=2, description="set by hand: spread of personal thresholds (logistic scale)")
     ramp: float = Field(0.2, ge=0.001, le=5, description="assumption: width over which p rises to the hazard")
     hazard: float = Field(0.022, ge=0, le=1, description="set by hand: monthly chance of deciding when well above the threshold; 0.02 -> 0.022 in the third refit of 2026-11-29 (docs/journey.md)")
+    female_hazard: float = Field(1.0, ge=0.2, le=5, description="assumption, left at 1 (no difference) until a refit: women's monthly chance of deciding relative to men's. Women were 71-78% of arrivals in 2006-2011 (MOU entry statistics; validate's diagnostics) and the model gives about half: married women, not tied to a state workplace, travelled to trade, and brokers recruited women for China; at 2 (hazard 0.0147) the 2006-2011 share is 0.61, at 3 (hazard 0.011) 0.66, with ARD 0.165 and 0.191 against 0.123 in the same screening (docs/information_attitudes_decision.md)")
     utility_abroad: float = Field(1.0, ge=0, le=10, description="assumption: value of life abroad (income many times higher)")
     utility_stay: float = Field(0.8, ge=0, le=10, description="assumption: value of staying when not aggrieved")
     utility_cost: float = Field(0.3, ge=0, le=10, description="assumption: weight of the fee relative to means")
@@ -155,6 +156,7 @@ class Decision(Module):
             p.utility_abroad, p.utility_stay, p.utility_cost, p.utility_punish,
             p.planned_attitude, p.planned_push, p.planned_norm, p.planned_control,
             p.planned_risk, p.own_means_usd, p.kin_help_usd, p.distance_scale_km,
+            p.female_hazard,
         ], dtype=np.float32)
         nh = households.n
         if self._hh_pack.shape[0] < nh:
@@ -307,6 +309,7 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
     china, severity, fee, inv_rate, border = lv[1], lv[2], lv[3], lv[4], lv[5]
     # w[0:6] (risk weights) and lv[0] (border factor): in _risk
     ramp, hz = w[8], w[9]  # w[6], w[7] (threshold location and scale): in theta_tab
+    hz_f = hz * w[22]  # women's hazard
     u_ab, u_st, u_co, u_pu = w[10], w[11], w[12], w[13]
     p_a, p_g, p_n, p_c, p_r = w[14], w[15], w[16], w[17], w[18]
     own, kin_help, dscale = w[19], w[20], w[21]
@@ -362,9 +365,11 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             p = x / ramp
             if p > 1.0:
                 p = 1.0
-            p = p * hz
-            e_all += p
             female = sex[i] == SEX_FEMALE
+            p = p * (hz_f if female else hz)
+            if p > 1.0:
+                p = 1.0
+            e_all += p
             if female:
                 e_fem += p
             if rng.uniform1(seed, _DECISION, tm, rng_id[i], np.uint64(0)) < p:
