@@ -333,16 +333,50 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
 # the baseline runs with the shipped posterior
 
 
-def _weighted_mean_of_best_rule(path: Path) -> tuple[str | None, dict[str, float]]:
+def _medoid_of_best_rule(path: Path) -> tuple[str | None, dict[str, float]]:
+    """The posterior's weighted medoid in the priors' unit cube, computed here by brute force."""
     df = pd.read_csv(path, comment=None, skiprows=1)
     w = df.pop("weight")
     rule = None
     if "rule" in df.columns:
         rule = w.groupby(df["rule"]).sum().idxmax()
         keep = df["rule"] == rule
-        df, w = df[keep].drop(columns="rule"), w[keep]
-    w = w / w.sum()
-    return rule, {c: float((df[c] * w).sum()) for c in df.columns}
+        df, w = df[keep].drop(columns="rule").reset_index(drop=True), w[keep].reset_index(drop=True)
+    w = (w / w.sum()).to_numpy()
+    priors = {p.name: p for p in load_priors()}
+    names = [c for c in df.columns if not c.startswith("lever.")]
+    u = []
+    for c in names:
+        x, p = df[c].to_numpy(), priors[c]
+        if p.distribution == "uniform":
+            u.append((x - p.low) / (p.high - p.low))
+        else:
+            u.append(np.log(x / p.low) / np.log(p.high / p.low))
+    u = np.array(u).T
+    best, best_cost = 0, np.inf
+    for i in range(len(u)):
+        cost = sum(w[j] * np.sqrt(np.sum((u[j] - u[i]) ** 2)) for j in range(len(u)))
+        if cost < best_cost - 1e-12:
+            best, best_cost = i, cost
+    return rule, {c: float(df[c].iloc[best]) for c in df.columns}
+
+
+def test_weighted_medoid_is_a_particle_where_the_mass_is():
+    from talbuk.calibration.params import Prior, weighted_medoid
+
+    # particles on a quarter circle: their mean lies inside the arc, where no particle is
+    a = np.linspace(0.0, np.pi / 2, 9)
+    parts = pd.DataFrame({"x": 0.1 + 0.8 * np.cos(a), "y": 0.1 + 0.8 * np.sin(a)})
+    priors = [Prior("x", "uniform", 0.0, 1.0), Prior("y", "uniform", 0.0, 1.0)]
+    w = np.full(9, 1 / 9)
+    assert weighted_medoid(parts, w, ["x", "y"], priors) == 4  # the middle of the arc
+    w2 = np.array([0.6] + [0.05] * 8)  # most weight on the first particle pulls the medoid there
+    assert weighted_medoid(parts, w2, ["x", "y"], priors) == 0
+    # the unit cube: cdf inverts ppf, on the log scale for log-uniform priors
+    q = np.array([0.0, 0.25, 0.5, 1.0])
+    for p in (Prior("z", "loguniform", 0.001, 0.1), Prior("v", "uniform", -1.0, 3.0)):
+        np.testing.assert_allclose(p.cdf(p.ppf(q)), q, atol=1e-12)
+    assert Prior("z", "loguniform", 0.001, 0.1).cdf(0.01) == pytest.approx(0.5)
 
 
 def test_the_shipped_posterior_applies_at_load(tmp_path):
@@ -350,7 +384,7 @@ def test_the_shipped_posterior_applies_at_load(tmp_path):
     from talbuk.scenario import load_scenario, scenario_from_toml
 
     path = default_posterior_path()
-    rule, mean = _weighted_mean_of_best_rule(path)
+    rule, mean = _medoid_of_best_rule(path)
     plain = tmp_path / "plain.toml"
     plain.write_text('name = "plain"\nextends = "baseline"\nposterior = "none"\n')
     cal = tmp_path / "cal.toml"

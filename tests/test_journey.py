@@ -144,8 +144,8 @@ def test_women_stay_longer_in_china():
     left = np.isin(sim.persons.stage[who], (IN_TRANSIT, ARRIVED))
     female = sim.persons.sex[who] == SEX_FEMALE
     men_rate, women_rate = left[~female].mean(), left[female].mean()
-    # expected (fee factor ~1 in 1990, onward_rate 0.07): men 1-(1-0.07)^12 ~ 0.58, women
-    # 1-(1-0.021)^12 ~ 0.22;
+    # expected (fee factor ~1 in 1990, onward_rate 0.064 of the shipped posterior): men
+    # 1-(1-0.064)^12 ~ 0.55, women 1-(1-0.019)^12 ~ 0.21;
     # binomial sd with ~600 each < 0.03, so a gap of 0.2 is far outside noise
     assert men_rate > women_rate + 0.2
     d = j.finish_tables(sim)["defectors"]

@@ -26,9 +26,10 @@ that names the file, the key and the problem.
 
 ``posterior`` applies calibrated parameters at load time: ``"shipped"`` (the posterior of
 ``talbuk calibrate --ship``, ``talbuk/calibration/posterior.csv``), a path to a posterior file
-(relative to the scenario file) or ``"none"``. The values applied are the posterior's weighted
-mean within its most probable decision rule (which also becomes the scenario's rule), for
-module parameters only: lever points (``lever.X@DATE``) are not applied (see
+(relative to the scenario file) or ``"none"``. The values applied are those of the posterior's
+weighted medoid (the accepted particle nearest, on weighted average, to all the others in the
+priors' unit cube; ``calibration.params.weighted_medoid``) within its most probable decision
+rule (which also becomes the scenario's rule), for module parameters only: lever points (``lever.X@DATE``) are not applied (see
 :func:`_apply_posterior`). They are
 applied at the level of the file that declares ``posterior`` (``baseline``), so scenarios that
 extend it inherit the calibrated values and their own overrides still win; a scenario that sets
@@ -627,10 +628,11 @@ def _load_source(
 
 
 def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Path | None) -> Scenario:
-    """``scenario`` with the weighted mean of ``posterior`` (within its most probable rule)."""
+    """``scenario`` with the weighted medoid of ``posterior`` (within its most probable rule)."""
     import dataclasses
 
-    from talbuk.calibration.params import apply_params, default_posterior_path, load_posterior
+    from talbuk.calibration.params import (apply_params, default_posterior_path, load_posterior,
+                                           weighted_medoid)
 
     if posterior == "none":
         return dataclasses.replace(scenario, posterior_info=None)
@@ -656,8 +658,11 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
         # restate the baseline's hand-set lever levels literally (no-2012-crackdown holds the
         # 2008 border level, for instance), and a calibrated baseline level under them would
         # make those counterfactuals differ from the baseline where they should not
-        values = {k: float(np.sum(particles[k].to_numpy(dtype=np.float64) * weights))
-                  for k in particles.columns if k != "rule" and not k.startswith("lever.")}
+        # one accepted particle, the weighted medoid (not the weighted mean: a curved posterior's
+        # mean can lie where it has no mass; calibration.params.weighted_medoid)
+        names = [k for k in particles.columns if k != "rule" and not k.startswith("lever.")]
+        row = weighted_medoid(particles, weights, names)
+        values = {k: float(particles[k].iloc[row]) for k in names}
         skipped = sorted(k for k in particles.columns if k.startswith("lever."))
         theta = dict(values)
         if rule is not None:
@@ -669,6 +674,7 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
         raise ScenarioError(file, "posterior", f"{path}: rule: unknown decision rule {applied.decision_rule!r}")
     info = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "setting": posterior, "rule": applied.decision_rule, "values": values,
+            "point": f"weighted medoid (particle {row} of {len(particles)}, weight {float(weights[row]):.4g})",
             "levers_not_applied": skipped}
     return dataclasses.replace(applied, posterior_info=info)
 
