@@ -631,8 +631,12 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
     """``scenario`` with the weighted medoid of ``posterior`` (within its most probable rule)."""
     import dataclasses
 
-    from talbuk.calibration.params import (apply_params, default_posterior_path, load_posterior,
-                                           weighted_medoid)
+    from talbuk.calibration.params import (
+        apply_params,
+        default_posterior_path,
+        load_posterior,
+        weighted_medoid,
+    )
 
     if posterior == "none":
         return dataclasses.replace(scenario, posterior_info=None)
