@@ -440,6 +440,8 @@ def test_manifest_records_the_posterior(tmp_path, short_scenario):
     sim.run()
     m = Results.from_sim(sim).manifest
     assert m["posterior"]["sha256"] == hashlib.sha256(default_posterior_path().read_bytes()).hexdigest()
+    assert m["posterior"]["point"].startswith("weighted medoid")
+    assert m["posterior"]["values"]["decision.hazard"] == sim.scenario.params["decision"].hazard
     off = tmp_path / "off.toml"
     off.write_text('name = "o"\nextends = "baseline"\nend = "1990-03"\nposterior = "none"\n')
     sim = Sim(str(off), scale=50000, seed=1, threads=1)

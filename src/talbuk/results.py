@@ -146,7 +146,8 @@ def build_manifest(sim) -> dict:
     }
     info = getattr(sim.scenario, "posterior_info", None)
     if info is not None:  # calibrated parameters applied at load (scenario key ``posterior``)
-        manifest["posterior"] = {"path": info["path"], "sha256": info["sha256"], "rule": info["rule"]}
+        manifest["posterior"] = {"path": info["path"], "sha256": info["sha256"], "rule": info["rule"],
+                                 "point": info.get("point"), "values": info.get("values")}
     return manifest
 
 
