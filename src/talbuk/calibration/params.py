@@ -296,9 +296,8 @@ def weighted_medoid(particles: pd.DataFrame, weights: np.ndarray, names: list[st
     if not cols:
         return int(np.argmax(weights))
     u = np.column_stack(cols)
-    w = np.asarray(weights, dtype=np.float64)
-    cost = np.array([float(np.sum(w * np.sqrt(((u - u[i]) ** 2).sum(axis=1)))) for i in range(len(u))])
-    return int(np.argmin(cost))  # ties: the first row
+    dist = np.sqrt(((u[:, None, :] - u[None, :, :]) ** 2).sum(axis=2))  # particles x particles
+    return int(np.argmin(dist @ np.asarray(weights, dtype=np.float64)))  # ties: the first row
 
 
 def load_posterior(path: str | Path | None = None) -> Posterior:
