@@ -664,7 +664,9 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
         # make those counterfactuals differ from the baseline where they should not
         # one accepted particle, the weighted medoid (not the weighted mean: a curved posterior's
         # mean can lie where it has no mass; calibration.params.weighted_medoid)
-        names = [k for k in particles.columns if k != "rule" and not k.startswith("lever.")]
+        # (a parameter of another rule's model is empty in this rule's particles: not applied)
+        names = [k for k in particles.columns if k != "rule" and not k.startswith("lever.")
+                 and not particles[k].isna().any()]
         row = weighted_medoid(particles, weights, names)
         values = {k: float(particles[k].iloc[row]) for k in names}
         skipped = sorted(k for k in particles.columns if k.startswith("lever."))

@@ -53,6 +53,7 @@ from talbuk.calibration.params import (
     default_posterior_path,
     default_priors_path,
     load_priors,
+    priors_for_rule,
 )
 from talbuk.calibration.summaries import ARRIVAL_YEARS, DEFAULT_FIT_YEARS, observed, summarise
 from talbuk.scenario import (
@@ -442,14 +443,17 @@ class Cluster:
 def build_abc(settings: Settings, client, *, resume: bool) -> tuple[_ABCSMC, list[Prior], TalbukDistance]:
     priors = settings.priors()
     rules = settings.rules or [None]
-    models = [TalbukModel(settings.scenario_toml, priors, r, settings.scale) for r in rules]
-    prior = unit_prior(priors)
+    # each rule's model has its own parameters: the shared ones and those declared for it
+    # (``rules = [...]`` in the priors file); without model selection, the scenario's rule's
+    own = [priors_for_rule(priors, r if r is not None else _scenario(settings.scenario_toml).decision_rule)
+           for r in rules]
+    models = [TalbukModel(settings.scenario_toml, pr, r, settings.scale) for pr, r in zip(own, rules, strict=True)]
     distance = TalbukDistance(years=tuple(settings.years))
     # fresh: generation 0 accepts every prior draw; resumed: epsilon from the last generation
     # in the database (the weighted median, as an uninterrupted run computes it)
     eps = pyabc.MedianEpsilon("from_sample" if resume else INITIAL_EPSILON)
     sampler = SeededDaskSampler(client, seed=settings.seed, batch_size=settings.batch_size)
-    abc = _ABCSMC(models, [prior] * len(models), distance, population_size=settings.population,
+    abc = _ABCSMC(models, [unit_prior(pr) for pr in own], distance, population_size=settings.population,
                   eps=eps, sampler=sampler,
                   transitions=[FlooredTransition() for _ in models])
     return abc, priors, distance
@@ -474,7 +478,10 @@ def posterior_of(history, priors: list[Prior], rules: list[str] | None, source: 
         if p <= 0:
             continue
         df, w = history.get_distribution(m=m, t=t)
-        vals = pd.DataFrame({pr.name: pr.ppf(df[param_key(pr.name)].to_numpy()) for pr in priors})
+        # a parameter outside this rule's model is empty (NaN) in its particles
+        vals = pd.DataFrame({pr.name: (pr.ppf(df[param_key(pr.name)].to_numpy())
+                                       if param_key(pr.name) in df.columns else np.full(len(df), np.nan))
+                             for pr in priors})
         if rules and len(rules) > 1:
             vals["rule"] = rule
         frames.append(vals)
@@ -489,7 +496,8 @@ def generations_table(history) -> list[dict]:
     pops = pops[pops["t"] >= 0].sort_values("t")
     out = []
     for _, row in pops.iterrows():
-        _, w = history.get_distribution(m=0, t=int(row["t"]))
+        # every model's particles (model selection: model 0 may have died out)
+        w = history.get_weighted_distances(t=int(row["t"]))["w"].to_numpy()
         out.append({"t": int(row["t"]), "epsilon": float(row["epsilon"]),
                     "effective_sample_size": effective_sample_size(w),
                     "particles": int(row["particles"]), "evaluations": int(row["samples"]),
@@ -606,7 +614,7 @@ def calibrate(settings: Settings | None, db: Path, *, generations: int | None = 
             row = pops[pops["t"] == t].iloc[-1]
             probs = rule_probabilities(history, settings.rules)
             ptxt = ("  rules " + " ".join(f"{r}={p:.2f}" for r, p in probs.items())) if len(probs) > 1 else ""
-            _, w = history.get_distribution(m=0, t=t)
+            w = history.get_weighted_distances(t=t)["w"].to_numpy()  # every rule's particles
             say(f"generation {t}: acceptance {ret['acceptance_rate']:.3f} ({int(row['particles'])}/"
                 f"{int(row['samples'])}), epsilon {float(row['epsilon']):.4g}, "
                 f"particles {int(row['particles'])}, effective sample size "

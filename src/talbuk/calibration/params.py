@@ -11,6 +11,13 @@ A priors file has one table per uncertain parameter under ``[parameters]``::
     high = 1.2
     source = "set by hand before; prior wide around it"
 
+    [parameters."decision.utility_loc"]       # only in the utility rule's model
+    distribution = "uniform"
+    low = -0.15
+    high = 0.45
+    rules = ["utility"]
+    source = "..."
+
     [parameters."lever.border_security@2012-01"]   # the value of an existing timeline point
     distribution = "uniform"
     low = 0.5
@@ -22,6 +29,13 @@ A parameter name is either ``MODULE.KEY`` (a field of that module's params) or
 exist in the scenario the priors are applied to). Values are checked against the module's
 field bounds and the lever's range when priors are loaded, so a prior cannot propose a value
 the model would refuse.
+
+``rules`` (optional) names the decision rules whose model the parameter belongs to; without
+it a parameter belongs to every rule. A rule's own parameters (``threshold_loc`` for
+``threshold``, ``utility_loc`` for ``utility``, ``planned_loc`` for ``planned``) do nothing
+under another rule, so a comparison of the rules (``talbuk calibrate --rules``) gives each
+rule's model its own location and the shared parameters, rather than calibrating one rule's
+location and leaving the others' at their hand-set values.
 
 A posterior is a table (Parquet or CSV) with one column per parameter name, a ``weight``
 column (normalised to sum to 1) and optionally a ``rule`` column (the decision rule of each
@@ -40,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from talbuk.modules import MODULE_CLASSES
-from talbuk.scenario import LEVERS, Point, Scenario, ScenarioError, parse_month
+from talbuk.scenario import DECISION_RULES, LEVERS, Point, Scenario, ScenarioError, parse_month
 
 #: the priors file that ships with the package
 DEFAULT_PRIORS = "priors.toml"
@@ -59,6 +73,11 @@ class Prior:
     low: float
     high: float
     source: str = ""
+    rules: tuple[str, ...] = ()  # the decision rules whose model it belongs to; () = every rule
+
+    def applies_to(self, rule: str | None) -> bool:
+        """Whether the parameter belongs to the model of ``rule`` (``None``: any model)."""
+        return not self.rules or rule is None or rule in self.rules
 
     @property
     def is_lever(self) -> bool:
@@ -156,9 +175,10 @@ def load_priors(path: str | Path | None = None) -> list[Prior]:
         key = f"parameters.{name}"
         if not isinstance(spec, dict):
             raise ScenarioError(file, key, "expected a table with distribution, low, high, source")
-        extra = sorted(set(spec) - {"distribution", "low", "high", "source"})
+        extra = sorted(set(spec) - {"distribution", "low", "high", "source", "rules"})
         if extra:
-            raise ScenarioError(file, f"{key}.{extra[0]}", "unknown key; expected distribution, low, high, source")
+            raise ScenarioError(file, f"{key}.{extra[0]}",
+                                "unknown key; expected distribution, low, high, source, rules")
         dist = spec.get("distribution", "uniform")
         if dist not in _DISTRIBUTIONS:
             raise ScenarioError(file, f"{key}.distribution", f"expected one of {_DISTRIBUTIONS}, got {dist!r}")
@@ -177,8 +197,19 @@ def load_priors(path: str | Path | None = None) -> list[Prior]:
         source = spec.get("source", "")
         if not isinstance(source, str):
             raise ScenarioError(file, f"{key}.source", "expected a string")
-        out.append(Prior(name, dist, low, high, source))
+        rules = spec.get("rules", [])
+        if (not isinstance(rules, list) or not rules and "rules" in spec
+                or any(r not in DECISION_RULES for r in rules) or len(set(rules)) != len(rules)):
+            raise ScenarioError(file, f"{key}.rules",
+                                f"expected a non-empty list of distinct decision rules from {list(DECISION_RULES)}, "
+                                f"got {rules!r}")
+        out.append(Prior(name, dist, low, high, source, tuple(rules)))
     return out
+
+
+def priors_for_rule(priors: list[Prior], rule: str | None) -> list[Prior]:
+    """The priors of one decision rule's model (``None``: all of them)."""
+    return [p for p in priors if p.applies_to(rule)]
 
 
 def apply_params(scenario: Scenario, theta: dict[str, float]) -> Scenario:
@@ -247,12 +278,23 @@ class Posterior:
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(self.weights), size=n, replace=True, p=self.weights)
         rows = self.particles.iloc[idx]
+        # a parameter of another rule's model is empty (NaN) in a particle: left out, so the
+        # scenario keeps its value (it does nothing under this particle's rule)
         return [
-            {k: (v if k == "rule" else float(v)) for k, v in row.items()} for _, row in rows.iterrows()
+            {k: (v if k == "rule" else float(v)) for k, v in row.items()
+             if k == "rule" or not pd.isna(v)} for _, row in rows.iterrows()
         ]
 
     def mean(self) -> dict[str, float]:
-        return {k: float(np.sum(self.particles[k].to_numpy() * self.weights)) for k in self.names}
+        """Weighted mean of each parameter over the particles that have it (a parameter of one
+        rule's model is empty in the other rules' particles)."""
+        out = {}
+        for k in self.names:
+            x = self.particles[k].to_numpy(dtype=np.float64)
+            ok = ~np.isnan(x)
+            if ok.any() and self.weights[ok].sum() > 0:
+                out[k] = float(np.sum(x[ok] * self.weights[ok]) / self.weights[ok].sum())
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write atomically (CSV or Parquet by suffix)."""
