@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ import pytest
 
 from talbuk.calibration.params import Prior, load_priors
 from talbuk.calibration.sensitivity import analyse, design, outputs_of, sensitivity
+
+RULE_PRIORS = str(Path(__file__).resolve().parents[1] / "src" / "talbuk" / "calibration" / "priors_rules.toml")
 
 
 def test_design_and_analysis_recover_known_indices():
@@ -77,6 +80,9 @@ def test_bad_input_exits_2(tmp_path):
         (["--n", "4", "--scale", "0", "--out", tmp_path / "a"], "--scale"),
         (["--n", "4", "--scenario", "nope", "--out", tmp_path / "a"], "nope"),
         (["--n", "4", "--out", existing], "--force"),
+        # a parameter of another decision rule's model does nothing under the baseline's rule
+        (["--n", "4", "--priors", RULE_PRIORS, "--params", "decision.utility_loc", "--out", tmp_path / "a"],
+         "(rule threshold)"),
     ]
     for args, needle in cases:
         r = cli(*args)

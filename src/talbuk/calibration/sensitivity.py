@@ -40,7 +40,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from talbuk.calibration.params import Prior, apply_params, default_priors_path, load_priors
+from talbuk.calibration.params import (
+    Prior,
+    apply_params,
+    default_priors_path,
+    load_priors,
+    priors_for_rule,
+)
 from talbuk.results import commit_folder
 from talbuk.scenario import Scenario, ScenarioError, load_scenario
 
@@ -183,8 +189,11 @@ def sensitivity(out: str | Path, *, priors: str | Path | None = None, scenario: 
     if jobs < 1:
         raise SensitivityError(f"--jobs: must be at least 1, got {jobs}")
     priors_path = Path(priors) if priors is not None else default_priors_path()
-    chosen = select(load_priors(priors_path), params, str(priors_path))
     base = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    # a prior of another decision rule's model (``rules`` in the priors file) does nothing
+    # under this scenario's rule: varying it would only spend runs
+    chosen = select(priors_for_rule(load_priors(priors_path), base.decision_rule), params,
+                    f"{priors_path} (rule {base.decision_rule})")
     if base.end > LAST_MONTH_NEEDED:
         # the outputs end in 2019 and the model is causal: stopping there changes none of them
         # and saves a sixth of the work
