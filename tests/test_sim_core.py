@@ -78,6 +78,50 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
         load_checkpoint(tmp_path / "w")
 
 
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["npz-written", "npz-renamed", "json-written"])
+def test_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch, stage):
+    """A kill at any point of the second checkpoint's write leaves the first one loadable.
+
+    (The bug this guards against: the data file renamed over the old one before the
+    description was replaced, so a kill in between left a description whose checksum named
+    data that was gone.)
+    """
+    import talbuk.checkpoint as ck
+
+    sim = Sim("baseline", scale=5000, seed=1)
+    sim.run(until=6)
+    save_checkpoint(sim, tmp_path / "w", {})
+    sim.run(until=12)
+    real_replace = ck.os.replace
+
+    def dying_write(path, writer):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            writer(f)
+        is_npz = path.suffix == ".npz"
+        if (stage == "npz-written" and is_npz) or (stage == "json-written" and not is_npz):
+            raise _Killed
+        real_replace(tmp, path)
+        if stage == "npz-renamed" and is_npz:
+            raise _Killed
+
+    monkeypatch.setattr(ck, "_write_atomic_bytes", dying_write)
+    with pytest.raises(_Killed):
+        save_checkpoint(sim, tmp_path / "w", {})
+    monkeypatch.undo()
+    resumed, info = load_checkpoint(tmp_path / "w")
+    assert resumed.t_index == 6 and info["months_done"] == 6
+    # the next successful write replaces it and clears the leftovers
+    save_checkpoint(sim, tmp_path / "w", {})
+    assert load_checkpoint(tmp_path / "w")[0].t_index == 12
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["checkpoint-0012.npz",
+                                                                  "checkpoint.json"]
+
+
 def test_run_folder_round_trip(tmp_path):
     sim = Sim("baseline", scale=5000, seed=1)
     res = sim.run(until=24)

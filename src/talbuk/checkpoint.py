@@ -2,11 +2,14 @@
 
 A run with checkpoints works in ``<RUN_DIR>.partial/`` until it completes; the finished run
 folder ``RUN_DIR`` appears only at the end (atomically). The working folder holds
-``checkpoint.npz`` (every state array, the records so far, module state) and
-``checkpoint.json`` (what the run was: resolved scenario, seed, scale, threads, the month
-reached, and the sha256 of the ``.npz``). Both files are written to a temporary name and
-renamed, so a kill at any moment leaves the previous checkpoint intact; a truncated or
-altered checkpoint fails its checksum and is refused.
+``checkpoint-MMMM.npz`` (every state array, the records so far, module state, after MMMM
+months) and ``checkpoint.json`` (what the run was: resolved scenario, seed, scale, threads,
+the month reached, the name of the ``.npz`` and its sha256). The order of the writes makes a
+kill harmless at any moment: the new ``.npz`` is written under a temporary name and renamed,
+then the description is written the same way and renamed (the commit point), and only then is
+the previous ``.npz`` deleted. Until the description is replaced it still names the previous
+data file, which is still there; after, it names the new one. A truncated or altered
+checkpoint fails its checksum and is refused.
 
 Random numbers are counter-based (``rng.py``), so nothing about the generator needs saving:
 a resumed run draws exactly what the uninterrupted one would have.
@@ -23,7 +26,8 @@ import numpy as np
 from talbuk.results import file_sha256 as _sha256
 
 #: 2: persons carry ``uid`` and the table is reordered each January (``reorder_every``)
-CHECKPOINT_VERSION = 2
+#: 3: the data file is ``checkpoint-MMMM.npz``, named in the description (``npz``)
+CHECKPOINT_VERSION = 3
 
 
 class CheckpointError(Exception):
@@ -49,7 +53,7 @@ def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     arrays = sim.state_arrays()
-    npz = work_dir / "checkpoint.npz"
+    npz = work_dir / f"checkpoint-{int(sim.t_index):04d}.npz"
     _write_atomic_bytes(npz, lambda f: np.savez(f, **arrays))
     info = dict(run_info)
     info.update({
@@ -60,10 +64,15 @@ def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
         "scale": sim.scale,
         "threads": sim.threads,
         "reorder_every": sim.reorder_every,
+        "npz": npz.name,
         "npz_sha256": _sha256(npz),
     })
     data = json.dumps(info, indent=2, sort_keys=True).encode()
+    # the commit point: until this rename the old description names the old data file
     _write_atomic_bytes(work_dir / "checkpoint.json", lambda f: f.write(data))
+    for old in work_dir.glob("checkpoint*.npz*"):
+        if old.name != npz.name:
+            old.unlink(missing_ok=True)
     return npz
 
 
@@ -77,7 +86,7 @@ def read_checkpoint_info(work_dir: Path) -> dict:
         info = json.loads(meta.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta}: corrupt checkpoint description ({e})") from None
-    for key in ("version", "months_done", "scenario_toml", "seed", "scale", "npz_sha256"):
+    for key in ("version", "months_done", "scenario_toml", "seed", "scale", "npz", "npz_sha256"):
         if key not in info:
             raise CheckpointError(f"{meta}: {key}: missing from the checkpoint description")
     if info["version"] != CHECKPOINT_VERSION:
@@ -93,7 +102,11 @@ def load_checkpoint(work_dir: Path):
 
     work_dir = Path(work_dir)
     info = read_checkpoint_info(work_dir)
-    npz = work_dir / "checkpoint.npz"
+    name = info["npz"]
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npz"):
+        raise CheckpointError(f"{work_dir / 'checkpoint.json'}: npz: expected the file name of "
+                              f"a .npz in the same folder, got {name!r}")
+    npz = work_dir / name
     if not npz.exists():
         raise CheckpointError(f"{npz}: checkpoint data missing")
     digest = _sha256(npz)
