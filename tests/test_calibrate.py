@@ -189,13 +189,14 @@ def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
     from importlib import resources
 
     full = {p.name: p for p in load_priors()}
-    path = resources.files("talbuk").joinpath("calibration", "priors_core.toml")
-    core = load_priors(str(path))
-    assert len(core) == 6
-    for p in core:
-        q = full[p.name]
-        assert (p.distribution, p.low, p.high, p.source) == (q.distribution, q.low, q.high, q.source)
-        assert not p.name.startswith("lever.")
+    for name, size in (("priors_core.toml", 6), ("priors_settled.toml", 8)):
+        path = resources.files("talbuk").joinpath("calibration", name)
+        core = load_priors(str(path))
+        assert len(core) == size, name
+        for p in core:
+            q = full[p.name]
+            assert (p.distribution, p.low, p.high, p.source) == (q.distribution, q.low, q.high, q.source), (name, p.name)
+            assert not p.name.startswith("lever.")
 
 
 def test_each_rule_has_its_own_location_parameter(tmp_path):

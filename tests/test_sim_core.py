@@ -166,3 +166,49 @@ def test_capacity_grows_when_births_exceed_it():
     assert np.array_equal(before, sim.persons.birth_month)
     with pytest.raises(AttributeError):
         sim.persons.stage = np.zeros(3)
+
+
+def _malloc_probe(env_extra: dict) -> tuple[bool, int]:
+    """In a fresh process: what ``tune_malloc`` says, and how much resident memory a heap
+    freed in pieces between live arrays leaves behind (bytes)."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from talbuk.memory import tune_malloc
+set_ = tune_malloc()
+assert tune_malloc() == set_  # once per process
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * 4096
+# arrays of 4 MB: below glibc's dynamic ceiling (32 MB), above talbuk's threshold (1 MB)
+big = np.zeros(8 << 20, dtype=np.uint8); big[:] = 1; del big  # raises glibc's threshold
+keep, r0 = [], rss()
+for _ in range(40):
+    a = np.ones(1 << 20, dtype=np.float32)   # a 4 MB temporary
+    keep.append(np.ones(1000, dtype=np.uint8))  # a small array that stays, after it
+    del a
+print(int(set_), rss() - r0)
+"""
+    env = {**os.environ, **env_extra}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return bool(int(out[0])), int(out[1])
+
+
+def test_tune_malloc_returns_freed_arrays_to_the_system():
+    """talbuk.memory: with the threshold fixed, freed month-to-month temporaries of a few MB
+    are unmapped at once; with glibc's default they may stay resident. TALBUK_MALLOC=default
+    turns the tuning off."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    tuned, leftover = _malloc_probe({})
+    assert tuned
+    assert leftover < 2 << 20  # nothing of the 40 temporaries stays resident
+    untuned, _ = _malloc_probe({"TALBUK_MALLOC": "default"})
+    assert not untuned

@@ -11,6 +11,7 @@ import numpy as np
 
 from talbuk import rng
 from talbuk.calendar import format_month
+from talbuk.memory import tune_malloc
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
@@ -75,6 +76,7 @@ class Sim:
                  seed: int = 1, threads: int | None = None, checks: bool = False,
                  modules: tuple[str, ...] | None = None, reorder_every: int = REORDER_EVERY):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        tune_malloc()  # freed month-to-month arrays go back to the system (talbuk.memory)
         if not scale >= 1:
             raise ValueError(f"scale must be at least 1 (people per agent), got {scale}")
         self.scale = float(scale)
