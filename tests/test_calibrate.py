@@ -407,6 +407,12 @@ def test_weighted_medoid_is_a_particle_where_the_mass_is():
     assert weighted_medoid(parts, w, ["x", "y"], priors) == 4  # the middle of the arc
     w2 = np.array([0.6] + [0.05] * 8)  # most weight on the first particle pulls the medoid there
     assert weighted_medoid(parts, w2, ["x", "y"], priors) == 0
+    # a light particle at the centre of a ring is closest to everyone, but not where the mass is
+    b = np.linspace(0.0, 2 * np.pi, 12, endpoint=False)
+    ring = pd.DataFrame({"x": np.append(0.5 + 0.4 * np.cos(b), 0.5), "y": np.append(0.5 + 0.4 * np.sin(b), 0.5)})
+    w3 = np.append(np.full(12, 0.99 / 12), 0.01)
+    assert weighted_medoid(ring, w3, ["x", "y"], priors, mass=1.0) == 12  # unrestricted: the centre
+    assert weighted_medoid(ring, w3, ["x", "y"], priors) < 12  # a particle on the ring
     # the unit cube: cdf inverts ppf, on the log scale for log-uniform priors
     q = np.array([0.0, 0.25, 0.5, 1.0])
     for p in (Prior("z", "loguniform", 0.001, 0.1), Prior("v", "uniform", -1.0, 3.0)):
