@@ -126,6 +126,10 @@ class Information(Module):
         self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
         self.n_cells = int(sim.cell_province.shape[0])
         self._partial = np.zeros((2, 0, 0), dtype=np.int16)  # counts per range of people
+        # per-household work arrays, kept from month to month and zeroed before use: fresh
+        # arrays of this size would be new mappings each month (talbuk.memory), paid for in
+        # page faults (about 13 s of a whole-population run, docs/performance.md)
+        self._hh_work = None
 
     def checkpoint_state(self) -> dict:
         return {"level": self.level.copy()}
@@ -149,8 +153,13 @@ class Information(Module):
         else:
             self.level += (target - self.level) / lag
         nh = households.n
-        hh_watch = np.zeros(nh, dtype=np.int32)
-        hh_n = np.zeros(nh, dtype=np.int32)
+        if self._hh_work is None or self._hh_work[0].shape[0] < nh:
+            cap = households.capacity
+            self._hh_work = (np.zeros(cap, dtype=np.int32), np.zeros(cap, dtype=np.int32),
+                             np.zeros(cap, dtype=np.float32), np.zeros(cap, dtype=np.uint8))
+        hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in self._hh_work)
+        hh_watch[:] = 0
+        hh_n[:] = 0
         parts = sim.parts(persons.n, persons.n)
         if parts.size > 2:  # counts per range of people, then added per household (exact)
             if self._partial.shape[1] != parts.size - 2 or self._partial.shape[2] < nh:
@@ -163,8 +172,8 @@ class Information(Module):
             _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
                                 persons.household, persons.media_exposure,
                                 np.float32(p.watching_min), hh_watch, hh_n)
-        hh_social = np.zeros(nh, dtype=np.float32)
-        hh_caught = np.zeros(nh, dtype=np.uint8)
+        hh_social[:] = 0
+        hh_caught[:] = 0
         cell_kin = np.zeros(self.n_cells, dtype=np.float32)
         cell_raided = np.zeros(self.n_cells, dtype=np.uint8)
         share_cut = 1.0 - p.crackdown_sharing_cut * crackdown
