@@ -369,7 +369,8 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
 
 
 def _medoid_of_best_rule(path: Path) -> tuple[str | None, dict[str, float]]:
-    """The posterior's weighted medoid in the priors' unit cube, computed here by brute force."""
+    """The posterior's weighted medoid in the priors' unit cube, among the particles carrying
+    half the weight, computed here by brute force."""
     df = pd.read_csv(path, comment=None, skiprows=1)
     w = df.pop("weight")
     rule = None
@@ -388,8 +389,16 @@ def _medoid_of_best_rule(path: Path) -> tuple[str | None, dict[str, float]]:
         else:
             u.append(np.log(x / p.low) / np.log(p.high / p.low))
     u = np.array(u).T
+    # candidates: the heaviest particles until half the weight is reached, and any as heavy
+    # as the last of them
+    heavy, acc = [], 0.0
+    for i in sorted(range(len(w)), key=lambda i: -w[i]):
+        if acc >= 0.5 * w.sum() and w[i] < w[heavy[-1]]:
+            break
+        heavy.append(i)
+        acc += w[i]
     best, best_cost = 0, np.inf
-    for i in range(len(u)):
+    for i in sorted(heavy):
         cost = sum(w[j] * np.sqrt(np.sum((u[j] - u[i]) ** 2)) for j in range(len(u)))
         if cost < best_cost - 1e-12:
             best, best_cost = i, cost
