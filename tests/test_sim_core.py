@@ -122,6 +122,31 @@ def test_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, monkey
                                                                   "checkpoint.json"]
 
 
+def test_a_second_checkpoint_of_the_same_month_never_overwrites_the_described_data(tmp_path, monkeypatch):
+    """Saving twice at one month writes the second data file under another name, so a kill
+    before its description is replaced still leaves the first loadable."""
+    import talbuk.checkpoint as ck
+
+    sim = Sim("baseline", scale=5000, seed=1)
+    sim.run(until=6)
+    first = save_checkpoint(sim, tmp_path / "w", {})
+    real_write = ck._write_atomic_bytes
+
+    def dying_write(path, writer):
+        if path.name == "checkpoint.json":
+            raise _Killed
+        real_write(path, writer)
+
+    monkeypatch.setattr(ck, "_write_atomic_bytes", dying_write)
+    with pytest.raises(_Killed):
+        save_checkpoint(sim, tmp_path / "w", {})
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "w")[1]["npz"] == first.name
+    second = save_checkpoint(sim, tmp_path / "w", {})
+    assert second.name != first.name and load_checkpoint(tmp_path / "w")[0].t_index == 6
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == sorted([second.name, "checkpoint.json"])
+
+
 def test_run_folder_round_trip(tmp_path):
     sim = Sim("baseline", scale=5000, seed=1)
     res = sim.run(until=24)

@@ -54,6 +54,8 @@ def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
     work_dir.mkdir(parents=True, exist_ok=True)
     arrays = sim.state_arrays()
     npz = work_dir / f"checkpoint-{int(sim.t_index):04d}.npz"
+    if npz.name == _described_npz(work_dir):  # the same month again: never overwrite the
+        npz = npz.with_name(npz.stem + "-1.npz")  # data file the description still names
     _write_atomic_bytes(npz, lambda f: np.savez(f, **arrays))
     info = dict(run_info)
     info.update({
@@ -74,6 +76,14 @@ def save_checkpoint(sim, work_dir: Path, run_info: dict) -> Path:
         if old.name != npz.name:
             old.unlink(missing_ok=True)
     return npz
+
+
+def _described_npz(work_dir: Path) -> str | None:
+    """Name of the data file the current description names (None if there is none)."""
+    try:
+        return json.loads((work_dir / "checkpoint.json").read_text()).get("npz")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_checkpoint_info(work_dir: Path) -> dict:
