@@ -164,13 +164,14 @@ def _subprocess(*args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def merge_results(path: Path, figures: dict, sections: dict) -> dict:
+def merge_results(path: Path, figures: dict, sections: dict, drop: tuple[str, ...] = ()) -> dict:
     """Merge into ``path`` (atomically): new figures replace old ones of the same name;
-    others (an earlier ``--full`` run, other scripts) are kept with their own stamp."""
+    others (an earlier ``--full`` run, other scripts) are kept with their own stamp, except
+    the figures and sections named in ``drop`` (superseded under another name)."""
     old = json.loads(path.read_text()) if path.exists() else {}
-    merged_figures = dict(old.get("figures", {}))
+    merged_figures = {k: v for k, v in old.get("figures", {}).items() if k not in drop}
     merged_figures.update(figures)
-    out = {k: v for k, v in old.items() if k not in ("figures",)}
+    out = {k: v for k, v in old.items() if k not in ("figures",) and k not in drop}
     out.update(sections)
     out["figures"] = merged_figures
     # the headline fields: value of each figure, null where none was ever measured
@@ -232,6 +233,7 @@ def main() -> None:
 
     figures: dict = {}
     sections: dict = {}
+    drop: tuple[str, ...] = ()
     if args.quick:
         run_scales, run_end = [1000.0, 500.0], "1995-12"
         curve_scales, curve_end = [2000.0, 1000.0, 500.0], "1990-12"
@@ -327,6 +329,8 @@ def main() -> None:
         headline = args.quick or mesa_scale == HEADLINE_MESA_SCALE
         suffix = "" if headline else f"_scale{mesa_scale:g}"
         sections["mesa" + suffix] = m
+        if headline and not args.quick:  # an older comparison stored at this scale as a side one
+            drop += (f"mesa_scale{mesa_scale:g}", f"mesa_speed_ratio_scale{mesa_scale:g}")
         print(f"Mesa on {m['agents_initial']} agents ({m['window']}): "
               f"{m['mesa']['agent_months_per_second']:,.0f} agent-months/s; talbuk "
               + ", ".join(f"{th} thread(s) {r['agent_months_per_second']:,.0f}" for th, r in m["talbuk"].items())
@@ -343,7 +347,7 @@ def main() -> None:
                 note="talbuk at this scale / Mesa per agent-month (Mesa's cost per agent-month does not depend on the population)")
             print(f"talbuk at scale {big['scale']:g} / Mesa per agent-month: {r10:.0f}", flush=True)
     sections["host"] = host
-    out = merge_results(out_path, figures, sections)
+    out = merge_results(out_path, figures, sections, drop)
     print(f"wrote {out_path}")
     try:
         from plot_results import plot
