@@ -42,9 +42,10 @@ _done: bool | None = None
 
 
 def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES`, once per process.
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES` and its heap padding at
+    :data:`TOP_PAD_BYTES`, once per process.
 
-    Returns whether the threshold is set by talbuk. Results do not depend on it: only where
+    Returns whether both are set by talbuk. Results do not depend on it: only where
     freed memory goes.
     """
     global _done

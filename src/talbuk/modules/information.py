@@ -157,9 +157,8 @@ class Information(Module):
             cap = households.capacity
             self._hh_work = (np.zeros(cap, dtype=np.int32), np.zeros(cap, dtype=np.int32),
                              np.zeros(cap, dtype=np.float32), np.zeros(cap, dtype=np.uint8))
+        # hh_watch and hh_n are zeroed by the counting kernels (_count_range)
         hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in self._hh_work)
-        hh_watch[:] = 0
-        hh_n[:] = 0
         parts = sim.parts(persons.n, persons.n)
         if parts.size > 2:  # counts per range of people, then added per household (exact)
             if self._partial.shape[1] != parts.size - 2 or self._partial.shape[2] < nh:
