@@ -27,7 +27,8 @@ from talbuk.results import file_sha256 as _sha256
 
 #: 2: persons carry ``uid`` and the table is reordered each January (``reorder_every``)
 #: 3: the data file is ``checkpoint-MMMM.npz``, named in the description (``npz``)
-CHECKPOINT_VERSION = 3
+#: 4: the journey carries its kin-split mean-field copy (``mf_k``, ``ema_k``, ``flip_ema``)
+CHECKPOINT_VERSION = 4
 
 
 class CheckpointError(Exception):

@@ -169,7 +169,7 @@ class Decision(Module):
             _household_inputs(households.flags, households.kin_abroad, households.members,
                               0, nh, self._hh_pack)
         counts = np.zeros((nc, 3), dtype=np.int64)
-        expected = np.zeros((nc, 2), dtype=np.float64)
+        expected = np.zeros((nc, 4), dtype=np.float64)
         t = sim.month
         _decision_kernel(
             np.int64(self.rule), np.int64(t), sim.seed_key, persons.rng_id, persons.traits,
@@ -183,11 +183,19 @@ class Decision(Module):
         # expected flow: per-chunk partials added in chunk order (thread-independent)
         exp_all = 0.0
         exp_fem = 0.0
-        for e_all, e_fem in expected.tolist():
+        exp_kin = 0.0
+        exp_fem_kin = 0.0
+        for e_all, e_fem, e_kin, e_fem_kin in expected.tolist():
             exp_all += e_all
             exp_fem += e_fem
+            exp_kin += e_kin
+            exp_fem_kin += e_fem_kin
         sim.shared["expected_decisions"] = exp_all
         sim.shared["expected_decisions_female"] = exp_fem
+        # of which people whose household has a member in South Korea (the journey's
+        # kin-split copy, for the low-noise kin share of arrivals)
+        sim.shared["expected_decisions_kin"] = exp_kin
+        sim.shared["expected_decisions_female_kin"] = exp_fem_kin
         k = int(tot[C_DEC])
         if k:
             n_dec = counts[:, C_DEC].copy()
@@ -324,6 +332,8 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
         fem = 0
         e_all = 0.0
         e_fem = 0.0
+        e_kin = 0.0
+        e_fem_kin = 0.0
         for i in range(bounds[c], bounds[c + 1]):
             if stage[i] != RESIDENT:
                 continue
@@ -372,6 +382,10 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             e_all += p
             if female:
                 e_fem += p
+            if kin == one:  # a member already in South Korea (the journey's kin-split copy)
+                e_kin += p
+                if female:
+                    e_fem_kin += p
             if rng.uniform1(seed, _DECISION, tm, rng_id[i], np.uint64(0)) < p:
                 stage[i] = PREPARING
                 stage_month[i] = t
@@ -391,3 +405,5 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
         counts[c, C_FEM] = fem
         expected[c, 0] = e_all
         expected[c, 1] = e_fem
+        expected[c, 2] = e_kin
+        expected[c, 3] = e_fem_kin

@@ -190,6 +190,7 @@ class Journey(Module):
         Output("arrivals_female", "flow", "people", "women reaching South Korea"),
         Output("arrivals_with_kin", "flow", "people", "arrivals whose household already had a member in South Korea"),
         Output("arrivals_with_kin_share", "stock", "share", "share of the year's arrivals with family already in the South (monthly value: year to date)"),
+        Output("arrivals_with_kin_share_expected", "stock", "share", "share of the year's expected arrivals with family already in the South, from the kin-split mean-field copy (low noise; monthly value: year to date)"),
         Output("months_abroad_total", "flow", "person-months", "sum over arrivals of months from crossing into China to arrival"),
         Output("months_abroad_mean", "stock", "months", "mean months from crossing to arrival among the year's arrivals (monthly value: year to date)"),
         Output("months_abroad_expected", "stock", "months", "mean months from crossing to arrival of the year's expected arrivals in the mean-field copy (low noise; monthly value: year to date)"),
@@ -246,11 +247,29 @@ class Journey(Module):
         # 1 for the onward route (no kin in South Korea yet), 0.3 for the share of crossers
         # who could pay a planned escape (a guess).
         self.ema = np.array([[0.3, 0.3], [1.0, 1.0], [0.3, 0.3]], dtype=np.float64)
+        # a second copy split by kin in South Korea as well (columns K_COLS: sex + 2 * kin),
+        # for the low-noise kin share of arrivals (``arrivals_with_kin_share_expected``). It
+        # is fed with the decision module's expected decisions of people whose household
+        # has a member in the South, moved with the agents' mean probabilities per sex and
+        # kin (kin pay the broker and speed the route), and each month a share of its
+        # no-kin mass gains kin: the share of agents in the pipeline without kin whose
+        # household gained a member in the South that month (a relative arriving first),
+        # smoothed (ratio of moving sums, 0.9 a month). The pooled copy above, not this
+        # one, gives ``arrivals_expected`` (unchanged by the split). Starting fallback
+        # ratios as above, 1 for preparation with kin and 0.6 for a planned escape with kin
+        # (kin pay half the whole fee, kin_planned_share) (guesses).
+        self.mf_k = np.zeros((N_M, 4), dtype=np.float64)
+        self.mf_k_age = np.zeros((N_M, 4), dtype=np.float64)
+        self.mf_k_exits = np.zeros((4, 4), dtype=np.float64)
+        self.ema_k = np.array([[0.3, 0.3, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.3, 0.3, 0.6, 0.6]],
+                              dtype=np.float64)
+        self.flip_ema = np.zeros(2, dtype=np.float64)  # moving sums: flips, exposure
         w = np.array([pr.population_2008 for pr in PROVINCES], dtype=np.float64)
         self.dist_ref = float(np.sum(self.dist_factor * w) / w.sum())
         # year to date: year, arrivals, with kin, months abroad (agents), then expected
-        # arrivals and their expected months abroad (mean-field copy)
-        self.ytd = np.zeros(6, dtype=np.float64)
+        # arrivals and their expected months abroad (mean-field copy), then expected
+        # arrivals and expected arrivals with kin of the kin-split copy
+        self.ytd = np.zeros(8, dtype=np.float64)
         self.events_hh = np.zeros(0, dtype=np.int64)
         self.events_kind = np.zeros(0, dtype=np.uint8)
 
@@ -264,7 +283,10 @@ class Journey(Module):
                 "rec_pull": self.rec_pull[:r].copy(), "rec_planned": self.rec_planned[:r].copy(),
                 "scalars": np.array([self.rows_seen, self.mf_decisions], dtype=np.float64),
                 "mf": self.mf.copy(), "mf_exits": self.mf_exits.copy(), "ema": self.ema.copy(),
-                "mf_age": self.mf_age.copy(), "ytd": self.ytd.copy()}
+                "mf_age": self.mf_age.copy(), "ytd": self.ytd.copy(),
+                "mf_k": self.mf_k.copy(), "mf_k_age": self.mf_k_age.copy(),
+                "mf_k_exits": self.mf_k_exits.copy(), "ema_k": self.ema_k.copy(),
+                "flip_ema": self.flip_ema.copy()}
 
     def restore_state(self, arrays: dict) -> None:
         if "idx_person" not in arrays:
@@ -296,6 +318,8 @@ class Journey(Module):
             getattr(self, name)[: len(a)] = a
         self.mf_exits[:] = arrays["mf_exits"]
         self.ytd[:] = arrays["ytd"]
+        for name in ("mf_k", "mf_k_age", "mf_k_exits", "ema_k", "flip_ema"):
+            getattr(self, name)[:] = arrays[name]
 
     def _grow_index(self, extra: int) -> None:
         need = self.n_idx + extra
@@ -476,6 +500,8 @@ class Journey(Module):
         n = self.n_idx
         counts = np.zeros(N_K, dtype=np.int64)
         sums = np.zeros((N_U, 2), dtype=np.float64)
+        sums_k = np.zeros((N_U, 4), dtype=np.float64)
+        kin_b = np.zeros(n, dtype=np.uint8)
         self.events_hh = np.zeros(n, dtype=np.int64)
         self.events_kind = np.zeros(n, dtype=np.uint8)
         touched = np.zeros(n, dtype=np.int64)
@@ -489,15 +515,18 @@ class Journey(Module):
             persons.sex, persons.province, persons.household, persons.rng_id,
             households.flags, mv_h, mv_d, mv_n, households.surveillance, households.savings_won,
             households.savings_usd, self.dist_factor, pr, self.events_hh, self.events_kind,
-            touched, counts, sums)
+            touched, counts, sums, sums_k, kin_b)
         sim.defer_members(mv_h[: mv_n[0]], mv_d[: mv_n[0]])
         self.events_hh = self.events_hh[: counts[K_EVENTS]]
         self.events_kind = self.events_kind[: counts[K_EVENTS]]
         self.n_idx = new_n
         n_south = _recount_kin(new_n, self.idx_person, touched[:n_touched], persons.stage,
                                persons.household, households.flags, households.kin_abroad)
+        flips = _kin_flips(new_n, self.idx_person, kin_b, persons.stage, persons.household,
+                           households.flags)
         expected_arrivals, expected_china, expected_months = self._mean_field(sim, pr, sums)
-        self._record(sim, counts, expected_arrivals, expected_china, expected_months, n_south)
+        arr_k = self._mean_field_kin(sim, pr, sums_k, flips)
+        self._record(sim, counts, expected_arrivals, expected_china, expected_months, n_south, arr_k)
 
     def _mean_field(self, sim, pr: np.ndarray, sums: np.ndarray) -> tuple[float, float, float]:
         """Advance the deterministic expected pipeline one month (in agents).
@@ -513,26 +542,65 @@ class Journey(Module):
         dec_f = float(sim.shared.get("expected_decisions_female", 0.0))
         dec_f = min(max(dec_f, 0.0), dec)
         self.mf_decisions += dec
-        mf, ex = self.mf, self.mf_exits
+        mf = self.mf
         mf[M_PREP, 0] += dec - dec_f
         mf[M_PREP, SEX_FEMALE] += dec_f
-        arrived = 0.0
+        arrived, months = self._advance(mf, self.mf_age, self.mf_exits, self.ema, sums, pr,
+                                        ((0, 0, -1), (1, 1, -1)))
+        return (float(arrived.sum()), float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()),
+                months)
+
+    def _mean_field_kin(self, sim, pr: np.ndarray, sums_k: np.ndarray,
+                        flips: np.ndarray) -> np.ndarray:
+        """Advance the kin-split copy one month; returns its expected arrivals per column
+        (sex + 2 * kin in South Korea)."""
+        dec = float(sim.shared.get("expected_decisions", 0.0))
+        dec_f = min(max(float(sim.shared.get("expected_decisions_female", 0.0)), 0.0), dec)
+        dec_k = min(max(float(sim.shared.get("expected_decisions_kin", 0.0)), 0.0), dec)
+        dec_fk = min(max(float(sim.shared.get("expected_decisions_female_kin", 0.0)), 0.0),
+                     dec_f, dec_k)
+        dec_mk = min(dec_k - dec_fk, dec - dec_f)  # men with kin
+        mf = self.mf_k
+        mf[M_PREP, 0] += (dec - dec_f) - dec_mk
+        mf[M_PREP, 1] += dec_f - dec_fk
+        mf[M_PREP, 2] += dec_mk
+        mf[M_PREP, 3] += dec_fk
+        arrived, _ = self._advance(mf, self.mf_k_age, self.mf_k_exits, self.ema_k, sums_k, pr,
+                                   ((0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)))
+        # no-kin mass whose household gained a member in the South this month
+        self.flip_ema[0] = 0.9 * self.flip_ema[0] + flips[0]
+        self.flip_ema[1] = 0.9 * self.flip_ema[1] + flips[1]
+        if self.flip_ema[1] > 0.0:
+            r = min(1.0, self.flip_ema[0] / self.flip_ema[1])
+            for s in range(2):
+                move = mf[:, s] * r
+                mf[:, s] -= move
+                mf[:, s + 2] += move
+                move = self.mf_k_age[:, s] * r
+                self.mf_k_age[:, s] -= move
+                self.mf_k_age[:, s + 2] += move
+        return arrived
+
+    def _advance(self, mf, age, ex, ema, sums, pr: np.ndarray, cols) -> tuple[np.ndarray, float]:
+        """One month of a mean-field copy: ``cols`` lists (column, sex, kin) with kin -1 for
+        a copy pooled over kin. Returns the expected arrivals per column and the expected
+        months abroad summed over them."""
+        arrived = np.zeros(mf.shape[1], dtype=np.float64)
         months = 0.0
-        age = self.mf_age
-        for s in range(2):
+        for c, s, kin in cols:
             avgs = [0.0, 0.0, 0.0]
             for row, (n_col, p_col) in enumerate(((U_PREP_N, U_PREP_P), (U_CHINA_N, U_CHINA_P),
                                                   (U_CROSS_N, U_CROSS_P))):
-                ref = self._reference(pr, row, s)
-                if sums[n_col, s] > 0:
-                    avg = sums[p_col, s] / sums[n_col, s]
+                ref = self._reference(pr, row, s, kin)
+                if sums[n_col, c] > 0:
+                    avg = sums[p_col, c] / sums[n_col, c]
                     if ref > 0:
-                        self.ema[row, s] = 0.8 * self.ema[row, s] + 0.2 * (avg / ref)
+                        ema[row, c] = 0.8 * ema[row, c] + 0.2 * (avg / ref)
                 else:
-                    avg = self.ema[row, s] * ref
+                    avg = ema[row, c] * ref
                 avgs[row] = avg
             p_go, p_on, q_plan = avgs
-            prep, cross, china, transit, det, settled, planned = mf[:, s]
+            prep, cross, china, transit, det, settled, planned = mf[:, c]
             gu, go = prep * pr[P_GIVEUP], prep * p_go
             ok, dd = cross * pr[P_CROSS_OK], cross * pr[P_CROSS_DIE]
             cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
@@ -553,32 +621,32 @@ class Journey(Module):
             rep_p, dh_p = planned * (qa * pr[P_REP]), planned * (qa * pr[P_DIE_CHINA])
             on_p = planned * (qa * pr[P_PLANNED_ON])
             # first moments, one month older; mean age of each stage's mass
-            a_c = age[M_CHINA, s] + china
-            a_t = age[M_TRANSIT, s] + transit
-            a_s = age[M_SETTLED, s] + settled
-            a_p = age[M_PLANNED, s] + planned
+            a_c = age[M_CHINA, c] + china
+            a_t = age[M_TRANSIT, c] + transit
+            a_s = age[M_SETTLED, c] + settled
+            a_p = age[M_PLANNED, c] + planned
             m_c = a_c / china if china > 0 else 0.0
             m_t = a_t / transit if transit > 0 else 0.0
             m_s = a_s / settled if settled > 0 else 0.0
             m_p = a_p / planned if planned > 0 else 0.0
-            age[M_CHINA, s] = a_c - m_c * (rep + dh + st + on + air + ret)
-            age[M_TRANSIT, s] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
-            age[M_SETTLED, s] = a_s - m_s * son + m_c * st
-            age[M_PLANNED, s] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
+            age[M_CHINA, c] = a_c - m_c * (rep + dh + st + on + air + ret)
+            age[M_TRANSIT, c] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
+            age[M_SETTLED, c] = a_s - m_s * son + m_c * st
+            age[M_PLANNED, c] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
             months += m_t * arr + m_c * air + m_p * air_p
-            mf[M_PREP, s] = prep - gu - go + tb
-            mf[M_CROSS, s] = cross - ok - dd - cau - tb + go
-            mf[M_CHINA, s] = china - rep - dh - st - on - air - ret + ok - okp
-            mf[M_TRANSIT, s] = transit - arr - tc - td + on + son + on_p
-            mf[M_DETAINED, s] = det - rel - ddd + cau + rep + tc + rep_p
-            mf[M_SETTLED, s] = settled + st - son
-            mf[M_PLANNED, s] = planned - rep_p - dh_p - on_p - air_p + okp
-            ex[X_GAVE_UP, s] += gu
-            ex[X_DIED, s] += dd + dh + td + ddd + dh_p
-            ex[X_ARRIVED, s] += arr + air + air_p
-            ex[X_RELEASED, s] += rel + ret
-            arrived += arr + air + air_p
-        return arrived, float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()), months
+            mf[M_PREP, c] = prep - gu - go + tb
+            mf[M_CROSS, c] = cross - ok - dd - cau - tb + go
+            mf[M_CHINA, c] = china - rep - dh - st - on - air - ret + ok - okp
+            mf[M_TRANSIT, c] = transit - arr - tc - td + on + son + on_p
+            mf[M_DETAINED, c] = det - rel - ddd + cau + rep + tc + rep_p
+            mf[M_SETTLED, c] = settled + st - son
+            mf[M_PLANNED, c] = planned - rep_p - dh_p - on_p - air_p + okp
+            ex[X_GAVE_UP, c] += gu
+            ex[X_DIED, c] += dd + dh + td + ddd + dh_p
+            ex[X_ARRIVED, c] += arr + air + air_p
+            ex[X_RELEASED, c] += rel + ret
+            arrived[c] += arr + air + air_p
+        return arrived, months
 
     def check(self, sim) -> None:
         """Invariants (``Sim(checks=True)``): every stage of the journey holds exactly the
@@ -601,33 +669,41 @@ class Journey(Module):
         dec, held = self.mean_field_balance()
         if abs(dec - held) > 1e-6 * max(1.0, dec):
             raise InvariantError(f"journey: mean-field mass {held} != expected decisions {dec}")
+        held_k = float(self.mf_k.sum() + self.mf_k_exits.sum())
+        if abs(dec - held_k) > 1e-6 * max(1.0, dec):
+            raise InvariantError(f"journey: kin-split mean-field mass {held_k} != expected decisions {dec}")
 
-    def _reference(self, pr: np.ndarray, row: int, s: int) -> float:
+    def _reference(self, pr: np.ndarray, row: int, s: int, kin: int = -1) -> float:
         """Lever-only probability of a representative person: setting off from preparation
         (row 0: base rate times the population's mean distance factor, affordability 1, not
         watched), leaving China onward (row 1: no kin in South Korea) or a crosser's chance
-        of a planned escape (row 2: the whole fee can be paid)."""
+        of a planned escape (row 2: the whole fee can be paid). For the kin-split copy's
+        columns with kin (``kin`` 1), kin's affordability and onward factor replace them."""
         if row == 0:
-            return min(pr[P_PREP_BASE] * self.dist_ref, 0.95 - pr[P_GIVEUP])
+            afford = pr[P_KIN_PREP] if kin == 1 else 1.0
+            return min(pr[P_PREP_BASE] * self.dist_ref * afford, 0.95 - pr[P_GIVEUP])
         if row == 2:
             return pr[P_PLANNED]
-        return min(0.5, pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * pr[P_FEE_FACTOR])
+        factor = pr[P_KIN_ONWARD] if kin == 1 else pr[P_FEE_FACTOR]
+        return min(0.5, pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * factor)
 
     def mean_field_balance(self) -> tuple[float, float]:
         """(cumulative expected decisions, expected mass in all stages plus all exits)."""
         return self.mf_decisions, float(self.mf.sum() + self.mf_exits.sum())
 
     def _record(self, sim, k: np.ndarray, expected_arrivals: float, expected_china: float,
-                expected_months: float, n_south: int) -> None:
+                expected_months: float, n_south: int, arr_k: np.ndarray) -> None:
         s = sim.scale
         year = month_year(sim.month)
         if self.ytd[0] != year:
-            self.ytd[:] = (year, 0.0, 0.0, 0.0, 0.0, 0.0)
+            self.ytd[:] = (year, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         self.ytd[1] += k[K_ARR]
         self.ytd[2] += k[K_ARR_KIN]
         self.ytd[3] += k[K_MONTHS_ABROAD]
         self.ytd[4] += expected_arrivals
         self.ytd[5] += expected_months
+        self.ytd[6] += float(arr_k.sum())
+        self.ytd[7] += float(arr_k[2] + arr_k[3])
         sim.record("arrivals", k[K_ARR] * s)
         sim.record("arrivals_expected", expected_arrivals * s)
         sim.record("airlifted", k[K_AIRLIFT] * s)
@@ -636,6 +712,8 @@ class Journey(Module):
         sim.record("months_abroad_total", k[K_MONTHS_ABROAD] * s)
         has = self.ytd[1] > 0
         sim.record("arrivals_with_kin_share", self.ytd[2] / self.ytd[1] if has else np.nan)
+        sim.record("arrivals_with_kin_share_expected",
+                   self.ytd[7] / self.ytd[6] if self.ytd[6] > 0 else np.nan)
         sim.record("months_abroad_mean", self.ytd[3] / self.ytd[1] if has else np.nan)
         sim.record("months_abroad_expected", self.ytd[5] / self.ytd[4] if self.ytd[4] > 0 else np.nan)
         sim.record("crossings", k[K_CROSS_OK] * s)
@@ -708,11 +786,14 @@ def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
 def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
                     rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
                     mv_h, mv_d, mv_n, hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
-                    k, sums):
+                    k, sums, sums_k, kin_b):
     """One month of the pipeline for the people in the index (serial: the index is small).
 
     Each person makes one categorical draw; the index is compacted in place (people who left
     the pipeline are dropped, their households noted in ``touched`` for the kin recount).
+    ``sums`` holds the mean-field inputs per sex, ``sums_k`` per sex and kin in South Korea
+    (column sex + 2 * kin); ``kin_b[w]`` is 1 where the kept entry ``w``'s household had kin
+    in the South this month (before the recount).
     """
     tm = np.uint64(t)
     t16 = np.int16(t)
@@ -768,6 +849,9 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     p_go = 0.95 - pr[P_GIVEUP]
                 sums[U_PREP_N, s] += 1.0
                 sums[U_PREP_P, s] += p_go
+                ck = s + 2 if kin else s
+                sums_k[U_PREP_N, ck] += 1.0
+                sums_k[U_PREP_P, ck] += p_go
                 if u < pr[P_GIVEUP]:
                     stage[i] = RESIDENT
                     stage_month[i] = t16
@@ -785,13 +869,17 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                 # chance of a planned escape should the crossing succeed: the whole fee paid
                 # from savings, or by kin in South Korea
                 q = 0.0
+                kin = (hh_flags[h] & H_KIN_SOUTH) != 0
                 if pr[P_PLANNED] > 0.0:
                     full = (hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]) / pr[P_FEE_FULL]
-                    if (hh_flags[h] & H_KIN_SOUTH) != 0:
+                    if kin:
                         full += pr[P_KIN_PLANNED]
                     q = pr[P_PLANNED] * (full if full < 1.0 else 1.0)
                 sums[U_CROSS_N, s] += 1.0
                 sums[U_CROSS_P, s] += q
+                ck = s + 2 if kin else s
+                sums_k[U_CROSS_N, ck] += 1.0
+                sums_k[U_CROSS_P, ck] += q
                 if u < p_ok:
                     stage[i] = IN_CHINA
                     stage_month[i] = t16
@@ -836,6 +924,9 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                         p_on = 0.5
                     sums[U_CHINA_N, s] += 1.0
                     sums[U_CHINA_P, s] += p_on
+                    ck = s + 2 if kin else s
+                    sums_k[U_CHINA_N, ck] += 1.0
+                    sums_k[U_CHINA_P, ck] += p_on
                     p_settle = p_die + qa * (pr[P_SETTLE_F] if s == 1 else pr[P_SETTLE_M])
                     p_ret = qa * pr[P_RETURN]
                 p_on = qa * p_on
@@ -928,6 +1019,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
             idx_person[w] = i
             idx_rec[w] = r
             idx_last[w] = stage[i]
+            kin_b[w] = 1 if (hh_flags[h] & H_KIN_SOUTH) != 0 else 0
             w += 1
             st = stage[i]
             if st == PREPARING:
@@ -949,6 +1041,24 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
             n_touched += 1
     k[K_EVENTS] = n_ev
     return w, n_touched
+
+
+@nb.njit(cache=True)
+def _kin_flips(n, idx_person, kin_b, stage, household, hh_flags):
+    """After the kin recount: (people in the pipeline or abroad but not arrived whose
+    household had no kin in South Korea this month and has now, those without kin) for the
+    kin-split mean-field copy."""
+    out = np.zeros(2, dtype=np.float64)
+    for j in range(n):
+        if kin_b[j] != 0:
+            continue
+        st = stage[idx_person[j]]
+        if st == ARRIVED or st == DEAD or st == RESIDENT:
+            continue
+        out[1] += 1.0
+        if (hh_flags[household[idx_person[j]]] & H_KIN_SOUTH) != 0:
+            out[0] += 1.0
+    return out
 
 
 @nb.njit(cache=True)
