@@ -524,8 +524,9 @@ def test_kin_split_copy_counts_kin_at_arrival():
 def test_expected_kin_share_agrees_with_the_agents(seeds):
     """``arrivals_with_kin_share_expected`` against the agents' share of arrivals with kin,
     baseline at scale 100, arrivals 2005-2012 pooled over four seeds (about 550 agents: a
-    binomial standard error of 0.02). Measured 2026-11-30: agents 0.456, the copy 0.444 over
-    three seeds; without the flips (kin gained on the way) the copy gives 0.391."""
+    binomial standard error of 0.02). Measured 2026-11-30 on these four seeds: agents 0.452
+    (544 arrivals), the copy 0.439; on seeds 1-3 without the flips (kin gained on the way) the
+    copy gave 0.391 against the agents' 0.456, which this test would refuse."""
     arr = kin = w = e = 0.0
     for seed in seeds:
         a = Sim("baseline", scale=100, seed=seed, threads=1).run().annual.set_index("year").loc[2005:2012]

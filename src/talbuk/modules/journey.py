@@ -247,7 +247,7 @@ class Journey(Module):
         # 1 for the onward route (no kin in South Korea yet), 0.3 for the share of crossers
         # who could pay a planned escape (a guess).
         self.ema = np.array([[0.3, 0.3], [1.0, 1.0], [0.3, 0.3]], dtype=np.float64)
-        # a second copy split by kin in South Korea as well (columns K_COLS: sex + 2 * kin),
+        # a second copy split by kin in South Korea as well (columns: sex + 2 * kin),
         # for the low-noise kin share of arrivals (``arrivals_with_kin_share_expected``). It
         # is fed with the decision module's expected decisions of people whose household
         # has a member in the South, moved with the agents' mean probabilities per sex and
@@ -538,9 +538,7 @@ class Journey(Module):
         proportional share (the copy's rates do not depend on time abroad, so leavers have the
         stage's mean age) and crossers enter at age 0, as in the agents' count (arrival month
         minus the month of entering China)."""
-        dec = float(sim.shared.get("expected_decisions", 0.0))
-        dec_f = float(sim.shared.get("expected_decisions_female", 0.0))
-        dec_f = min(max(dec_f, 0.0), dec)
+        dec, dec_f, _, _ = self._expected_decisions(sim)
         self.mf_decisions += dec
         mf = self.mf
         mf[M_PREP, 0] += dec - dec_f
@@ -550,15 +548,23 @@ class Journey(Module):
         return (float(arrived.sum()), float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()),
                 months)
 
+    @staticmethod
+    def _expected_decisions(sim) -> tuple[float, float, float, float]:
+        """This month's expected decisions from the decision module: all, women's, of people
+        with kin in the South, and women's with kin, each clamped into its superset's range
+        (the partial sums are added separately and may differ in the last bit)."""
+        shared = sim.shared
+        dec = float(shared.get("expected_decisions", 0.0))
+        dec_f = min(max(float(shared.get("expected_decisions_female", 0.0)), 0.0), dec)
+        dec_k = min(max(float(shared.get("expected_decisions_kin", 0.0)), 0.0), dec)
+        dec_fk = min(max(float(shared.get("expected_decisions_female_kin", 0.0)), 0.0), dec_f, dec_k)
+        return dec, dec_f, dec_k, dec_fk
+
     def _mean_field_kin(self, sim, pr: np.ndarray, sums_k: np.ndarray,
                         flips: np.ndarray) -> np.ndarray:
         """Advance the kin-split copy one month; returns its expected arrivals per column
         (sex + 2 * kin in South Korea)."""
-        dec = float(sim.shared.get("expected_decisions", 0.0))
-        dec_f = min(max(float(sim.shared.get("expected_decisions_female", 0.0)), 0.0), dec)
-        dec_k = min(max(float(sim.shared.get("expected_decisions_kin", 0.0)), 0.0), dec)
-        dec_fk = min(max(float(sim.shared.get("expected_decisions_female_kin", 0.0)), 0.0),
-                     dec_f, dec_k)
+        dec, dec_f, dec_k, dec_fk = self._expected_decisions(sim)
         dec_mk = min(dec_k - dec_fk, dec - dec_f)  # men with kin
         mf = self.mf_k
         mf[M_PREP, 0] += (dec - dec_f) - dec_mk
