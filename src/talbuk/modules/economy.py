@@ -460,6 +460,11 @@ FIXUP_WORK_PER_PERSON = 16
 @nb.njit(inline="always", cache=True)
 def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
                 mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
+    # Without branches on the person's traits: who is a worker, a woman, of the market
+    # generation or a trader is close to a coin toss from one person to the next, and a
+    # mispredicted branch costs more than the arithmetic. Every household field is written
+    # whatever the person; adding 0 leaves a sum unchanged, so the sums are those of the
+    # branching form, bit for bit.
     st = stage[i]
     bm = birth_month[i]
     a = t - bm
@@ -468,19 +473,15 @@ def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m,
     need[h] += need_m[a]
     sb = songbun[i]
     bits = (1 << sb) if sb < 3 else B_SB_OTHER
-    if worker_m[a] != 0 and st <= PREPARING:
-        n_workers[h] += 1
-        mg = bm >= mg_birth
-        if sex[i] == SEX_FEMALE:
-            bits |= B_WOMAN
-        if mg:
-            bits |= B_MG
-        if flags[i] & F_TRADER:
-            bits |= B_TRADER
-            w = skill_floor + skill[i]
-            if mg:
-                w *= 1.0 + mg_bonus
-            power[h] += w
+    wk = np.int64(worker_m[a] != 0) & np.int64(st <= PREPARING)
+    mg = np.int64(bm >= mg_birth)
+    tr = np.int64((flags[i] & F_TRADER) != 0)
+    fem = np.int64(sex[i] == SEX_FEMALE)
+    bits |= -wk & ((fem * B_WOMAN) | (mg * B_MG) | (tr * B_TRADER))
+    n_workers[h] += wk
+    w = skill_floor + skill[i]
+    w *= (1.0 + mg_bonus) if mg else 1.0
+    power[h] += w * (wk & tr)
     hbits[h] |= bits
 
 
@@ -947,65 +948,61 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
             fl = flags[i]
             bm = birth_month[i]
             mg = bm >= mg_birth
-            if mg:
-                mgc += 1.0
-                if not (fl & F_MARKET_GEN):
-                    fl |= F_MARKET_GEN
+            mgc += mg
+            fl |= F_MARKET_GEN * np.uint8(mg)
             # hunger: smoothed target from the household's food shortfall
             sh = shortfall[h]
-            hg = hunger[i]
+            hg = np.float64(hunger[i])
             if sh > h_thr or hg > 0.0:
-                target = (sh - h_thr) * inv * severity
-                if target < 0.0:
-                    target = 0.0
-                elif target > 1.0:
-                    target = 1.0
+                target = min(max((sh - h_thr) * inv * severity, 0.0), 1.0)
                 hg = hg + smooth * (target - hg)
-                if hg < 1e-4:
-                    hg = 0.0
+                hg = hg if hg >= 1e-4 else 0.0
                 hunger[i] = hg
             hsum += hg
-            if hg > hungry_level:
-                hungry += 1.0
-                p_h[province[i]] += 1.0
+            hi = np.float64(hg > hungry_level)
+            hungry += hi
+            p_h[province[i]] += hi
             # trading
             a = t - bm  # age in months: working age (16-64) from a table
             if a > amax:
                 a = amax
-            worker = worker_m[a] != 0 and st <= PREPARING
+            worker = (worker_m[a] != 0) & (st <= PREPARING)
             ev = event[h]
-            if fl & F_TRADER:
-                if ev == EV_QUIT or not worker:
-                    fl &= ~F_TRADER
-                else:
-                    sk = skill[i]
-                    rate = learn * (1.5 if mg else 1.0)
-                    skill[i] = sk + rate * (1.0 - sk)
-            else:
-                if ev == EV_ENTER and worker and st == RESIDENT:
-                    pt = p_woman if sex[i] == SEX_FEMALE else p_man
-                    if mg:
-                        pt = min(1.0, pt * mg_boost)
-                    if rng.uniform1(seed, _PERSON, tm, rng_id[i], np.uint64(0)) < pt:
-                        fl |= F_TRADER
-                        hh_flags[h] |= H_TRADING  # benign: every writer sets the same bit
-                else:
-                    sk = skill[i]
-                    if sk > 0.0:
-                        sk -= forget * sk
-                        skill[i] = sk if sk > 1e-3 else 0.0
+            # Whether a person trades is close to a coin toss from one person to the next, so
+            # the skill is updated without a branch on it: a trader who stays learns, a
+            # non-trader (not entering this month) forgets, the rest keep theirs; the skill
+            # is stored every time (the same bits when unchanged).
+            is_tr = (fl & F_TRADER) != 0
+            stays = is_tr & (ev != EV_QUIT) & worker
+            enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
+            if enter:
+                pt = p_woman if sex[i] == SEX_FEMALE else p_man
+                if mg:
+                    pt = min(1.0, pt * mg_boost)
+                if rng.uniform1(seed, _PERSON, tm, rng_id[i], np.uint64(0)) < pt:
+                    fl |= F_TRADER
+                    hh_flags[h] |= H_TRADING  # benign: every writer sets the same bit
+            fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
+            sk = np.float64(skill[i])
+            rate = learn * (1.5 if mg else 1.0)
+            learned = sk + rate * (1.0 - sk)
+            forgot = sk - forget * sk
+            forgot = forgot if forgot > 1e-3 else 0.0
+            forgets = (not is_tr) & (not enter)
+            skill[i] = learned if stays else (forgot if forgets else sk)
             if fl != flags[i]:
                 flags[i] = fl
-            if worker:  # integer counters without branches (women, all, market generation)
-                tr = np.int64((fl & F_TRADER) != 0)
-                fem = np.int64(sex[i] == SEX_FEMALE)
-                mgi = np.int64(mg)
-                ww += fem
-                tw += tr & fem
-                wm += 1
-                tmn += tr
-                wmg += mgi
-                tmg += tr & mgi
+            # integer counters of workers without branches (women, all, market generation)
+            wk = np.int64(worker)
+            tr = np.int64((fl & F_TRADER) != 0) & wk
+            fem = np.int64(sex[i] == SEX_FEMALE) & wk
+            mgi = np.int64(mg) & wk
+            ww += fem
+            tw += tr & fem
+            wm += wk
+            tmn += tr
+            wmg += mgi
+            tmg += tr & mgi
         pcounts[c, P_POP] = pop
         pcounts[c, P_HUNGRY] = hungry
         pcounts[c, P_HUNGER_SUM] = hsum
