@@ -262,6 +262,11 @@ def _census(stage, birth_month, sex, t, shape):
     return pop, w
 
 
+#: People per block of the demography kernel: the births drawn in a block are computed
+#: together, in a loop over contiguous arrays that the compiler turns into SIMD code.
+RNG_BLOCK = 1024
+
+
 @nb.njit(parallel=True, cache=True)
 def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
                        resistance, hazard_m, rr_m, hunger_exp, birth_p_m, shape_next_m,
@@ -282,82 +287,106 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         splits = 0
         females = 0
         ww = 0.0
-        groups = np.zeros(3, dtype=np.int64)
+        g0 = 0
+        g1 = 0
+        n_home = 0
         p_deaths = np.zeros(N_PROV, dtype=np.int64)
         p_pop = np.zeros(N_PROV, dtype=np.int64)
         p_excess = np.zeros(N_PROV, dtype=np.float64)
         run_prov = -1  # people are sorted by province: count runs, not every person
         run_len = 0
-        for i in range(bounds[c], bounds[c + 1]):
-            st = stage[i]
-            if st == DEAD:
-                continue
-            age_m = t - birth_month[i]
-            if age_m > max_m:
-                age_m = max_m
-            s = sex[i]
-            h0 = hazard_m[s, age_m]
-            home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
-            h = h0
-            if home:
-                hg = np.float64(hunger[i])
-                if hg > 0.0:
-                    # the default exponent 2 as a product (exact in float64 for a float32
-                    # hunger, as pow is)
-                    hk = hg * hg if hunger_exp == 2.0 else hg ** hunger_exp
-                    h = h0 * (1.0 + rr_m[age_m] * hk)
-            r = resistance[i] - h
-            if r <= 0.0:
-                stage[i] = DEAD
-                stage_month[i] = t
-                resistance[i] = 0.0
+        cand = np.empty(RNG_BLOCK, dtype=np.int64)
+        cand_id = np.empty(RNG_BLOCK, dtype=np.uint32)
+        cand_p = np.empty(RNG_BLOCK, dtype=np.float64)
+        cand_u = np.empty(RNG_BLOCK, dtype=np.float64)
+        for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
+            b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
+            nb_ = 0
+            for i in range(b0, b1):
+                st = stage[i]
+                if st == DEAD:
+                    continue
+                age_m = t - birth_month[i]
+                if age_m > max_m:
+                    age_m = max_m
+                s = sex[i]
+                h0 = hazard_m[s, age_m]
+                home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
+                h = h0
                 if home:
-                    scratch[i] = 4  # leaves the household's count (in the serial pass)
-                    deaths += 1
-                    pr = province[i]
-                    p_deaths[pr] += 1
-                    p_excess[pr] += 1.0 - h0 / h
+                    hg = np.float64(hunger[i])
+                    if hg > 0.0:
+                        # the default exponent 2 as a product (exact in float64 for a float32
+                        # hunger, as pow is)
+                        hk = hg * hg if hunger_exp == 2.0 else hg ** hunger_exp
+                        h = h0 * (1.0 + rr_m[age_m] * hk)
+                r = resistance[i] - h
+                if r <= 0.0:
+                    stage[i] = DEAD
+                    stage_month[i] = t
+                    resistance[i] = 0.0
+                    if home:
+                        scratch[i] = 4  # leaves the household's count (in the serial pass)
+                        deaths += 1
+                        pr = province[i]
+                        p_deaths[pr] += 1
+                        p_excess[pr] += 1.0 - h0 / h
+                    else:
+                        abroad_deaths += 1
+                    continue
+                resistance[i] = r
+                if not home:
+                    continue
+                n_home += 1
+                pr = np.int64(province[i])
+                if pr == run_prov:
+                    run_len += 1
                 else:
-                    abroad_deaths += 1
-                continue
-            resistance[i] = r
-            if not home:
-                continue
-            pr = np.int64(province[i])
-            if pr == run_prov:
-                run_len += 1
-            else:
-                if run_prov >= 0:
-                    p_pop[run_prov] += run_len
-                run_prov = pr
-                run_len = 1
-            groups[group_m[age_m]] += 1
-            # by sex without a branch on sex (it is a coin toss from one person to the next,
-            # which the processor cannot predict): the men's rows of the tables are zero
-            females += s
-            ww += shape_next_m[s, age_m]  # next month's fertility denominator
-            bp = birth_p_m[s, age_m]
-            flag = 0
-            if bp > 0.0 and st == RESIDENT:
-                if rng.uniform1(seed, _BIRTH, tm, rng_id[i], np.uint64(0)) < bp:
-                    flag = 1
+                    if run_prov >= 0:
+                        p_pop[run_prov] += run_len
+                    run_prov = pr
+                    run_len = 1
+                # three counters in registers rather than an increment of groups[g] in memory,
+                # whose load waits on the previous person's store when both are in one group
+                g = group_m[age_m]
+                g0 += g == 0
+                g1 += g == 1
+                # by sex without a branch on sex (it is a coin toss from one person to the next,
+                # which the processor cannot predict): the men's rows of the tables are zero
+                females += s
+                ww += shape_next_m[s, age_m]  # next month's fertility denominator
+                # a woman who may give birth joins the block's list (without a branch: the
+                # entry is overwritten unless the count moves on); her draw comes after
+                bp = birth_p_m[s, age_m]
+                flag = 0
+                cand[nb_] = i
+                cand_id[nb_] = rng_id[i]
+                cand_p[nb_] = bp
+                nb_ += (bp > 0.0) & (st == RESIDENT)
+                if age_m == split_age[s] and st == RESIDENT:
+                    if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
+                        flag |= 2
+                        splits += 1
+                if flag:
+                    scratch[i] = flag
+            # the block's birth draws in one loop the compiler vectorizes (Philox on SIMD
+            # lanes), then their outcomes; the same draw for each woman as one at a time
+            for j in range(nb_):
+                cand_u[j] = rng.uniform1(seed, _BIRTH, tm, cand_id[j], np.uint64(0))
+            for j in range(nb_):
+                if cand_u[j] < cand_p[j]:
+                    scratch[cand[j]] |= 1  # zero before the month (cleared by the serial pass)
                     births += 1
-            if age_m == split_age[s] and st == RESIDENT:
-                if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
-                    flag |= 2
-                    splits += 1
-            if flag:
-                scratch[i] = flag
         if run_prov >= 0:
             p_pop[run_prov] += run_len
         counts[c, C_DEATHS] = deaths
         counts[c, C_ABROAD_DEATHS] = abroad_deaths
         counts[c, C_BIRTHS] = births
         counts[c, C_SPLITS] = splits
-        counts[c, C_0_14] = groups[0]
-        counts[c, C_15_64] = groups[1]
-        counts[c, C_65P] = groups[2]
-        counts[c, C_POP] = groups[0] + groups[1] + groups[2]
+        counts[c, C_0_14] = g0
+        counts[c, C_15_64] = g1
+        counts[c, C_65P] = n_home - g0 - g1
+        counts[c, C_POP] = n_home
         counts[c, C_MALE] = counts[c, C_POP] - females
         prov_deaths[c, :] = p_deaths
         prov_pop[c, :] = p_pop
