@@ -363,14 +363,15 @@ def _order_by_household(household, keep, n_households, new_index):
     how many are kept: a counting sort, two passes over the people, one over the households."""
     n = household.shape[0]
     start = np.zeros(n_households + 1, dtype=np.int64)
-    for i in range(n):
+    # unsigned indices: numba adds no test for negative ones
+    for i in range(np.uint64(n)):
         if keep[i]:
-            start[household[i] + 1] += 1
+            start[np.uint64(household[i]) + np.uint64(1)] += 1
     for h in range(n_households):
         start[h + 1] += start[h]
-    for i in range(n):
+    for i in range(np.uint64(n)):
         if keep[i]:
-            h = household[i]
+            h = np.uint64(household[i])
             j = start[h]
             new_index[i] = j
             start[h] = j + 1

@@ -210,4 +210,4 @@ def _scatter(new_index, src, dst, n):
     for i in nb.prange(n):
         j = new_index[i]
         if j >= 0:
-            dst[j] = src[i]
+            dst[np.uint64(j)] = src[i]  # unsigned: numba adds no test for negative indices

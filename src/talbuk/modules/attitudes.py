@@ -239,13 +239,14 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
         s_l = 0.0
         s_f = 0.0
         n = 0
-        for i in range(bounds[c], bounds[c + 1]):
+        # unsigned indices: numba adds no test for negative ones (a third of a simple loop)
+        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
             if not in_country[stage[i]]:
                 continue
             age_m = t - birth_month[i]
             if age_m < min_age:
                 continue
-            h = household[i]
+            h = np.uint64(household[i])
             fl = flags[i]
             sb = songbun[i]
             hg = hunger[i]

@@ -334,13 +334,14 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
         e_fem = 0.0
         e_kin = 0.0
         e_fem_kin = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
+        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
             if stage[i] != RESIDENT:
                 continue
             age_m = t - birth_month[i]
             if age_m < min_age or age_m > max_age:
                 continue
-            h = household[i]
+            h = np.uint64(household[i])
             G = grievance[i]
             D = desire[i]
             tr = person_traits(seed, traits, rng_id, i)
@@ -362,7 +363,7 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
                     x = (ps * u_ab * (0.3 + D) - u_st * (one - G) - u_co * (1.0 - afford)
                          - (1.0 - ps) * u_pu * severity * ra * (one + fam) - theta)
                 else:
-                    norm = np.float32(0.6) * kin + cell_kin[hh_cell[h]] * np.float32(4.0)
+                    norm = np.float32(0.6) * kin + cell_kin[np.uint64(hh_cell[h])] * np.float32(4.0)
                     if norm > one:
                         norm = one
                     access = (1.0 - border) * (1.0 - dist[province[i]] / dscale)

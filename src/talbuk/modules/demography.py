@@ -302,15 +302,17 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
             b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
             nb_ = 0
-            for i in range(b0, b1):
+            # unsigned indices: numba adds no test for negative ones (see attitudes)
+            for i in range(np.uint64(b0), np.uint64(b1)):
                 st = stage[i]
                 if st == DEAD:
                     continue
                 age_m = t - birth_month[i]
                 if age_m > max_m:
                     age_m = max_m
+                am = np.uint64(age_m)
                 s = sex[i]
-                h0 = hazard_m[s, age_m]
+                h0 = hazard_m[s, am]
                 home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
                 h = h0
                 if home:
@@ -319,7 +321,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                         # the default exponent 2 as a product (exact in float64 for a float32
                         # hunger, as pow is)
                         hk = hg * hg if hunger_exp == 2.0 else hg ** hunger_exp
-                        h = h0 * (1.0 + rr_m[age_m] * hk)
+                        h = h0 * (1.0 + rr_m[am] * hk)
                 r = resistance[i] - h
                 if r <= 0.0:
                     stage[i] = DEAD
@@ -348,16 +350,16 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                     run_len = 1
                 # three counters in registers rather than an increment of groups[g] in memory,
                 # whose load waits on the previous person's store when both are in one group
-                g = group_m[age_m]
+                g = group_m[am]
                 g0 += g == 0
                 g1 += g == 1
                 # by sex without a branch on sex (it is a coin toss from one person to the next,
                 # which the processor cannot predict): the men's rows of the tables are zero
                 females += s
-                ww += shape_next_m[s, age_m]  # next month's fertility denominator
+                ww += shape_next_m[s, am]  # next month's fertility denominator
                 # a woman who may give birth joins the block's list (without a branch: the
                 # entry is overwritten unless the count moves on); her draw comes after
-                bp = birth_p_m[s, age_m]
+                bp = birth_p_m[s, am]
                 flag = 0
                 cand[nb_] = i
                 cand_id[nb_] = rng_id[i]

@@ -465,11 +465,14 @@ def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m,
     # mispredicted branch costs more than the arithmetic. Every household field is written
     # whatever the person; adding 0 leaves a sum unchanged, so the sums are those of the
     # branching form, bit for bit.
+    i = np.uint64(i)  # unsigned indices: numba adds no test for negative ones
+    h = np.uint64(h)
     st = stage[i]
     bm = birth_month[i]
     a = t - bm
     if a > amax:
         a = amax
+    a = np.uint64(a)
     need[h] += need_m[a]
     sb = songbun[i]
     bits = (1 << sb) if sb < 3 else B_SB_OTHER
@@ -647,12 +650,13 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
         nf = 0.0
         nd = 0.0
         for h in range(hbounds[c], hbounds[c + 1]):
-            m = members[h]
+            hu = np.uint64(h)  # unsigned index: numba adds no test for negative ones
+            m = members[hu]
             if m <= 0:
                 continue
-            fl = flags[h]
+            fl = flags[hu]
             if h < h0:
-                cc = cell[h]
+                cc = cell[hu]
                 tr = 1 if fl & H_TRADING else 0
                 if cc < prevc:
                     good = False
@@ -663,18 +667,18 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
                     fn += 1
                     ftr += tr
                 else:
-                    cell_n[cc] += 1
-                    cell_tr[cc] += tr
+                    cell_n[np.uint64(cc)] += 1
+                    cell_tr[np.uint64(cc)] += tr
             if fl & H_FARM:
-                nf += need[h]
+                nf += need[hu]
             else:
-                nd += need[h]
+                nd += need[hu]
                 # triage score: province, lowest songbun of the members, fixed jitter
-                hb = hbits[h]
+                hb = hbits[hu]
                 sb = 0 if hb & 1 else (1 if hb & 2 else (2 if hb & 4 else 1))
-                s = prov_priority[province[h]] + songbun_priority[sb] + jitter * hh_u[h]
+                s = prov_priority[province[hu]] + songbun_priority[sb] + jitter * hh_u[hu]
                 x = s / score_max * N_BINS
-                hx[h] = x
+                hx[hu] = x
                 b = int(x)
                 hist_c[c, min(b, N_BINS - 1)] += m
         need_c[c, 0] = nf
@@ -777,7 +781,8 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         k_bought = 0.0
         k_need = 0.0
         p_fed = np.zeros(N_PROV, dtype=np.float64)
-        for h in range(bounds[c], bounds[c + 1]):
+        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+        for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
             m = members[h]
             if m <= 0:
                 event[h] = EV_NONE
@@ -892,7 +897,7 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
             else:
                 flags[h] = fl & ~H_TRADING
                 if nwk > 0 and tol > 0.0:
-                    hz = entry_hazard(prev_gap, cell_share[cell[h]], tol,
+                    hz = entry_hazard(prev_gap, cell_share[np.uint64(cell[h])], tol,
                                       (hbits[h] & B_WOMAN) != 0, (hbits[h] & B_MG) != 0,
                                       entry_base, necessity, imitation, men_only, mg_boost)
                     r = entry_res[h] - hz
@@ -939,11 +944,12 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
         tmg = 0
         wmg = 0
         p_h = np.zeros(N_PROV, dtype=np.float64)
-        for i in range(bounds[c], bounds[c + 1]):
+        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
             st = stage[i]
             if not in_country(st):
                 continue
-            h = household[i]
+            h = np.uint64(household[i])
             pop += 1.0
             fl = flags[i]
             bm = birth_month[i]
@@ -966,6 +972,7 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
             a = t - bm  # age in months: working age (16-64) from a table
             if a > amax:
                 a = amax
+            a = np.uint64(a)
             worker = (worker_m[a] != 0) & (st <= PREPARING)
             ev = event[h]
             # Whether a person trades is close to a coin toss from one person to the next, so

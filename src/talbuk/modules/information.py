@@ -206,13 +206,13 @@ def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watc
     for h in range(pn.shape[0]):
         pn[h] = 0
         pw[h] = 0
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         st = stage[i]
         if st != RESIDENT and st != PREPARING:
             continue
         if t - birth_month[i] < min_age:
             continue
-        h = household[i]
+        h = np.uint64(household[i])
         pn[h] += 1
         if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
             pw[h] += 1
@@ -319,14 +319,15 @@ def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, househo
         b_adults = 0
         b_ever = 0
         caught = 0
-        for i in range(bounds[c], bounds[c + 1]):
+        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
             st = stage[i]
             if st != RESIDENT and st != PREPARING:
                 continue
             age_m = t - birth_month[i]
             if age_m < min_age:
                 continue
-            h = household[i]
+            h = np.uint64(household[i])
             pr = province[i]
             fl = flags[i]
             market = market_w
