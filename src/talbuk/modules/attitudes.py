@@ -177,7 +177,7 @@ def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth
     household row the person pass reads (``hh_pack``)."""
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
     for c in nb.prange(bounds.shape[0] - 1):
-        for h in range(bounds[c], bounds[c + 1]):
+        for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):  # unsigned: no test
             hf = hh_flags[h]
             kin = np.float32(0.0)
             if hf & H_KIN_SOUTH:
@@ -186,7 +186,7 @@ def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth
                 kin = np.float32(0.5)
             hh_pack[h, 1] = kin
             hh_pack[h, 2] = surveillance[h]
-            hh_pack[h, 3] = np.float32(1.0) if cell_raided[hh_cell[h]] else np.float32(0.0)
+            hh_pack[h, 3] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else np.float32(0.0)
             wealth = np.float32(savings_usd[h] + savings_won[h] * inv)
             prev = prev_wealth[h]
             new_loss = np.float32(0.0)

@@ -286,7 +286,7 @@ def _household_inputs(hh_flags, kin_abroad, members, lo, hi, hh_pack):
     """Per household of ``[lo, hi)``, in one row for the person pass: kin abroad (1 in South
     Korea, 0.5 in China) and the share of up to 4 relatives who would be left behind."""
     zero = np.float32(0.0)
-    for h in range(lo, hi):
+    for h in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         hf = hh_flags[h]
         kin = zero
         if hf & H_KIN_SOUTH:
