@@ -198,6 +198,7 @@ def _aggregates(sim: Sim, econ: Economy, parallel: bool, n_ranges: int = 1) -> l
 
     p, nh, n = econ.params, sim.households.n, sim.persons.n
     P = sim.persons
+    econ._work(sim)  # the month's work arrays (the shared buffer, as in a step)
     out = (econ.need, econ.hbits, econ.power, econ.n_workers)
     args = (np.int64(sim.month), P.stage, P.birth_month, P.sex, P.household, P.songbun, P.flags,
             P.market_skill, econ.need_m, econ.worker_m, np.int64(econ.mg_birth),

@@ -237,3 +237,27 @@ def test_tune_malloc_returns_freed_arrays_to_the_system():
     assert leftover < 2 << 20  # nothing of the 40 temporaries stays resident
     untuned, _ = _malloc_probe({"TALBUK_MALLOC": "default"})
     assert not untuned
+
+
+def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
+    # the modules' per-household work arrays are views of one buffer (Sim.household_work);
+    # after a month no module may still refer to it, so the reorder really frees it
+    import weakref
+
+    sim = Sim("baseline", scale=5000, seed=2)
+    sim.run(until=3)
+    (a,) = sim.household_work(np.float32)
+    b, c = sim.household_work(np.int32, (np.float32, 4))
+    assert np.shares_memory(a, b)  # the next call reuses the memory
+    assert a.shape[0] >= sim.households.n and c.shape == (a.shape[0], 4)
+    assert all(x.ctypes.data % 64 == 0 for x in (a, b, c))
+    del a, b, c
+    sim.run(until=12)  # months of every module
+    owner = sim._work if sim._work.base is None else sim._work.base  # what holds the memory
+    ref = weakref.ref(owner)
+    del owner
+    sim.reorder()
+    assert sim._work is None
+    assert ref() is None, "a module kept a view of the shared work buffer past its step"
+    sim.step()  # the next month makes it again
+    assert sim._work is not None and sim._work_rows >= sim.households.n

@@ -119,6 +119,8 @@ class Sim:
         self.tables: dict[str, list] = {}  # event tables appended by modules (e.g. defectors)
         self._members_pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
+        self._work: np.ndarray | None = None  # the modules' shared household work buffer
+        self._work_rows = 0
         t0 = time.perf_counter()
         numba.set_num_threads(self.threads)
         years = self.n_months / 12.0
@@ -209,6 +211,46 @@ class Sim:
             self.phase_seconds[phase] += time.perf_counter() - t0
         self.t_index += 1
 
+    def household_work(self, *specs) -> tuple[np.ndarray, ...]:
+        """Work arrays for one module's step, one row per household (at least
+        ``households.n`` rows): each spec is a dtype, or ``(dtype, width)`` for a 2-D array
+        of ``width`` columns.
+
+        Every call returns views of one buffer that all modules share, so the month's
+        per-household work arrays take the memory of the largest module's request instead of
+        all of them together (docs/performance.md, "Memory: one work buffer for the
+        modules"). An array is valid only during the caller's step (the next call, by any
+        module, reuses the memory) and holds whatever its last user left: a module writes
+        every row it reads, and keeps no reference past its step. The buffer has room for a
+        few more households than the table holds; it is released before each reorder
+        (:meth:`reorder`), when memory peaks, and made again by the next call.
+        """
+        nh = self.households.n
+        shapes = []
+        for spec in specs:
+            dtype, width = (spec if isinstance(spec, tuple) else (spec, 1))
+            shapes.append((np.dtype(dtype), int(width)))
+        rows = self._work_rows
+        if self._work is None or rows < nh:
+            rows = nh + nh // 50 + 64  # room for the households founded in the next months
+        offsets = []
+        total = 0
+        for dtype, width in shapes:
+            offsets.append(total)
+            total += -(-rows * width * dtype.itemsize // 64) * 64  # each array 64-byte aligned
+        if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
+            self._work = None  # free the old buffer before the new one is made
+            raw = np.zeros(total + 64, dtype=np.uint8)
+            start = -raw.ctypes.data % 64
+            self._work = raw[start: start + total]
+            del raw
+            self._work_rows = rows
+        out = []
+        for (dtype, width), off in zip(shapes, offsets, strict=True):
+            a = self._work[off: off + rows * width * dtype.itemsize].view(dtype)
+            out.append(a.reshape(rows, width) if width > 1 else a)
+        return tuple(out)
+
     def defer_members(self, households: np.ndarray, deltas: np.ndarray) -> None:
         """Changes to ``households.members`` (people in the country) made after the demography
         phase, by people leaving the country or coming back (the journey): applied when the
@@ -237,6 +279,7 @@ class Sim:
         index -> new index, -1 if dropped); ``uid`` and ``rng_id`` travel with the person.
         Member counts are by household and need nothing.
         """
+        self._work = None  # the modules' work buffer is made again next month
         p = self.persons
         n = p.n
         keep = p.stage != DEAD

@@ -94,9 +94,6 @@ class Attitudes(Module):
     def init(self, sim) -> None:
         self.prev_wealth = np.zeros(0, dtype=np.float32)  # household wealth last month, USD
         self.loss = np.zeros(0, dtype=np.float32)  # remembered loss, 0..1
-        # what the person pass reads of a household, in one row (one cache line, not five
-        # scattered reads): loss, kin abroad (0, 0.5, 1), surveillance, cell searched (0/1)
-        self.hh_pack = np.zeros((0, 4), dtype=np.float32)
         self.n_hh = 0  # households of the last step (the rows in use)
         self.started = False
 
@@ -122,8 +119,6 @@ class Attitudes(Module):
             pw[: self.prev_wealth.shape[0]] = self.prev_wealth
             ls[: self.loss.shape[0]] = self.loss
             self.prev_wealth, self.loss = pw, ls
-        if self.hh_pack.shape[0] < nh:
-            self.hh_pack = np.zeros((max(nh, self.prev_wealth.shape[0]), 4), dtype=np.float32)
 
     def step(self, sim) -> None:
         p = self.params
@@ -131,6 +126,11 @@ class Attitudes(Module):
         nh = households.n
         self._grow(nh, households.capacity)
         self.n_hh = nh
+        # what the person pass reads of a household, in one row (one cache line, not five
+        # scattered reads): loss, kin abroad (0, 0.5, 1), surveillance, cell searched (0/1);
+        # from the modules' shared work buffer (Sim.household_work), every row written by
+        # _household_loss before the person pass reads it
+        hh_pack = sim.household_work((np.float32, 4))[0]
         rate = sim.lever("exchange_rate")
         cell_raided = sim.shared.get("cell_raided")
         if cell_raided is None:
@@ -138,7 +138,7 @@ class Attitudes(Module):
         _household_loss(households.savings_won, households.savings_usd, float(rate),
                         np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
                         sim.chunk_bounds(nh), households.flags, households.surveillance,
-                        households.cell, cell_raided, self.hh_pack)
+                        households.cell, cell_raided, hh_pack)
         first = not self.started
         self.started = True
         r = np.array([p.rate_legitimacy, p.rate_grievance, p.rate_desire, p.rate_fear],
@@ -161,7 +161,7 @@ class Attitudes(Module):
                          persons.household, persons.songbun, persons.flags, persons.hunger,
                          persons.market_skill, persons.media_exposure, persons.desire,
                          persons.grievance, persons.legitimacy, persons.fear,
-                         self.hh_pack, r, w, bounds, sums)
+                         hh_pack, r, w, bounds, sums)
         tot = sums.sum(axis=0)
         n = tot[4]
         sim.record("mean_desire", tot[0] / n if n else 0.0)

@@ -116,7 +116,6 @@ class Decision(Module):
         self.dist = np.array([p.distance_to_border_km for p in PROVINCES], dtype=np.float32)
         self._theta_key = None
         self._theta = np.zeros(0, dtype=np.float32)
-        self._hh_pack = np.zeros((0, 2), dtype=np.float32)  # kin, family left behind
         self._out_idx = np.zeros((0, 0), dtype=np.int64)
         self._out_vals = np.zeros((0, 0, 3), dtype=np.float32)
 
@@ -159,15 +158,16 @@ class Decision(Module):
             p.female_hazard,
         ], dtype=np.float32)
         nh = households.n
-        if self._hh_pack.shape[0] < nh:
-            self._hh_pack = np.zeros((households.capacity, 2), dtype=np.float32)
+        # kin abroad and relatives left behind per household, from the modules' shared work
+        # buffer (Sim.household_work): every row written by _household_inputs
+        hh_pack = sim.household_work((np.float32, 2))[0]
         hparts = sim.parts(nh, nh)
         if hparts.size > 2:
             _household_inputs_par(households.flags, households.kin_abroad, households.members,
-                                  hparts, self._hh_pack)
+                                  hparts, hh_pack)
         else:
             _household_inputs(households.flags, households.kin_abroad, households.members,
-                              0, nh, self._hh_pack)
+                              0, nh, hh_pack)
         counts = np.zeros((nc, 3), dtype=np.int64)
         expected = np.zeros((nc, 4), dtype=np.float64)
         t = sim.month
@@ -175,7 +175,7 @@ class Decision(Module):
             np.int64(self.rule), np.int64(t), sim.seed_key, persons.rng_id, persons.traits,
             persons.stage, persons.stage_month, persons.flags, persons.birth_month,
             persons.sex, persons.province, persons.household, persons.grievance,
-            persons.desire, persons.fear, self._hh_pack, households.cell, households.savings_won,
+            persons.desire, persons.fear, hh_pack, households.cell, households.savings_won,
             households.savings_usd, cell_kin, self.dist, lv, w,
             np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
             out_idx, out_vals, self._theta_table(loc, p.threshold_scale))
@@ -203,7 +203,7 @@ class Decision(Module):
                 out_idx, out_vals, bounds, n_dec, k, np.int64(t), sim.seed_key,
                 persons.rng_id, persons.traits, persons.stage, persons.stage_month,
                 persons.flags, persons.birth_month, persons.household, persons.grievance,
-                persons.desire, persons.fear, self._hh_pack, lv, w)
+                persons.desire, persons.fear, hh_pack, lv, w)
             most = int(n_dec.max())
             if most > cap:
                 self.buffer_per_chunk = 2 * most

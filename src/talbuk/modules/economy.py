@@ -238,7 +238,8 @@ class Economy(Module):
         self.hh_u = np.zeros(hh.capacity, dtype=np.float32)
         self._fill_hh_u(sim.seed, 0, n)
         self.n_seen = n
-        self._alloc(hh.capacity, sim.persons.capacity)
+        # the month's work arrays, set by _work during a step (Sim.household_work)
+        self.need = self.hbits = self.power = self.n_workers = self.event = self.hx = None
 
     def reordered(self, sim, new_index) -> None:
         """After :meth:`talbuk.sim.Sim.reorder` the whole table is sorted by household: the
@@ -253,13 +254,19 @@ class Economy(Module):
             u = rng.uniforms(seed, "economy_household", 0, np.arange(lo, hi), sub=7)[:, 2]
             self.hh_u[lo:hi] = u
 
-    def _alloc(self, hcap: int, pcap: int) -> None:
-        self.need = np.zeros(hcap, dtype=np.float32)
-        self.hbits = np.zeros(hcap, dtype=np.uint8)  # B_* bits of the members
-        self.power = np.zeros(hcap, dtype=np.float32)
-        self.n_workers = np.zeros(hcap, dtype=np.int16)
-        self.event = np.zeros(hcap, dtype=np.uint8)
-        self.hx = np.zeros(hcap, dtype=np.float64)  # triage score in histogram units
+    def _work(self, sim) -> None:
+        """The month's per-household work arrays, from the modules' shared buffer
+        (:meth:`talbuk.sim.Sim.household_work`): each is written for every household before
+        it is read within the step (need, members' bits, trading power and workers by the
+        sum of members; the triage score by the household scan; the event by the household
+        pass)."""
+        (self.need,  # adult-equivalent need of the members
+         self.hbits,  # B_* bits of the members
+         self.power,  # trading power of the members
+         self.n_workers,
+         self.event,  # EV_* of the household pass, read by the person pass
+         self.hx,  # triage score in histogram units
+         ) = sim.household_work(np.float32, np.uint8, np.float32, np.int16, np.uint8, np.float64)
 
     def _grow(self, hcap: int) -> None:
         if self.entry_res.shape[0] < hcap:
@@ -268,8 +275,6 @@ class Economy(Module):
                 new = np.zeros(hcap, dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
-        if self.need.shape[0] < hcap:
-            self._alloc(hcap, 0)
 
     def checkpoint_state(self) -> dict:
         return {"entry_res": self.entry_res[: self.n_seen].copy(),
@@ -316,6 +321,7 @@ class Economy(Module):
         t = sim.month
         nh = hh.n
         self._grow(hh.capacity)
+        self._work(sim)
         fi = max(sim.lever("food_index"), 0.05)
         tol = sim.lever("market_tolerance")
         rate = sim.lever("exchange_rate")
@@ -440,6 +446,8 @@ class Economy(Module):
         sim.record("food_bought_share", hc[K_FOOD_BOUGHT] / max(hc[K_NEED], 1e-9))
         sim.record("market_gen_share", pc[P_MG] / pop)
         sim.record("redenomination_loss_usd", hc[K_REDENOM] * s)
+        # no reference to the shared work buffer past the step (Sim.household_work)
+        self.need = self.hbits = self.power = self.n_workers = self.event = self.hx = None
         sim.record_province("hungry_people", prov_hungry.sum(axis=0) * s)
         sim.record_province("pds_fed", prov_fed.sum(axis=0) * s)
 

@@ -126,10 +126,6 @@ class Information(Module):
         self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
         self.n_cells = int(sim.cell_province.shape[0])
         self._partial = np.zeros((2, 0, 0), dtype=np.int16)  # counts per range of people
-        # per-household work arrays, kept from month to month and zeroed before use: fresh
-        # arrays of this size would be new mappings each month (talbuk.memory), paid for in
-        # page faults (about 13 s of a whole-population run, docs/performance.md)
-        self._hh_work = None
 
     def checkpoint_state(self) -> dict:
         return {"level": self.level.copy()}
@@ -153,12 +149,11 @@ class Information(Module):
         else:
             self.level += (target - self.level) / lag
         nh = households.n
-        if self._hh_work is None or self._hh_work[0].shape[0] < nh:
-            cap = households.capacity
-            self._hh_work = (np.zeros(cap, dtype=np.int32), np.zeros(cap, dtype=np.int32),
-                             np.zeros(cap, dtype=np.float32), np.zeros(cap, dtype=np.uint8))
-        # hh_watch and hh_n are zeroed by the counting kernels (_count_range)
-        hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in self._hh_work)
+        # per-household work arrays from the modules' shared buffer (Sim.household_work):
+        # hh_watch and hh_n are zeroed by the counting kernels (_count_range), hh_social and
+        # hh_caught below
+        hh_watch, hh_n, hh_social, hh_caught = (
+            a[:nh] for a in sim.household_work(np.int32, np.int32, np.float32, np.uint8))
         parts = sim.parts(persons.n, persons.n)
         if parts.size > 2:  # counts per range of people, then added per household (exact)
             if self._partial.shape[1] != parts.size - 2 or self._partial.shape[2] < nh:
