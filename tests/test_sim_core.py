@@ -261,3 +261,28 @@ def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
     assert ref() is None, "a module kept a view of the shared work buffer past its step"
     sim.step()  # the next month makes it again
     assert sim._work is not None and sim._work_rows >= sim.households.n
+
+
+def test_a_run_is_set_up_and_stepped_without_pandas():
+    # pandas (with pyarrow) is about 70 MB that a whole-population run would hold through its
+    # peak; the set-up (data files, the shipped posterior) and the months must not import it
+    # (it comes when results are built)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('pandas', 'pyarrow'):\n"
+        "            raise ImportError('imported ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from talbuk.sim import Sim\n"
+        "sim = Sim('baseline', scale=20000, seed=1)\n"
+        "for _ in range(14):\n"
+        "    sim.step()\n"
+        "print(sim.scenario.posterior_info['point'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "weighted medoid" in out.stdout

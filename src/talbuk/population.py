@@ -21,11 +21,12 @@ Sources and assumptions (see docs/odd.md, "Initialisation"):
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from talbuk import rng
 from talbuk.calendar import month_year, population_reference_year
@@ -38,6 +39,9 @@ from talbuk.state import (
     SEX_MALE,
     Table,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 CELL_HOUSEHOLDS = 30
 
@@ -61,8 +65,32 @@ def data_path(name: str):
 
 
 def read_data(name: str) -> pd.DataFrame:
+    """A shipped data file as a pandas table."""
+    import pandas as pd
+
     with resources.as_file(data_path(name)) as p:
         return pd.read_csv(p)
+
+
+def read_columns(name: str) -> dict[str, np.ndarray]:
+    """A shipped data file as columns: float64 where every value is a number, else strings.
+
+    What the simulation reads when it is set up, without pandas: pandas (with pyarrow) is
+    about 70 MB of the process's memory, which a whole-population run then holds through its
+    peak (docs/performance.md); it is imported when results are built.
+    """
+    with data_path(name).open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"data file {name}: no rows")
+    out: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        try:
+            out[key] = np.array([float(v) for v in values], dtype=np.float64)
+        except ValueError:
+            out[key] = np.array(values, dtype=object)
+    return out
 
 
 # Province attributes that are judgements rather than data are labelled as such. Distances:
@@ -91,14 +119,15 @@ _PROVINCE_JUDGEMENTS = {
 
 
 def load_provinces() -> tuple[Province, ...]:
-    df = read_data("provinces_2008.csv")
-    df = df[df["province"] != "Military camps"].reset_index(drop=True)
+    cols = read_columns("provinces_2008.csv")
     out = []
-    for code, row in df.iterrows():
-        dist, ne, cw, hw, fw = _PROVINCE_JUDGEMENTS[row["province"]]
-        out.append(Province(code=int(code), name=str(row["province"]),
-                            population_2008=int(row["population_2008"]),
-                            borders_china=str(row["borders_china"]).strip() == "yes",
+    for name, pop, borders in zip(cols["province"], cols["population_2008"],
+                                  cols["borders_china"], strict=True):
+        if name == "Military camps":
+            continue
+        dist, ne, cw, hw, fw = _PROVINCE_JUDGEMENTS[name]
+        out.append(Province(code=len(out), name=str(name), population_2008=int(pop),
+                            borders_china=str(borders).strip() == "yes",
                             distance_to_border_km=dist, northeast=ne,
                             songbun_core_weight=cw, songbun_hostile_weight=hw, farm_weight=fw))
     return tuple(out)
@@ -122,14 +151,15 @@ NATIONAL_FARM_SHARE = 0.38  # 1 - 0.62 PDS-dependent in 1989 (targets.csv)
 
 def initial_population_total(start_month: int) -> float:
     """National population in the start month, interpolated from data/population.csv."""
-    df = read_data("population.csv")
+    df = read_columns("population.csv")
     when = np.array([population_reference_year(int(y), str(k))
                      for y, k in zip(df["year"], df["kind"], strict=True)])
+    pop = df["population"]
     x = month_year(start_month) + (start_month % 12) / 12.0
     if x < when[0]:  # before the first figure: extrapolate the first segment's growth
-        slope = np.log(df["population"].iloc[1] / df["population"].iloc[0]) / (when[1] - when[0])
-        return float(df["population"].iloc[0] * np.exp(slope * (x - when[0])))
-    return float(np.interp(x, when, df["population"]))
+        slope = np.log(pop[1] / pop[0]) / (when[1] - when[0])
+        return float(pop[0] * np.exp(slope * (x - when[0])))
+    return float(np.interp(x, when, pop))
 
 
 def _rescale_shares(weights: np.ndarray, pops: np.ndarray, target: float) -> np.ndarray:

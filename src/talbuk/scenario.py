@@ -631,12 +631,7 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
     """``scenario`` with the weighted medoid of ``posterior`` (within its most probable rule)."""
     import dataclasses
 
-    from talbuk.calibration.params import (
-        apply_params,
-        default_posterior_path,
-        load_posterior,
-        weighted_medoid,
-    )
+    from talbuk.calibration.params import apply_params, default_posterior_path, posterior_point
 
     if posterior == "none":
         return dataclasses.replace(scenario, posterior_info=None)
@@ -647,29 +642,14 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
     try:
-        post = load_posterior(path)
-        particles, weights = post.particles, post.weights
-        rule = None
-        if "rule" in particles.columns:
-            by_rule = {}
-            for r, w in zip(particles["rule"], weights, strict=True):
-                by_rule[str(r)] = by_rule.get(str(r), 0.0) + float(w)
-            rule = max(sorted(by_rule), key=lambda r: by_rule[r])
-            keep = (particles["rule"].astype(str) == rule).to_numpy()
-            particles, weights = particles[keep].reset_index(drop=True), weights[keep]
-            weights = weights / weights.sum()
-        # lever points are not applied: the counterfactual scenarios that extend the baseline
-        # restate the baseline's hand-set lever levels literally (no-2012-crackdown holds the
-        # 2008 border level, for instance), and a calibrated baseline level under them would
-        # make those counterfactuals differ from the baseline where they should not
-        # one accepted particle, the weighted medoid (not the weighted mean: a curved posterior's
-        # mean can lie where it has no mass; calibration.params.weighted_medoid)
-        # (a parameter of another rule's model is empty in this rule's particles: not applied)
-        names = [k for k in particles.columns if k != "rule" and not k.startswith("lever.")
-                 and not particles[k].isna().any()]
-        row = weighted_medoid(particles, weights, names)
-        values = {k: float(particles[k].iloc[row]) for k in names}
-        skipped = sorted(k for k in particles.columns if k.startswith("lever."))
+        # one accepted particle, the weighted medoid of the most probable rule's particles
+        # (not the weighted mean: a curved posterior's mean can lie where it has no mass;
+        # calibration.params.weighted_medoid). Lever points are not applied: the
+        # counterfactual scenarios that extend the baseline restate the baseline's hand-set
+        # lever levels literally (no-2012-crackdown holds the 2008 border level, for
+        # instance), and a calibrated baseline level under them would make those
+        # counterfactuals differ from the baseline where they should not.
+        values, rule, chosen = posterior_point(path)
         theta = dict(values)
         if rule is not None:
             theta["rule"] = rule
@@ -680,8 +660,8 @@ def _apply_posterior(scenario: Scenario, posterior: str, file: str, base_dir: Pa
         raise ScenarioError(file, "posterior", f"{path}: rule: unknown decision rule {applied.decision_rule!r}")
     info = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "setting": posterior, "rule": applied.decision_rule, "values": values,
-            "point": f"weighted medoid (particle {row} of {len(particles)}, weight {float(weights[row]):.4g})",
-            "levers_not_applied": skipped}
+            "point": f"weighted medoid (particle {chosen['row']} of {chosen['n']}, weight {chosen['weight']:.4g})",
+            "levers_not_applied": chosen["levers"]}
     return dataclasses.replace(applied, posterior_info=info)
 
 

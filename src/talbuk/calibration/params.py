@@ -44,17 +44,21 @@ particle, for model comparison), plus metadata (``source``: the calibration that
 
 from __future__ import annotations
 
+import csv
 import math
 import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from talbuk.modules import MODULE_CLASSES
 from talbuk.scenario import DECISION_RULES, LEVERS, Point, Scenario, ScenarioError, parse_month
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 #: the priors file that ships with the package
 DEFAULT_PRIORS = "priors.toml"
@@ -275,6 +279,8 @@ class Posterior:
 
     def draw(self, n: int, seed: int) -> list[dict]:
         """``n`` parameter vectors drawn with replacement by weight (deterministic in ``seed``)."""
+        import pandas as pd
+
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(self.weights), size=n, replace=True, p=self.weights)
         rows = self.particles.iloc[idx]
@@ -336,12 +342,18 @@ def weighted_medoid(particles: pd.DataFrame, weights: np.ndarray, names: list[st
     calibration shipped on 2026-11-29 (session 9) misses the record by ARD 0.35 where its
     medoid scores 0.15 (docs/calibration.md).
     """
+    return _medoid_row({k: particles[k].to_numpy() for k in names}, weights, names, priors, mass)
+
+
+def _medoid_row(columns: dict[str, np.ndarray], weights: np.ndarray, names: list[str],
+                priors: list[Prior] | None, mass: float) -> int:
+    """:func:`weighted_medoid` on columns (arrays by name)."""
     if priors is None:
         priors = load_priors()
     by_name = {pr.name: pr for pr in priors}
     cols = []
     for k in names:
-        x = particles[k].to_numpy(dtype=np.float64)
+        x = np.asarray(columns[k], dtype=np.float64)
         pr = by_name.get(k)
         if pr is not None:
             u = pr.cdf(x)
@@ -364,8 +376,10 @@ def weighted_medoid(particles: pd.DataFrame, weights: np.ndarray, names: list[st
     return int(np.argmin(cost))  # ties: the first row
 
 
-def load_posterior(path: str | Path | None = None) -> Posterior:
-    """Read a posterior (the shipped one by default). Errors name the file and the column."""
+def _read_posterior(path: str | Path | None) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+    """A posterior file as columns (float64; ``rule`` as strings), normalised weights and its
+    source line. CSV files are read without pandas (talbuk.population.read_columns says
+    why); Parquet files with it. Errors name the file and the column."""
     p = Path(path) if path is not None else default_posterior_path()
     file = str(p)
     if not p.exists():
@@ -373,21 +387,77 @@ def load_posterior(path: str | Path | None = None) -> Posterior:
     source = ""
     try:
         if p.suffix == ".parquet":
+            import pandas as pd
+
             df = pd.read_parquet(p)
+            raw = {str(c): df[c].to_numpy() for c in df.columns}
         else:
-            with open(p) as fh:
+            with open(p, newline="", encoding="utf-8") as fh:
                 first = fh.readline()
-            if first.startswith("# source:"):
-                source = first[len("# source:"):].strip()
-            df = pd.read_csv(p, comment=None, skiprows=1 if source else 0)
+                if first.startswith("# source:"):
+                    source = first[len("# source:"):].strip()
+                else:
+                    fh.seek(0)
+                rows = list(csv.reader(fh))
+            if not rows:
+                raise ValueError("no header line")
+            header, body = rows[0], [r for r in rows[1:] if r]
+            for r in body:
+                if len(r) != len(header):
+                    raise ValueError(f"a row has {len(r)} fields, the header {len(header)}")
+            raw = {name: np.array([r[j] for r in body], dtype=object)
+                   for j, name in enumerate(header)}
     except Exception as exc:  # noqa: BLE001 - reported with the file
         raise ScenarioError(file, "(file)", f"could not read a table: {exc}") from None
-    if "weight" not in df.columns:
+    if "weight" not in raw:
         raise ScenarioError(file, "weight", "expected a 'weight' column")
-    w = df.pop("weight").to_numpy(dtype=np.float64)
+    cols: dict[str, np.ndarray] = {}
+    for c, v in raw.items():
+        if c == "rule":
+            cols[c] = np.array([str(x) for x in v], dtype=object)
+            continue
+        try:  # an empty field is a missing value (a parameter of another rule's model)
+            cols[c] = np.array([float("nan") if (isinstance(x, str) and not x.strip()) else float(x)
+                                for x in v], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ScenarioError(file, c, "expected numbers") from None
+    w = cols.pop("weight")
     if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ScenarioError(file, "weight", "expected non-negative finite weights with a positive sum")
-    for c in df.columns:
-        if c != "rule" and not pd.api.types.is_numeric_dtype(df[c]):
-            raise ScenarioError(file, c, "expected numbers")
-    return Posterior(df.reset_index(drop=True), w / w.sum(), source)
+    return cols, w / w.sum(), source
+
+
+def load_posterior(path: str | Path | None = None) -> Posterior:
+    """Read a posterior (the shipped one by default). Errors name the file and the column."""
+    import pandas as pd
+
+    cols, w, source = _read_posterior(path)
+    return Posterior(pd.DataFrame(cols), w, source)
+
+
+def posterior_point(path: str | Path | None = None) -> tuple[dict[str, float], str | None, dict]:
+    """The point a scenario takes from a posterior: the weighted medoid
+    (:func:`weighted_medoid`) of the particles of the most probable decision rule, over the
+    parameters those particles have (not the levers), that rule (None without a ``rule``
+    column) and how the point was chosen (``row`` among the rule's ``n`` particles, its
+    ``weight`` within them, the ``levers`` not applied). Read without pandas: this runs whenever a scenario with a posterior is loaded,
+    a whole-population run included (talbuk.population.read_columns says why)."""
+    cols, weights, _ = _read_posterior(path)
+    rule = None
+    if "rule" in cols:
+        by_rule: dict[str, float] = {}
+        for r, wt in zip(cols["rule"], weights, strict=True):
+            by_rule[str(r)] = by_rule.get(str(r), 0.0) + float(wt)
+        rule = max(sorted(by_rule), key=lambda r: by_rule[r])
+        keep = cols["rule"] == rule
+        cols = {k: v[keep] for k, v in cols.items()}
+        weights = weights[keep]
+        weights = weights / weights.sum()
+    # lever points are not applied (see talbuk.scenario._apply_posterior); a parameter of
+    # another rule's model is empty in this rule's particles: not applied
+    names = [k for k in cols if k != "rule" and not k.startswith("lever.")
+             and not np.isnan(cols[k]).any()]
+    row = _medoid_row(cols, weights, names, None, MEDOID_MASS)
+    chosen = {"row": row, "n": int(len(weights)), "weight": float(weights[row]),
+              "levers": sorted(k for k in cols if k.startswith("lever."))}
+    return {k: float(cols[k][row]) for k in names}, rule, chosen

@@ -33,7 +33,7 @@ from pydantic import Field
 from talbuk import rng
 from talbuk.calendar import month_year
 from talbuk.modules.base import Module, ModuleParams, Output
-from talbuk.population import PROVINCES, read_data
+from talbuk.population import PROVINCES, read_columns
 from talbuk.state import (
     CROSSING,
     DEAD,
@@ -103,7 +103,7 @@ class Demography(Module):
 
     def init(self, sim) -> None:
         p = self.params
-        vr = read_data("vital_rates.csv")
+        vr = read_columns("vital_rates.csv")
         years = np.arange(month_year(sim.start_month), month_year(sim.end_month) + 1)
         self.first_year = int(years[0])
         self.cbr = np.interp(years + 0.5, vr["year"] + 0.5, vr["crude_birth_rate_per_1000"]) * p.fertility_multiplier

@@ -62,9 +62,10 @@ Mechanisms and sources (starting values set by hand, see docs/journey.md):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from talbuk import rng
@@ -90,6 +91,9 @@ from talbuk.state import (
     STAGE_NAMES,
     in_country,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 _JOURNEY = np.uint64(rng.STREAMS["journey"])
 _LEFT_BEHIND = np.uint64(rng.STREAMS["left_behind"])
@@ -740,6 +744,8 @@ class Journey(Module):
     # ------------------------------------------------------------------ event table
     def finish_tables(self, sim) -> dict[str, pd.DataFrame]:
         """The ``defectors`` table: one row per decision episode (normally one per person)."""
+        import pandas as pd  # imported when results are built (talbuk.population.read_columns)
+
         r = self.n_rec
         persons = sim.persons
         who = self.rec_person[:r]
