@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talbuk.results import file_sha256 as _sha256
+from talbuk.files import file_sha256 as _sha256
 
 #: 2: persons carry ``uid`` and the table is reordered each January (``reorder_every``)
 #: 3: the data file is ``checkpoint-MMMM.npz``, named in the description (``npz``)

@@ -50,7 +50,6 @@ def _execute(sim, run_dir: Path, *, force: bool, checkpoint_every: int | None, q
              run_info: dict) -> None:
     """Run ``sim`` to the end with a progress bar and checkpoints, then write ``run_dir``."""
     from talbuk.checkpoint import partial_dir, save_checkpoint
-    from talbuk.results import write_results
 
     work = partial_dir(run_dir)
     checkpoint = None
@@ -79,6 +78,8 @@ def _execute(sim, run_dir: Path, *, force: bool, checkpoint_every: int | None, q
     extra = {"wall_seconds": round(wall, 3),
              "agent_months_per_second": round(sim.persons.n * (sim.t_index - months_at_start) / max(wall, 1e-9))}
     extra.update({k: v for k, v in run_info.items() if k != "scenario_toml"})
+    from talbuk.results import write_results  # pandas: only once the months are done
+
     write_results(results, sim.scenario.to_toml(), run_dir, force=True, extra_manifest=extra)
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from talbuk.calendar import format_month
+from talbuk.files import file_sha256
 from talbuk.population import PROVINCE_NAMES
 
 
@@ -96,14 +97,6 @@ def _annualise(monthly: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
         else:
             out[name] = groups[name].mean().to_numpy()
     return out
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_hashes() -> dict[str, str]:

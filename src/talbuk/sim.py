@@ -213,8 +213,9 @@ class Sim:
 
     def household_work(self, *specs) -> tuple[np.ndarray, ...]:
         """Work arrays for one module's step, one row per household (at least
-        ``households.n`` rows): each spec is a dtype, or ``(dtype, width)`` for a 2-D array
-        of ``width`` columns.
+        ``households.n`` rows): each spec is a dtype, ``(dtype, width)`` for a 2-D array of
+        ``width`` columns, or ``(dtype, (a, b, ...))`` for an array of shape
+        ``(a, b, ..., rows)`` (planes of one value per household).
 
         Every call returns views of one buffer that all modules share, so the month's
         per-household work arrays take the memory of the largest module's request instead of
@@ -229,15 +230,16 @@ class Sim:
         shapes = []
         for spec in specs:
             dtype, width = (spec if isinstance(spec, tuple) else (spec, 1))
-            shapes.append((np.dtype(dtype), int(width)))
+            shapes.append((np.dtype(dtype), width))
         rows = self._work_rows
         if self._work is None or rows < nh:
             rows = nh + nh // 50 + 64  # room for the households founded in the next months
         offsets = []
         total = 0
         for dtype, width in shapes:
+            values = int(np.prod(width)) if isinstance(width, tuple) else int(width)
             offsets.append(total)
-            total += -(-rows * width * dtype.itemsize // 64) * 64  # each array 64-byte aligned
+            total += -(-rows * values * dtype.itemsize // 64) * 64  # each array 64-byte aligned
         if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
             self._work = None  # free the old buffer before the new one is made
             raw = np.zeros(total + 64, dtype=np.uint8)
@@ -247,8 +249,12 @@ class Sim:
             self._work_rows = rows
         out = []
         for (dtype, width), off in zip(shapes, offsets, strict=True):
-            a = self._work[off: off + rows * width * dtype.itemsize].view(dtype)
-            out.append(a.reshape(rows, width) if width > 1 else a)
+            values = int(np.prod(width)) if isinstance(width, tuple) else int(width)
+            a = self._work[off: off + rows * values * dtype.itemsize].view(dtype)
+            if isinstance(width, tuple):
+                out.append(a.reshape(*width, rows))
+            else:
+                out.append(a.reshape(rows, width) if width > 1 else a)
         return tuple(out)
 
     def defer_members(self, households: np.ndarray, deltas: np.ndarray) -> None:

@@ -125,7 +125,6 @@ class Information(Module):
         self.border = np.array([p.borders_china for p in PROVINCES], dtype=np.bool_)
         self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
         self.n_cells = int(sim.cell_province.shape[0])
-        self._partial = np.zeros((2, 0, 0), dtype=np.int16)  # counts per range of people
 
     def checkpoint_state(self) -> dict:
         return {"level": self.level.copy()}
@@ -152,16 +151,17 @@ class Information(Module):
         # per-household work arrays from the modules' shared buffer (Sim.household_work):
         # hh_watch and hh_n are zeroed by the counting kernels (_count_range), hh_social and
         # hh_caught below
-        hh_watch, hh_n, hh_social, hh_caught = (
-            a[:nh] for a in sim.household_work(np.int32, np.int32, np.float32, np.uint8))
         parts = sim.parts(persons.n, persons.n)
+        n_partial = max(parts.size - 2, 0)  # ranges of people after the first
+        hh_watch, hh_n, hh_social, hh_caught, partial = sim.household_work(
+            np.int32, np.int32, np.float32, np.uint8, (np.int16, (2, n_partial)))
+        hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in (hh_watch, hh_n, hh_social,
+                                                                  hh_caught))
         if parts.size > 2:  # counts per range of people, then added per household (exact)
-            if self._partial.shape[1] != parts.size - 2 or self._partial.shape[2] < nh:
-                self._partial = np.zeros((2, parts.size - 2, households.capacity), dtype=np.int16)
             _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
                                     persons.flags, persons.household, persons.media_exposure,
                                     np.float32(p.watching_min), hh_watch, hh_n, parts,
-                                    self._partial, sim.chunk_bounds(nh))
+                                    partial, sim.chunk_bounds(nh))
         else:
             _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
                                 persons.household, persons.media_exposure,
