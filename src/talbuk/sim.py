@@ -327,8 +327,6 @@ class Sim:
             checkpoint_every: int | None = None, checkpoint: Callable[[Sim], None] | None = None,
             until: int | None = None):
         """Run to the end month (or ``until`` months completed) and return the results."""
-        from talbuk.results import Results
-
         stop = self.n_months if until is None else min(until, self.n_months)
         while self.t_index < stop:
             self.step()
@@ -337,6 +335,9 @@ class Sim:
             if checkpoint_every and checkpoint is not None and self.t_index % checkpoint_every == 0 \
                     and self.t_index < self.n_months:
                 checkpoint(self)
+        self._work = None  # the modules' work buffer is not needed to build the results
+        from talbuk.results import Results  # pandas: only once the months are done
+
         return Results.from_sim(self)
 
     def plan(self) -> str:
