@@ -245,14 +245,16 @@ def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
     import weakref
 
     sim = Sim("baseline", scale=5000, seed=2)
-    sim.run(until=3)
-    (a,) = sim.household_work(np.float32)
+    for _ in range(3):
+        sim.step()
     b, c = sim.household_work(np.int32, (np.float32, 4))
+    (a,) = sim.household_work(np.float32)
     assert np.shares_memory(a, b)  # the next call reuses the memory
     assert a.shape[0] >= sim.households.n and c.shape == (a.shape[0], 4)
     assert all(x.ctypes.data % 64 == 0 for x in (a, b, c))
     del a, b, c
-    sim.run(until=12)  # months of every module
+    while sim.t_index < 12:  # months of every module
+        sim.step()
     owner = sim._work if sim._work.base is None else sim._work.base  # what holds the memory
     ref = weakref.ref(owner)
     del owner
@@ -261,6 +263,8 @@ def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
     assert ref() is None, "a module kept a view of the shared work buffer past its step"
     sim.step()  # the next month makes it again
     assert sim._work is not None and sim._work_rows >= sim.households.n
+    sim.run(until=14)  # and a run releases it before it builds the results
+    assert sim._work is None
 
 
 def test_a_run_is_set_up_and_stepped_without_pandas():
