@@ -227,19 +227,21 @@ class Sim:
         (:meth:`reorder`), when memory peaks, and made again by the next call.
         """
         nh = self.households.n
-        shapes = []
-        for spec in specs:
-            dtype, width = (spec if isinstance(spec, tuple) else (spec, 1))
-            shapes.append((np.dtype(dtype), width))
         rows = self._work_rows
         if self._work is None or rows < nh:
             rows = nh + nh // 50 + 64  # room for the households founded in the next months
-        offsets = []
+        shapes = []  # (dtype, shape, offset and size in bytes)
         total = 0
-        for dtype, width in shapes:
-            values = int(np.prod(width)) if isinstance(width, tuple) else int(width)
-            offsets.append(total)
-            total += -(-rows * values * dtype.itemsize // 64) * 64  # each array 64-byte aligned
+        for spec in specs:
+            dtype, width = spec if isinstance(spec, tuple) else (spec, 1)
+            dtype = np.dtype(dtype)
+            if isinstance(width, tuple):
+                shape = (*width, rows)
+            else:
+                shape = (rows, width) if width > 1 else (rows,)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            shapes.append((dtype, shape, total, nbytes))
+            total += -(-nbytes // 64) * 64  # each array 64-byte aligned
         if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
             self._work = None  # free the old buffer before the new one is made
             raw = np.zeros(total + 64, dtype=np.uint8)
@@ -247,15 +249,8 @@ class Sim:
             self._work = raw[start: start + total]
             del raw
             self._work_rows = rows
-        out = []
-        for (dtype, width), off in zip(shapes, offsets, strict=True):
-            values = int(np.prod(width)) if isinstance(width, tuple) else int(width)
-            a = self._work[off: off + rows * values * dtype.itemsize].view(dtype)
-            if isinstance(width, tuple):
-                out.append(a.reshape(*width, rows))
-            else:
-                out.append(a.reshape(rows, width) if width > 1 else a)
-        return tuple(out)
+        return tuple(self._work[off: off + nbytes].view(dtype).reshape(shape)
+                     for dtype, shape, off, nbytes in shapes)
 
     def defer_members(self, households: np.ndarray, deltas: np.ndarray) -> None:
         """Changes to ``households.members`` (people in the country) made after the demography

@@ -440,8 +440,9 @@ def posterior_point(path: str | Path | None = None) -> tuple[dict[str, float], s
     (:func:`weighted_medoid`) of the particles of the most probable decision rule, over the
     parameters those particles have (not the levers), that rule (None without a ``rule``
     column) and how the point was chosen (``row`` among the rule's ``n`` particles, its
-    ``weight`` within them, the ``levers`` not applied). Read without pandas: this runs whenever a scenario with a posterior is loaded,
-    a whole-population run included (talbuk.population.read_columns says why)."""
+    ``weight`` within them, the ``levers`` not applied). Read without pandas: this runs
+    whenever a scenario with a posterior is loaded, a whole-population run included
+    (talbuk.population.read_columns says why)."""
     cols, weights, _ = _read_posterior(path)
     rule = None
     if "rule" in cols:

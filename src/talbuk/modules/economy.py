@@ -973,9 +973,9 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
                 hg = hg if hg >= 1e-4 else 0.0
                 hunger[i] = hg
             hsum += hg
-            hi = np.float64(hg > hungry_level)
-            hungry += hi
-            p_h[province[i]] += hi
+            is_hungry = np.float64(hg > hungry_level)
+            hungry += is_hungry
+            p_h[province[i]] += is_hungry
             # trading
             a = t - bm  # age in months: working age (16-64) from a table
             if a > amax:
