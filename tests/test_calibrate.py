@@ -189,7 +189,8 @@ def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
     from importlib import resources
 
     full = {p.name: p for p in load_priors()}
-    for name, size in (("priors_core.toml", 6), ("priors_settled.toml", 8), ("priors_media.toml", 9)):
+    for name, size in (("priors_core.toml", 6), ("priors_settled.toml", 8), ("priors_media.toml", 9),
+                       ("priors_tie.toml", 9)):
         path = resources.files("talbuk").joinpath("calibration", name)
         core = load_priors(str(path))
         assert len(core) == size, name
@@ -271,9 +272,27 @@ def test_bad_input_exits_2(tmp_path, monkeypatch):
     _one_line_error(_invoke("--generations", "1", "--db", "/proc/talbuk-calibration.db"), "not writable")
     _one_line_error(_invoke("--generations", "1", "--db", str(db), "--years", "1980-2019"), "--years")
     _one_line_error(_invoke("--generations", "1", "--db", str(db), "--rules", "threshold,vote"), "--rules")
+    _one_line_error(_invoke("--generations", "1", "--db", str(db), "--range-weight", "-1"), "--range-weight")
     _one_line_error(_invoke("--db", str(db)), "--generations")
     _one_line_error(_invoke("--generations", "1", "--db", str(db), "--resume"), "no such database")
     assert list(tmp_path.iterdir()) == [bad_priors]  # nothing written
+
+
+def test_the_range_weight_is_a_setting_that_reaches_the_distance():
+    """``--range-weight`` is saved with the settings (so a resumed calibration keeps it) and is
+    the weight of the distance the ABC uses; a setup file from before the option reads as 0.25."""
+    from talbuk.calibration.abc import Settings, build_abc, prepare
+    from talbuk.calibration.distance import RANGE_WEIGHT
+
+    st = prepare(priors_path=None, scenario="baseline", scale=20000, population=4, seed=1,
+                 rules=None, years="1995-2019", range_weight=2.0)
+    again = Settings.from_json(json.loads(json.dumps(st.to_json())))
+    assert again.range_weight == 2.0
+    _, _, distance = build_abc(again, None, resume=False)
+    assert distance.range_weight == 2.0 and distance.config()["range_weight"] == 2.0
+    old = st.to_json()
+    del old["range_weight"]
+    assert Settings.from_json(old).range_weight == RANGE_WEIGHT == 0.25
 
 
 def test_existing_database_is_not_overwritten(tmp_path):

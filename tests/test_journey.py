@@ -175,6 +175,76 @@ def test_kin_flags_follow_members_abroad():
     assert sim.monthly["households_kin_south"][0] > 0
 
 
+def _arrived_households(sim, months_ago, k=30, seed=4):
+    """Put one adult of each of ``k`` households in South Korea, arrived ``months_ago``
+    (one per household, so each household's latest arrival is known)."""
+    j = _module(sim, "journey")
+    who = _adults(sim, 4 * k, seed=seed)
+    _, first = np.unique(sim.persons.household[who], return_index=True)
+    who = np.sort(who[first])[:k]
+    _decide(sim, who)
+    j.enroll(sim, who)
+    sim.persons.stage[who] = ARRIVED
+    sim.persons.stage_month[who] = sim.month - months_ago
+    sim.recount_members()  # people moved abroad by hand
+    return who
+
+
+@pytest.mark.parametrize("half_life", [0.0, 1.0, 4.0])
+def test_kin_ties_fade_with_the_years_since_the_latest_arrival(half_life):
+    from talbuk.modules import decision as dm
+
+    sim = _sim(7)
+    _set_params(sim, "journey", kin_tie_half_life_years=half_life)
+    who = _arrived_households(sim, months_ago=24)
+    sim.step()  # the recount, at the end of the journey's step of this month: 24 months on
+    hh = sim.households
+    h = sim.persons.household[who]
+    assert (hh.flags[h] & H_KIN_SOUTH).all()
+    expect = 255 if half_life == 0 else round(255 * 0.5 ** (2.0 / half_life))
+    np.testing.assert_array_equal(hh.kin_tie[h], expect)
+    # what the decision rules read: the tie as a weight (at least 0.5 with kin in China),
+    # and the kin flag for the journey's kin-split copy, whatever the tie
+    pack = np.zeros((hh.n, 3), dtype=np.float32)
+    dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, 0, hh.n, pack)
+    china = (hh.flags[h] & H_KIN_CHINA) != 0
+    np.testing.assert_allclose(pack[h, 0], np.maximum(expect / 255.0, np.where(china, 0.5, 0.0)),
+                               rtol=1e-6)
+    assert (pack[h, 2] == 1.0).all()
+    # a member who arrives later renews the household's tie
+    if half_life > 0:
+        j = _module(sim, "journey")
+        k = len(who)
+        again = _adults(sim, 8 * k, seed=5)
+        again = again[np.isin(sim.persons.household[again], h)][:5]
+        assert len(again) > 0
+        _decide(sim, again)
+        j.enroll(sim, again)
+        sim.persons.stage[again] = ARRIVED
+        sim.persons.stage_month[again] = sim.month
+        sim.recount_members()
+        sim.step()
+        assert (hh.kin_tie[sim.persons.household[again]] == 255).all()
+
+
+def test_fading_ties_pull_less():
+    """With ties of half a year, two years after the arrivals the households' residents want
+    to leave less than with ties that never fade (same seed, same people)."""
+    desire = []
+    for half_life in (0.0, 0.5):
+        sim = _sim(7)
+        _set_params(sim, "journey", kin_tie_half_life_years=half_life)
+        who = _arrived_households(sim, months_ago=24)
+        h = sim.persons.household[who]
+        for _ in range(12):  # desire moves a twelfth of the way to its target each month
+            sim.step()
+        p = sim.persons
+        home = np.isin(p.household, h) & (p.stage == RESIDENT)
+        assert home.sum() >= 20
+        desire.append(float(p.desire[home].mean()))
+    assert desire[1] < desire[0] - 0.2
+
+
 def test_expected_pipeline_conserves_mass():
     sim = _sim(8)
     # this test feeds the expected decisions itself: the decision module must not overwrite them

@@ -13,7 +13,7 @@ import talbuk.sim as sim_module
 from talbuk.modules import decision as dm
 from talbuk.modules import information as im
 from talbuk.sim import Sim
-from talbuk.state import F_MEDIA_EVER
+from talbuk.state import F_MEDIA_EVER, H_KIN_SOUTH
 
 SCALE = 5000
 
@@ -36,14 +36,16 @@ def _ranges(n: int, k: int) -> list[tuple[int, int]]:
 
 def test_decision_household_inputs_by_ranges(sim_8y):
     hh = sim_8y.households
-    one = np.zeros((hh.n, 2), dtype=np.float32)
-    dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, 0, hh.n, one)
-    three = np.zeros((hh.n, 2), dtype=np.float32)
+    one = np.zeros((hh.n, 3), dtype=np.float32)
+    dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, 0, hh.n, one)
+    three = np.zeros((hh.n, 3), dtype=np.float32)
     for lo, hi in _ranges(hh.n, 3):
-        dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, lo, hi, three)
+        dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, lo, hi, three)
     np.testing.assert_array_equal(one, three)
-    assert set(np.unique(one[:, 0])) <= {0.0, 0.5, 1.0}
+    assert set(np.unique(one[:, 0])) <= {0.0, 0.5, 1.0}  # ties do not fade in the baseline
     assert one[:, 1].max() == 1.0 and one[:, 1].min() == 0.0
+    south = (hh.flags & H_KIN_SOUTH) != 0
+    np.testing.assert_array_equal(one[:, 2], south.astype(np.float32))
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])

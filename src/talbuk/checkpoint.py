@@ -28,7 +28,8 @@ from talbuk.files import file_sha256 as _sha256
 #: 2: persons carry ``uid`` and the table is reordered each January (``reorder_every``)
 #: 3: the data file is ``checkpoint-MMMM.npz``, named in the description (``npz``)
 #: 4: the journey carries its kin-split mean-field copy (``mf_k``, ``ema_k``, ``flip_ema``)
-CHECKPOINT_VERSION = 4
+#: 5: households carry ``kin_tie`` (ties to kin in the South that fade)
+CHECKPOINT_VERSION = 5
 
 
 class CheckpointError(Exception):

@@ -363,6 +363,7 @@ def calibrate(
     force: Annotated[bool, typer.Option(help="replace an existing --db")] = False,
     rules: Annotated[str | None, typer.Option(help="compare decision rules, e.g. threshold,utility,planned")] = None,
     years: Annotated[str, typer.Option(help="years of arrivals in the distance")] = "1995-2019",
+    range_weight: Annotated[float | None, typer.Option(help="weight of each range target's squared miss in the distance (default 0.25)")] = None,
     ship: Annotated[bool, typer.Option(help="also copy the posterior to the package's posterior.csv")] = False,
 ):
     """Bayesian calibration (pyabc ABC-SMC on Dask); see docs/calibration.md."""
@@ -374,7 +375,8 @@ def calibrate(
         calibrate_cli(priors=priors, scenario=scenario, scale=scale, population=population,
                       generations=generations, min_epsilon=min_epsilon, max_minutes=max_minutes,
                       db=db, seed=seed, scheduler=scheduler, workers=workers, resume=resume,
-                      force=force, rules=rules, years=years, ship=ship, console=err)
+                      force=force, rules=rules, years=years, ship=ship, console=err,
+                      range_weight=range_weight)
     except CalibrationError as e:
         _fail(str(e))
     except KeyboardInterrupt:

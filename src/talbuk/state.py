@@ -94,6 +94,10 @@ HOUSEHOLD_DTYPES: dict[str, np.dtype] = {
     "market_income": np.dtype(np.float32),
     "surveillance": np.dtype(np.float32),
     "kin_abroad": np.dtype(np.uint8),  # members in China or South Korea (capped at 255)
+    # strength of the ties to members in South Korea, 255 (a member arrived this month) fading
+    # with the years since the latest arrival (journey.kin_tie_half_life_years; 255 for ever
+    # when that is 0); written by the journey's kin recount, read only where H_KIN_SOUTH is set
+    "kin_tie": np.dtype(np.uint8),
 }
 
 

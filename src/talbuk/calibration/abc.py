@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -45,7 +46,7 @@ import pyabc
 import scipy.stats
 from pyabc.sampler import DaskDistributedSampler
 
-from talbuk.calibration.distance import TalbukDistance
+from talbuk.calibration.distance import RANGE_WEIGHT, TalbukDistance
 from talbuk.calibration.params import (
     Posterior,
     Prior,
@@ -292,6 +293,9 @@ class Settings:
     years: tuple[int, int] = DEFAULT_FIT_YEARS
     batch_size: int = DEFAULT_BATCH_SIZE
     extra: dict = field(default_factory=dict)
+    # weight of each range target's squared miss in the distance (talbuk.calibration.distance);
+    # a setup file written before the option existed reads as the default
+    range_weight: float = RANGE_WEIGHT
 
     def priors(self) -> list[Prior]:
         with tempfile.TemporaryDirectory() as d:  # reload from the saved text (checked again)
@@ -448,7 +452,7 @@ def build_abc(settings: Settings, client, *, resume: bool) -> tuple[_ABCSMC, lis
     own = [priors_for_rule(priors, r if r is not None else _scenario(settings.scenario_toml).decision_rule)
            for r in rules]
     models = [TalbukModel(settings.scenario_toml, pr, r, settings.scale) for pr, r in zip(own, rules, strict=True)]
-    distance = TalbukDistance(years=tuple(settings.years))
+    distance = TalbukDistance(years=tuple(settings.years), range_weight=float(settings.range_weight))
     # fresh: generation 0 accepts every prior draw; resumed: epsilon from the last generation
     # in the database (the weighted median, as an uninterrupted run computes it)
     eps = pyabc.MedianEpsilon("from_sample" if resume else INITIAL_EPSILON)
@@ -521,8 +525,11 @@ class Outcome:
 
 
 def prepare(*, priors_path: str | Path | None, scenario: str, scale: float, population: int,
-            seed: int, rules: str | None, years: str, batch_size: int = DEFAULT_BATCH_SIZE) -> Settings:
+            seed: int, rules: str | None, years: str, batch_size: int = DEFAULT_BATCH_SIZE,
+            range_weight: float = RANGE_WEIGHT) -> Settings:
     """Check a new calibration's inputs and return its settings (raises CalibrationError)."""
+    if not (math.isfinite(range_weight) and range_weight >= 0):
+        raise CalibrationError(f"--range-weight: must be a number >= 0, got {range_weight:g}")
     if not scale >= 1:
         raise CalibrationError(f"--scale: must be at least 1 (people per agent), got {scale:g}")
     if population < 2:
@@ -547,7 +554,8 @@ def prepare(*, priors_path: str | Path | None, scenario: str, scale: float, popu
                                f"in scenario {sc.name}") from None
     return Settings(priors_file=str(ppath), priors_text=ppath.read_text(), scenario=sc.name,
                     scenario_toml=sc.to_toml(), scale=float(scale), population=int(population),
-                    seed=int(seed), rules=rule_list, years=fit_years, batch_size=batch_size)
+                    seed=int(seed), rules=rule_list, years=fit_years, batch_size=batch_size,
+                    range_weight=float(range_weight))
 
 
 def calibrate(settings: Settings | None, db: Path, *, generations: int | None = None,
@@ -692,14 +700,16 @@ def _dask_version() -> str:
 def calibrate_cli(*, priors: Path | None, scenario: str, scale: float, population: int,
                   generations: int | None, min_epsilon: float | None, max_minutes: float | None,
                   db: Path, seed: int, scheduler: str | None, workers: int, resume: bool,
-                  force: bool, rules: str | None, years: str, ship: bool, console) -> Outcome:
+                  force: bool, rules: str | None, years: str, ship: bool, console,
+                  range_weight: float | None = None) -> Outcome:
     """What ``talbuk calibrate`` does (the command in cli.py only registers the options)."""
     from rich.table import Table
 
     settings = None
     if not resume:
         settings = prepare(priors_path=priors, scenario=scenario, scale=scale, population=population,
-                           seed=seed, rules=rules, years=years)
+                           seed=seed, rules=rules, years=years,
+                           range_weight=RANGE_WEIGHT if range_weight is None else range_weight)
     out = calibrate(settings, db, generations=generations, min_epsilon=min_epsilon,
                     max_minutes=max_minutes, scheduler=scheduler, workers=workers, resume=resume,
                     force=force, ship=ship, progress=lambda s: console.print(s, highlight=False))

@@ -16,7 +16,9 @@ over months (one fused float32 pass over people, no random draws):
   redenomination), compared with last month and remembered with a monthly decay.
 * **Desire** (pull), ``r = 1/12``: ``D* = d_m media + d_k kin + d_g market_gen + d_t trader
   + d_s skill``; media counts for those who have watched (``F_MEDIA_EVER``); kin in South
-  Korea count fully, kin in China by half (they send money and tell of life outside).
+  Korea count by the household's tie (``households.kin_tie``: fully at an arrival, fading
+  with the years since the latest one when ``journey.kin_tie_half_life_years`` is set), kin
+  in China by half (they send money and tell of life outside).
 * **Fear**, ``r = 1/6``: ``F* = f_s severity (1 - c_g market_gen) + f_v surveillance
   + f_p punished + f_r raid``: the punishment-severity lever, the household's surveillance,
   the person's own punishment and a media search in the cell this month; the market
@@ -138,7 +140,7 @@ class Attitudes(Module):
         _household_loss(households.savings_won, households.savings_usd, float(rate),
                         np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
                         sim.chunk_bounds(nh), households.flags, households.surveillance,
-                        households.cell, cell_raided, hh_pack)
+                        households.cell, cell_raided, households.kin_tie, hh_pack)
         first = not self.started
         self.started = True
         r = np.array([p.rate_legitimacy, p.rate_grievance, p.rate_desire, p.rate_fear],
@@ -172,18 +174,20 @@ class Attitudes(Module):
 
 @nb.njit(parallel=True, cache=True)
 def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth, loss, bounds,
-                    hh_flags, surveillance, hh_cell, cell_raided, hh_pack):
+                    hh_flags, surveillance, hh_cell, cell_raided, hh_tie, hh_pack):
     """Relative loss of household wealth (USD at the market rate) since last month; the
     household row the person pass reads (``hh_pack``)."""
+    to_unit = np.float32(255.0)
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
     for c in nb.prange(bounds.shape[0] - 1):
         for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):  # unsigned: no test
             hf = hh_flags[h]
             kin = np.float32(0.0)
-            if hf & H_KIN_SOUTH:
-                kin = np.float32(1.0)
-            elif hf & H_KIN_CHINA:
+            if hf & H_KIN_CHINA:
                 kin = np.float32(0.5)
+            if hf & H_KIN_SOUTH:  # ties that fade with the years since the latest arrival
+                south = np.float32(hh_tie[h]) / to_unit  # 255 / 255 is exactly 1
+                kin = south if south > kin else kin
             hh_pack[h, 1] = kin
             hh_pack[h, 2] = surveillance[h]
             hh_pack[h, 3] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else np.float32(0.0)

@@ -10,8 +10,9 @@ Net risk (all rules): ``R = ra_i (w_b border_security^k + w_c china_repatriation
 walls and shoot-to-kill orders is feared far more than a guarded one), ``ra_i`` a fixed
 risk-aversion trait
 (uniform 0.5-1.5), ``family`` the share of up to 4 relatives left behind (guilt by
-association punishes them), ``age`` the years above 30 over 30, ``kin`` 1 with kin in South
-Korea, 0.5 with kin in China (they pay brokers, tell the truth). ``fear`` carries the
+association punishes them), ``age`` the years above 30 over 30, ``kin`` the household's tie
+to kin in South Korea (1 at an arrival, fading with ``journey.kin_tie_half_life_years``; at
+least 0.5 with kin in China), 0.5 with kin in China only (they pay brokers, tell the truth). ``fear`` carries the
 punishment-severity lever, surveillance and punishment (modules/attitudes.py).
 
 Each person has a fixed threshold ``theta_i = theta_0 + theta_s logit(u_i)`` (``u_i`` a
@@ -160,14 +161,14 @@ class Decision(Module):
         nh = households.n
         # kin abroad and relatives left behind per household, from the modules' shared work
         # buffer (Sim.household_work): every row written by _household_inputs
-        hh_pack = sim.household_work((np.float32, 2))[0]
+        hh_pack = sim.household_work((np.float32, 3))[0]
         hparts = sim.parts(nh, nh)
         if hparts.size > 2:
             _household_inputs_par(households.flags, households.kin_abroad, households.members,
-                                  hparts, hh_pack)
+                                  households.kin_tie, hparts, hh_pack)
         else:
             _household_inputs(households.flags, households.kin_abroad, households.members,
-                              0, nh, hh_pack)
+                              households.kin_tie, 0, nh, hh_pack)
         counts = np.zeros((nc, 3), dtype=np.int64)
         expected = np.zeros((nc, 4), dtype=np.float64)
         t = sim.month
@@ -282,15 +283,22 @@ def _theta_table(loc, scale):
 
 
 @nb.njit(cache=True)
-def _household_inputs(hh_flags, kin_abroad, members, lo, hi, hh_pack):
-    """Per household of ``[lo, hi)``, in one row for the person pass: kin abroad (1 in South
-    Korea, 0.5 in China) and the share of up to 4 relatives who would be left behind."""
+def _household_inputs(hh_flags, kin_abroad, members, hh_tie, lo, hi, hh_pack):
+    """Per household of ``[lo, hi)``, in one row for the person pass: kin abroad (0.5 in
+    China; in South Korea the tie, 1 fading with the years since the latest arrival, at least
+    0.5 while someone is also in China), the share of up to 4 relatives who would be left
+    behind, and 1 if a member is in South Korea (0 if not)."""
     zero = np.float32(0.0)
+    to_unit = np.float32(255.0)
     for h in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         hf = hh_flags[h]
         kin = zero
+        south = zero
         if hf & H_KIN_SOUTH:
-            kin = np.float32(1.0)
+            south = np.float32(1.0)
+            kin = np.float32(hh_tie[h]) / to_unit  # 255 / 255 is exactly 1
+            if (hf & H_KIN_CHINA) and kin < np.float32(0.5):
+                kin = np.float32(0.5)
         elif (hf & H_KIN_CHINA) or kin_abroad[h] > 0:
             kin = np.float32(0.5)
         fam = np.float32(members[h] - 1)
@@ -301,12 +309,14 @@ def _household_inputs(hh_flags, kin_abroad, members, lo, hi, hh_pack):
             fam = zero
         hh_pack[h, 0] = kin
         hh_pack[h, 1] = fam
+        hh_pack[h, 2] = south
 
 
 @nb.njit(parallel=True, cache=True)
-def _household_inputs_par(hh_flags, kin_abroad, members, hparts, hh_pack):
+def _household_inputs_par(hh_flags, kin_abroad, members, hh_tie, hparts, hh_pack):
     for part in nb.prange(hparts.shape[0] - 1):
-        _household_inputs(hh_flags, kin_abroad, members, hparts[part], hparts[part + 1], hh_pack)
+        _household_inputs(hh_flags, kin_abroad, members, hh_tie, hparts[part], hparts[part + 1],
+                          hh_pack)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -383,7 +393,7 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
             e_all += p
             if female:
                 e_fem += p
-            if kin == one:  # a member already in South Korea (the journey's kin-split copy)
+            if hh_pack[h, 2] != 0:  # a member already in South Korea (the journey's kin-split copy)
                 e_kin += p
                 if female:
                     e_fem_kin += p

@@ -50,7 +50,9 @@ Mechanisms and sources (starting values set by hand, see docs/journey.md):
 * Left behind: when a member crosses or is caught the household is watched (surveillance up)
   and may be punished (a fine taken from savings); watching fades. Members in South Korea
   send remittances. Kin flags (H_KIN_CHINA, H_KIN_SOUTH) and ``kin_abroad`` are recounted
-  every month from the index, exactly, for the decision module (chain migration).
+  every month from the index, exactly, for the decision module (chain migration), with the
+  strength of the ties to the South (``households.kin_tie``), which halves every
+  ``kin_tie_half_life_years`` since the household's latest arrival (0: no fading).
 * Low-noise expected arrivals (DESIGN section 2): a deterministic mean-field copy of the
   pipeline (mass per stage and sex) is fed each month with ``sim.shared["expected_decisions"]``
   and moved with the same probabilities the agents use that month. Where agents' probabilities
@@ -143,6 +145,7 @@ class JourneyParams(ModuleParams):
     crossing_fee_share: float = Field(0.5, ge=0.05, le=1, description="broker_fees.csv 2011: about 3,500 of 6,000 USD for the crossing, the rest for the onward route")
     distance_scale_km: float = Field(150.0, ge=10, le=2000, description="assumption: preparation rate falls as 1/(1 + distance/scale) with the road distance to the border (permits, bribes)")
     kin_prepare_mult: float = Field(1.3, ge=1, le=10, description="revised by hand (2 -> 1.3, 2026-11-30) against the kin share of 2010 arrivals (0.35-0.45, targets.csv: 0.48 with 2, 0.45 with 1.3, 0.43 with 1 and kin_onward_mult 1, 20-run posterior ensembles at scale 500, docs/journey.md); revised by hand (4 -> 2) in the 2026-11-29 refit with the settled stock in China, against the kin share of 2010 arrivals (0.35-0.45, targets.csv); set by hand (2 -> 4) against the 2005-2011 rise of arrivals (chain migration; about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea pay the broker and arrange the crossing (DESIGN 4.5)")
+    kin_tie_half_life_years: float = Field(0.0, ge=0, le=100, description="assumption, 0 = ties never fade (the model up to 2026-11-30): half-life, in years since the latest arrival of a member in South Korea, of the pull (attitudes.desire_kin_south) and the relief of risk (decision.kin_relief) that kin in the South give their household (households.kin_tie). Defectors send money home and pay brokers mostly in their first years in the South, before they start families there and while their debts to brokers are paid off; no survey shipped in data/ gives the rate, so it is a prior for calibration (priors_tie.toml: 1-15 years)")
     surveillance_block: float = Field(0.5, ge=0, le=1, description="assumption: share of the preparation rate lost in a fully watched household")
     giveup_base: float = Field(0.03, ge=0, le=0.3, description="assumption: monthly chance a preparer gives up")
     giveup_security: float = Field(0.05, ge=0, le=0.5, description="assumption: extra monthly chance of giving up per unit of border_security")
@@ -235,6 +238,7 @@ class Journey(Module):
         # the episode's last crossing was a planned escape (read by the kernel in China)
         self.rec_planned = np.zeros(1024, dtype=np.uint8)
         self.rows_seen = 0
+        self._tie_cache: tuple[float, np.ndarray] | None = None
         self.mf = np.zeros((N_M, 2), dtype=np.float64)  # expected agents per stage and sex
         self.mf_exits = np.zeros((4, 2), dtype=np.float64)
         # first moments: expected person-months since entering China carried by the mass in
@@ -431,6 +435,21 @@ class Journey(Module):
         uids = np.flatnonzero(sim.persons.stage == PREPARING)
         return self.enroll(sim, uids)
 
+    def _tie_table(self) -> np.ndarray:
+        """``households.kin_tie`` by months since the latest arrival (0 to 50 years, the last
+        entry for anything older): ``round(255 * 0.5 ** (months / (12 * half_life)))``, at
+        least 1 so that a household with kin in the South always reads as such; 255 for ever
+        with no half-life."""
+        hl = float(self.params.kin_tie_half_life_years)
+        if self._tie_cache is None or self._tie_cache[0] != hl:
+            if hl <= 0:
+                tab = np.full(601, 255, dtype=np.uint8)
+            else:
+                m = np.arange(601, dtype=np.float64)
+                tab = np.clip(np.rint(255.0 * 0.5 ** (m / (12.0 * hl))), 1, 255).astype(np.uint8)
+            self._tie_cache = (hl, tab)
+        return self._tie_cache[1]
+
     # ------------------------------------------------------------------ probabilities
     def probabilities(self, sim) -> np.ndarray:
         """This month's lever-derived probabilities (the vector ``pr`` of the kernel)."""
@@ -525,7 +544,9 @@ class Journey(Module):
         self.events_kind = self.events_kind[: counts[K_EVENTS]]
         self.n_idx = new_n
         n_south = _recount_kin(new_n, self.idx_person, touched[:n_touched], persons.stage,
-                               persons.household, households.flags, households.kin_abroad)
+                               persons.stage_month, persons.household, households.flags,
+                               households.kin_abroad, households.kin_tie, np.int64(t),
+                               self._tie_table())
         flips = _kin_flips(new_n, self.idx_person, kin_b, persons.stage, persons.household,
                            households.flags)
         expected_arrivals, expected_china, expected_months = self._mean_field(sim, pr, sums)
@@ -1074,18 +1095,24 @@ def _kin_flips(n, idx_person, kin_b, stage, household, hh_flags):
 
 
 @nb.njit(cache=True)
-def _recount_kin(n, idx_person, touched, stage, household, hh_flags, hh_kin):
-    """Exact kin flags and ``kin_abroad`` for every household with someone in the index."""
+def _recount_kin(n, idx_person, touched, stage, stage_month, household, hh_flags, hh_kin,
+                 hh_tie, t, tie_table):
+    """Exact kin flags and ``kin_abroad`` for every household with someone in the index, and
+    the strength of its ties to the South (``hh_tie``: ``tie_table`` at the months since its
+    latest arrival, the largest over its members in the South)."""
     clear = np.uint8(0xFF ^ (H_KIN_CHINA | H_KIN_SOUTH))
     for j in range(touched.shape[0]):
         h = touched[j]
         hh_flags[h] &= clear
         hh_kin[h] = 0
+        hh_tie[h] = 0
     for j in range(n):
         h = household[idx_person[j]]
         hh_flags[h] &= clear
         hh_kin[h] = 0
+        hh_tie[h] = 0
     n_south = 0
+    last = tie_table.shape[0] - 1
     for j in range(n):
         i = idx_person[j]
         st = stage[i]
@@ -1096,6 +1123,10 @@ def _recount_kin(n, idx_person, touched, stage, household, hh_flags, hh_kin):
             if (hh_flags[h] & H_KIN_SOUTH) == 0:
                 n_south += 1
             hh_flags[h] |= H_KIN_SOUTH
+            age = t - stage_month[i]  # months since this member arrived
+            tie = tie_table[min(max(age, 0), last)]
+            if tie > hh_tie[h]:
+                hh_tie[h] = tie
         else:
             continue
         if hh_kin[h] < 255:
