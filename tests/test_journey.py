@@ -206,7 +206,7 @@ def test_kin_ties_fade_with_the_years_since_the_latest_arrival(half_life):
     # what the decision rules read: the tie as a weight (at least 0.5 with kin in China),
     # and the kin flag for the journey's kin-split copy, whatever the tie
     pack = np.zeros((hh.n, 3), dtype=np.float32)
-    dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, 0, hh.n, pack)
+    dm._household_inputs(hh.flags, hh.members, hh.kin_tie, 0, hh.n, pack)
     china = (hh.flags[h] & H_KIN_CHINA) != 0
     np.testing.assert_allclose(pack[h, 0], np.maximum(expect / 255.0, np.where(china, 0.5, 0.0)),
                                rtol=1e-6)

@@ -37,10 +37,10 @@ def _ranges(n: int, k: int) -> list[tuple[int, int]]:
 def test_decision_household_inputs_by_ranges(sim_8y):
     hh = sim_8y.households
     one = np.zeros((hh.n, 3), dtype=np.float32)
-    dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, 0, hh.n, one)
+    dm._household_inputs(hh.flags, hh.members, hh.kin_tie, 0, hh.n, one)
     three = np.zeros((hh.n, 3), dtype=np.float32)
     for lo, hi in _ranges(hh.n, 3):
-        dm._household_inputs(hh.flags, hh.kin_abroad, hh.members, hh.kin_tie, lo, hi, three)
+        dm._household_inputs(hh.flags, hh.members, hh.kin_tie, lo, hi, three)
     np.testing.assert_array_equal(one, three)
     assert set(np.unique(one[:, 0])) <= {0.0, 0.5, 1.0}  # ties do not fade in the baseline
     assert one[:, 1].max() == 1.0 and one[:, 1].min() == 0.0

@@ -107,6 +107,20 @@ def in_country(st):
     return st <= CROSSING or st == DETAINED
 
 
+@nb.njit(inline="always", cache=True)
+def kin_weight(hh_flags, tie):
+    """What kin abroad weigh for a household (for kernels; the attitudes' pull and the
+    decision rules): its tie to members in South Korea (``households.kin_tie`` / 255, 1 at an
+    arrival), at least 0.5 while a member is in China; 0.5 with members in China only; 0
+    without kin abroad."""
+    kin = np.float32(0.5) if hh_flags & H_KIN_CHINA else np.float32(0.0)
+    if hh_flags & H_KIN_SOUTH:
+        south = np.float32(tie) / np.float32(255.0)  # 255 / 255 is exactly 1
+        if south > kin:
+            kin = south
+    return kin
+
+
 def in_country_mask(stage: np.ndarray) -> np.ndarray:
     """Who is in the country (:data:`IN_COUNTRY_STAGES`), for array code."""
     return np.isin(stage, IN_COUNTRY_STAGES)

@@ -39,10 +39,9 @@ from talbuk.state import (
     F_MEDIA_EVER,
     F_PUNISHED,
     F_TRADER,
-    H_KIN_CHINA,
-    H_KIN_SOUTH,
     PREPARING,
     RESIDENT,
+    kin_weight,
 )
 
 ATTITUDE_MIN_AGE = 14
@@ -177,18 +176,10 @@ def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth
                     hh_flags, surveillance, hh_cell, cell_raided, hh_tie, hh_pack):
     """Relative loss of household wealth (USD at the market rate) since last month; the
     household row the person pass reads (``hh_pack``)."""
-    to_unit = np.float32(255.0)
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
     for c in nb.prange(bounds.shape[0] - 1):
         for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):  # unsigned: no test
-            hf = hh_flags[h]
-            kin = np.float32(0.0)
-            if hf & H_KIN_CHINA:
-                kin = np.float32(0.5)
-            if hf & H_KIN_SOUTH:  # ties that fade with the years since the latest arrival
-                south = np.float32(hh_tie[h]) / to_unit  # 255 / 255 is exactly 1
-                kin = south if south > kin else kin
-            hh_pack[h, 1] = kin
+            hh_pack[h, 1] = kin_weight(hh_flags[h], hh_tie[h])
             hh_pack[h, 2] = surveillance[h]
             hh_pack[h, 3] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else np.float32(0.0)
             wealth = np.float32(savings_usd[h] + savings_won[h] * inv)

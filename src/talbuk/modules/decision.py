@@ -48,11 +48,11 @@ from talbuk.modules.information import person_traits, trait_leave_u, trait_risk_
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_DECIDED,
-    H_KIN_CHINA,
     H_KIN_SOUTH,
     PREPARING,
     RESIDENT,
     SEX_FEMALE,
+    kin_weight,
 )
 
 _DECISION = np.uint64(rng.STREAMS["decision"])
@@ -164,11 +164,11 @@ class Decision(Module):
         hh_pack = sim.household_work((np.float32, 3))[0]
         hparts = sim.parts(nh, nh)
         if hparts.size > 2:
-            _household_inputs_par(households.flags, households.kin_abroad, households.members,
-                                  households.kin_tie, hparts, hh_pack)
+            _household_inputs_par(households.flags, households.members, households.kin_tie, hparts,
+                                  hh_pack)
         else:
-            _household_inputs(households.flags, households.kin_abroad, households.members,
-                              households.kin_tie, 0, nh, hh_pack)
+            _household_inputs(households.flags, households.members, households.kin_tie, 0, nh,
+                              hh_pack)
         counts = np.zeros((nc, 3), dtype=np.int64)
         expected = np.zeros((nc, 4), dtype=np.float64)
         t = sim.month
@@ -283,24 +283,16 @@ def _theta_table(loc, scale):
 
 
 @nb.njit(cache=True)
-def _household_inputs(hh_flags, kin_abroad, members, hh_tie, lo, hi, hh_pack):
+def _household_inputs(hh_flags, members, hh_tie, lo, hi, hh_pack):
     """Per household of ``[lo, hi)``, in one row for the person pass: kin abroad (0.5 in
     China; in South Korea the tie, 1 fading with the years since the latest arrival, at least
     0.5 while someone is also in China), the share of up to 4 relatives who would be left
     behind, and 1 if a member is in South Korea (0 if not)."""
     zero = np.float32(0.0)
-    to_unit = np.float32(255.0)
     for h in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         hf = hh_flags[h]
-        kin = zero
-        south = zero
-        if hf & H_KIN_SOUTH:
-            south = np.float32(1.0)
-            kin = np.float32(hh_tie[h]) / to_unit  # 255 / 255 is exactly 1
-            if (hf & H_KIN_CHINA) and kin < np.float32(0.5):
-                kin = np.float32(0.5)
-        elif (hf & H_KIN_CHINA) or kin_abroad[h] > 0:
-            kin = np.float32(0.5)
+        kin = kin_weight(hf, hh_tie[h])
+        south = np.float32(1.0) if hf & H_KIN_SOUTH else zero
         fam = np.float32(members[h] - 1)
         if fam > np.float32(4.0):
             fam = np.float32(4.0)
@@ -313,10 +305,9 @@ def _household_inputs(hh_flags, kin_abroad, members, hh_tie, lo, hi, hh_pack):
 
 
 @nb.njit(parallel=True, cache=True)
-def _household_inputs_par(hh_flags, kin_abroad, members, hh_tie, hparts, hh_pack):
+def _household_inputs_par(hh_flags, members, hh_tie, hparts, hh_pack):
     for part in nb.prange(hparts.shape[0] - 1):
-        _household_inputs(hh_flags, kin_abroad, members, hh_tie, hparts[part], hparts[part + 1],
-                          hh_pack)
+        _household_inputs(hh_flags, members, hh_tie, hparts[part], hparts[part + 1], hh_pack)
 
 
 @nb.njit(parallel=True, cache=True)

@@ -145,7 +145,7 @@ class JourneyParams(ModuleParams):
     crossing_fee_share: float = Field(0.5, ge=0.05, le=1, description="broker_fees.csv 2011: about 3,500 of 6,000 USD for the crossing, the rest for the onward route")
     distance_scale_km: float = Field(150.0, ge=10, le=2000, description="assumption: preparation rate falls as 1/(1 + distance/scale) with the road distance to the border (permits, bribes)")
     kin_prepare_mult: float = Field(1.3, ge=1, le=10, description="revised by hand (2 -> 1.3, 2026-11-30) against the kin share of 2010 arrivals (0.35-0.45, targets.csv: 0.48 with 2, 0.45 with 1.3, 0.43 with 1 and kin_onward_mult 1, 20-run posterior ensembles at scale 500, docs/journey.md); revised by hand (4 -> 2) in the 2026-11-29 refit with the settled stock in China, against the kin share of 2010 arrivals (0.35-0.45, targets.csv); set by hand (2 -> 4) against the 2005-2011 rise of arrivals (chain migration; about 40% of 2010 arrivals had family in the South, targets.csv): kin in South Korea pay the broker and arrange the crossing (DESIGN 4.5)")
-    kin_tie_half_life_years: float = Field(0.0, ge=0, le=100, description="assumption, 0 = ties never fade (the model up to 2026-11-30): half-life, in years since the latest arrival of a member in South Korea, of the pull (attitudes.desire_kin_south) and the relief of risk (decision.kin_relief) that kin in the South give their household (households.kin_tie). Defectors send money home and pay brokers mostly in their first years in the South, before they start families there and while their debts to brokers are paid off; no survey shipped in data/ gives the rate, so it is a prior for calibration (priors_tie.toml: 1-15 years)")
+    kin_tie_half_life_years: float = Field(0.0, ge=0, le=100, description="assumption, 0 = ties never fade (the model up to 2026-11-30): half-life, in years since the latest arrival of a member in South Korea, of the pull (attitudes.desire_kin_south) and the relief of risk (decision.kin_relief) that kin in the South give their household (households.kin_tie). Defectors send money home and pay brokers mostly in their first years in the South, before they start families there and while their debts to brokers are paid off; no survey shipped in data/ gives the rate, so it is a prior for calibration (priors_tie.toml: log-uniform, 0.5-20 years)")
     surveillance_block: float = Field(0.5, ge=0, le=1, description="assumption: share of the preparation rate lost in a fully watched household")
     giveup_base: float = Field(0.03, ge=0, le=0.3, description="assumption: monthly chance a preparer gives up")
     giveup_security: float = Field(0.05, ge=0, le=0.5, description="assumption: extra monthly chance of giving up per unit of border_security")
@@ -238,7 +238,6 @@ class Journey(Module):
         # the episode's last crossing was a planned escape (read by the kernel in China)
         self.rec_planned = np.zeros(1024, dtype=np.uint8)
         self.rows_seen = 0
-        self._tie_cache: tuple[float, np.ndarray] | None = None
         self.mf = np.zeros((N_M, 2), dtype=np.float64)  # expected agents per stage and sex
         self.mf_exits = np.zeros((4, 2), dtype=np.float64)
         # first moments: expected person-months since entering China carried by the mass in
@@ -441,14 +440,10 @@ class Journey(Module):
         least 1 so that a household with kin in the South always reads as such; 255 for ever
         with no half-life."""
         hl = float(self.params.kin_tie_half_life_years)
-        if self._tie_cache is None or self._tie_cache[0] != hl:
-            if hl <= 0:
-                tab = np.full(601, 255, dtype=np.uint8)
-            else:
-                m = np.arange(601, dtype=np.float64)
-                tab = np.clip(np.rint(255.0 * 0.5 ** (m / (12.0 * hl))), 1, 255).astype(np.uint8)
-            self._tie_cache = (hl, tab)
-        return self._tie_cache[1]
+        if hl <= 0:
+            return np.full(601, 255, dtype=np.uint8)
+        m = np.arange(601, dtype=np.float64)
+        return np.clip(np.rint(255.0 * 0.5 ** (m / (12.0 * hl))), 1, 255).astype(np.uint8)
 
     # ------------------------------------------------------------------ probabilities
     def probabilities(self, sim) -> np.ndarray:
