@@ -101,6 +101,14 @@ HOUSEHOLD_DTYPES: dict[str, np.dtype] = {
 }
 
 
+#: Scale of the fixed-point sums that kernels form for recorded means (2**30): each value is
+#: added as ``int64(x * SUM_SCALE)``, so a chunk's sum is exact whatever the order, and a
+#: loop that forms it can be vectorised (an ordered floating-point sum cannot). The product of
+#: a float32 and a power of two is exact, so the conversion loses nothing for values of 2**-6
+#: and above and under 2**-30 below; int64 holds 25 million values of up to 300.
+SUM_SCALE = np.float32(1 << 30)
+
+
 @nb.njit(inline="always", cache=True)
 def in_country(st):
     """True for a stage of :data:`IN_COUNTRY_STAGES` (for kernels)."""

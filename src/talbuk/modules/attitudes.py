@@ -39,8 +39,7 @@ from talbuk.state import (
     F_MEDIA_EVER,
     F_PUNISHED,
     F_TRADER,
-    PREPARING,
-    RESIDENT,
+    SUM_SCALE,
     kin_weight,
 )
 
@@ -194,18 +193,16 @@ def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth
             prev_wealth[h] = wealth
 
 
-@nb.njit(inline="always", cache=True)
-def _clip01(x):
-    if x < np.float32(0.0):
-        return np.float32(0.0)
-    if x > np.float32(1.0):
-        return np.float32(1.0)
-    return x
-
-
 @nb.njit(parallel=True, cache=True)
 def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, market_skill,
                      exposure, desire, grievance, legitimacy, fear, hh_pack, r, w, bounds, sums):
+    # Written so that LLVM vectorises the loop over people (SIMD lanes): no branch around
+    # the work, every person computed and the result stored only for those it concerns
+    # (``x[i] = new if act else old``, a select), class weights from tables rather than
+    # comparisons (a chain of them becomes a ``switch``, which blocks vectorisation), and
+    # the adults' sums in integers (fixed point, ``talbuk.state.SUM_SCALE``). Each person's arithmetic is the
+    # same float32 operations in the same order as one at a time, so the attitudes are
+    # bit-identical to the scalar loop's.
     min_age = ATTITUDE_MIN_AGE * 12
     adult_age = ADULT_AGE * 12
     one = np.float32(1.0)
@@ -215,12 +212,6 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
     g_h, g_l, g_p, g_s1, g_s2, g_leg = w[7], w[8], w[9], w[11], w[12], w[13]
     d_m, d_k, d_g, d_t, d_s = w[14], w[15], w[16], w[17], w[18]
     f_s, f_g, f_v, f_p, f_r = w[19], w[20], w[21], w[22], w[23]
-    # tables instead of branches on random data (same values, same float32 operations)
-    in_country = np.zeros(256, dtype=np.bool_)
-    in_country[RESIDENT] = True
-    in_country[PREPARING] = True
-    in_country[CROSSING] = True
-    in_country[DETAINED] = True
     k_songbun = np.full(256, l_wav, dtype=np.float32)  # class weight of legitimacy loss
     k_songbun[0] = l_core
     k_songbun[2] = l_host
@@ -228,67 +219,63 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
     g_songbun[1] = g_s1
     g_songbun[2] = g_s2
     f_mg = f_s * (one - f_g)  # fear target's severity term for the market generation
+    q = SUM_SCALE
     for c in nb.prange(bounds.shape[0] - 1):
-        s_d = 0.0
-        s_g = 0.0
-        s_l = 0.0
-        s_f = 0.0
-        n = 0
-        # unsigned indices: numba adds no test for negative ones (a third of a simple loop)
+        s_d = np.int64(0)
+        s_g = np.int64(0)
+        s_l = np.int64(0)
+        s_f = np.int64(0)
+        n = np.int64(0)
+        # unsigned indices: numba adds no test for negative ones
         for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            if not in_country[stage[i]]:
-                continue
+            st = stage[i]
             age_m = t - birth_month[i]
-            if age_m < min_age:
-                continue
-            h = np.uint64(household[i])
+            # in North Korea (RESIDENT, PREPARING, CROSSING, DETAINED) and 14 or older
+            act = ((st <= CROSSING) | (st == DETAINED)) & (age_m >= min_age)
+            h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
             fl = flags[i]
             sb = songbun[i]
             hg = hunger[i]
             mg = (fl & F_MARKET_GEN) != 0
-            pun = one if (fl & F_PUNISHED) else zero
-            media = exposure[i] if (fl & F_MEDIA_EVER) else zero
+            pun = one if (fl & F_PUNISHED) != 0 else zero
+            media = exposure[i] if (fl & F_MEDIA_EVER) != 0 else zero
             # legitimacy
             k = k_songbun[sb]
             l0 = l_mg if mg else one
-            lt = _clip01(l0 - k * (l_h * hg + l_m * media) - l_p * pun)
-            lg = legitimacy[i]
-            lg = lg + r_leg * (lt - lg)
-            legitimacy[i] = lg
+            lt = l0 - k * (l_h * hg + l_m * media) - l_p * pun
+            lt = zero if lt < zero else lt
+            lt = one if lt > one else lt
+            lg0 = legitimacy[i]
+            lg = lg0 + r_leg * (lt - lg0)
             # grievance (push)
-            gs = g_songbun[sb]
-            gt = g_h * hg + g_l * hh_pack[h, 0] + g_p * pun + gs + g_leg * (one - lg)
-            gr = grievance[i]
-            gr = gr + r_gr * (gt - gr)
-            grievance[i] = gr
-            # desire (pull)
-            kin = hh_pack[h, 1]  # 1 kin in South Korea, 0.5 in China
+            gt = g_h * hg + g_l * hh_pack[h, 0] + g_p * pun + g_songbun[sb] + g_leg * (one - lg)
+            gr0 = grievance[i]
+            gr = gr0 + r_gr * (gt - gr0)
+            # desire (pull): kin weight 1 in South Korea (fading with the tie), 0.5 in China
             sk = market_skill[i]
-            if sk > one:
-                sk = one
-            dt = d_m * media + d_k * kin + d_s * sk
-            if mg:
-                dt += d_g
-            if fl & F_TRADER:
-                dt += d_t
-            de = desire[i]
-            de = de + r_de * (dt - de)
-            desire[i] = de
-            # fear
+            sk = one if sk > one else sk
+            dt = d_m * media + d_k * hh_pack[h, 1] + d_s * sk
+            dt = dt + d_g if mg else dt
+            dt = dt + d_t if (fl & F_TRADER) != 0 else dt
+            de0 = desire[i]
+            de = de0 + r_de * (dt - de0)
+            # fear; a media search in the cell this month adds f_r
             ft = (f_mg if mg else f_s) + f_v * hh_pack[h, 2] + f_p * pun
-            if hh_pack[h, 3] != zero:  # a media search in the cell this month
-                ft += f_r
-            fe = fear[i]
-            fe = fe + r_fe * (ft - fe)
-            fear[i] = fe
-            if age_m >= adult_age:
-                s_d += de
-                s_g += gr
-                s_l += lg
-                s_f += fe
-                n += 1
-        sums[c, 0] = s_d
-        sums[c, 1] = s_g
-        sums[c, 2] = s_l
-        sums[c, 3] = s_f
+            ft = ft + f_r if hh_pack[h, 3] != zero else ft
+            fe0 = fear[i]
+            fe = fe0 + r_fe * (ft - fe0)
+            legitimacy[i] = lg if act else lg0
+            grievance[i] = gr if act else gr0
+            desire[i] = de if act else de0
+            fear[i] = fe if act else fe0
+            ad = act & (age_m >= adult_age)
+            s_d += np.int64(de * q) if ad else np.int64(0)
+            s_g += np.int64(gr * q) if ad else np.int64(0)
+            s_l += np.int64(lg * q) if ad else np.int64(0)
+            s_f += np.int64(fe * q) if ad else np.int64(0)
+            n += np.int64(ad)
+        sums[c, 0] = s_d / q
+        sums[c, 1] = s_g / q
+        sums[c, 2] = s_l / q
+        sums[c, 3] = s_f / q
         sums[c, 4] = n
