@@ -38,10 +38,10 @@ from talbuk.state import (
     CROSSING,
     DEAD,
     DETAINED,
-    PREPARING,
     RESIDENT,
     SEX_FEMALE,
     SEX_MALE,
+    SUM_SCALE,
     in_country,
 )
 
@@ -262,9 +262,16 @@ def _census(stage, birth_month, sex, t, shape):
     return pop, w
 
 
-#: People per block of the demography kernel: the births drawn in a block are computed
-#: together, in a loop over contiguous arrays that the compiler turns into SIMD code.
+#: People per block of the demography kernel: each block is first computed as a whole, in a
+#: loop the compiler turns into SIMD code, then its few events are handled one at a time.
 RNG_BLOCK = 1024
+
+# What the SIMD part of the demography kernel flags for each person of a block (``ev``)
+E_DIES = np.uint8(1)  # dies this month
+E_HOME = np.uint8(2)  # lives in North Korea after this month's deaths
+E_BIRTH = np.uint8(4)  # a resident woman who may give birth (a draw follows)
+E_SPLIT = np.uint8(8)  # a resident at the age of founding a household (a draw follows)
+E_DIED_HOME = np.uint8(16)  # died in North Korea (leaves the household's count)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -275,25 +282,42 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
     """One pass over everyone: deaths, births and household splits flagged, stocks counted.
 
     Tables are indexed by age in months (0 .. 12*MAX_AGE+11), so no division in the loop.
+    Each block of RNG_BLOCK people goes through (1) a loop without branches that LLVM
+    vectorises: hazards, deaths applied, age groups and fertility weights summed, events
+    flagged; (2) a scalar loop in person order over the flags: province counts, deaths'
+    records, household-split draws, the list of women who may give birth; (3) the birth draws
+    (Philox on SIMD lanes) and their outcomes. Every draw and every person's result is the
+    one of a person-at-a-time loop. The fertility denominator ``women_w_next`` is summed in
+    fixed point (``talbuk.state.SUM_SCALE``), exact whatever the order, within about 1e-9
+    of the float sum.
     """
     tm = np.uint64(t)
     max_m = hazard_m.shape[1] - 1
-    for c in nb.prange(bounds.shape[0] - 1):
-        # counters live in registers and chunk-local arrays, written once per chunk: threads
-        # never write to the same cache line in the loop (no false sharing)
+    exp2 = hunger_exp == 2.0
+    q = SUM_SCALE
+    sa0 = np.int64(split_age[0])
+    sa1 = np.int64(split_age[1])
+    nc = bounds.shape[0] - 1
+    # block buffers made here, not in the loop: arrays passed into the parallel loop are
+    # known not to alias (numba marks them so), which lets LLVM vectorise the loop
+    ev = np.empty((nc, RNG_BLOCK), dtype=np.uint8)
+    hk_b = np.zeros((nc, RNG_BLOCK), dtype=np.float64)
+    h_b = np.empty((nc, RNG_BLOCK), dtype=np.float64)
+    bp_b = np.empty((nc, RNG_BLOCK), dtype=np.float64)
+    for c in nb.prange(nc):
         deaths = 0
         abroad_deaths = 0
         births = 0
         splits = 0
-        females = 0
-        ww = 0.0
-        g0 = 0
-        g1 = 0
-        n_home = 0
+        females = np.int64(0)
+        ww = np.int64(0)
+        g0 = np.int64(0)
+        g1 = np.int64(0)
+        n_home = np.int64(0)
         p_deaths = np.zeros(N_PROV, dtype=np.int64)
         p_pop = np.zeros(N_PROV, dtype=np.int64)
         p_excess = np.zeros(N_PROV, dtype=np.float64)
-        run_prov = -1  # people are sorted by province: count runs, not every person
+        run_prov = -1
         run_len = 0
         cand = np.empty(RNG_BLOCK, dtype=np.int64)
         cand_id = np.empty(RNG_BLOCK, dtype=np.uint32)
@@ -301,76 +325,86 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         cand_u = np.empty(RNG_BLOCK, dtype=np.float64)
         for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
             b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
-            nb_ = 0
-            # unsigned indices: numba adds no test for negative ones (see attitudes)
-            for i in range(np.uint64(b0), np.uint64(b1)):
+            nbk = np.uint64(b1 - b0)
+            ub0 = np.uint64(b0)
+            if not exp2:  # hunger ** exponent (pow is a call: not in the SIMD loop)
+                for j in range(nbk):
+                    hg = np.float64(hunger[ub0 + j])
+                    hk_b[c, j] = hg ** hunger_exp if hg > 0.0 else 0.0
+            # 1. every person at once (SIMD): deaths applied, counts, what follows flagged
+            for j in range(nbk):
+                i = ub0 + j
                 st = stage[i]
-                if st == DEAD:
-                    continue
+                alive = st != DEAD
                 age_m = t - birth_month[i]
-                if age_m > max_m:
-                    age_m = max_m
+                age_m = max_m if age_m > max_m else age_m
                 am = np.uint64(age_m)
                 s = sex[i]
                 h0 = hazard_m[s, am]
-                home = st == RESIDENT or st == PREPARING or st == CROSSING or st == DETAINED
-                h = h0
-                if home:
-                    hg = np.float64(hunger[i])
-                    if hg > 0.0:
-                        # the default exponent 2 as a product (exact in float64 for a float32
-                        # hunger, as pow is)
-                        hk = hg * hg if hunger_exp == 2.0 else hg ** hunger_exp
-                        h = h0 * (1.0 + rr_m[am] * hk)
-                r = resistance[i] - h
-                if r <= 0.0:
-                    stage[i] = DEAD
-                    stage_month[i] = t
-                    resistance[i] = 0.0
-                    if home:
-                        scratch[i] = 4  # leaves the household's count (in the serial pass)
-                        deaths += 1
-                        pr = province[i]
-                        p_deaths[pr] += 1
-                        p_excess[pr] += 1.0 - h0 / h
-                    else:
-                        abroad_deaths += 1
-                    continue
-                resistance[i] = r
-                if not home:
-                    continue
-                n_home += 1
-                pr = np.int64(province[i])
-                if pr == run_prov:
-                    run_len += 1
-                else:
-                    if run_prov >= 0:
-                        p_pop[run_prov] += run_len
-                    run_prov = pr
-                    run_len = 1
-                # three counters in registers rather than an increment of groups[g] in memory,
-                # whose load waits on the previous person's store when both are in one group
+                home = alive & ((st <= CROSSING) | (st == DETAINED))
+                hg = np.float64(hunger[i])
+                # the default exponent 2 as a product (exact in float64 for a float32
+                # hunger, as pow is)
+                hk = hg * hg if exp2 else hk_b[c, j]
+                h = h0 * (1.0 + rr_m[am] * hk) if (home & (hg > 0.0)) else h0
+                r0 = resistance[i]
+                r = r0 - h
+                dies = alive & (r <= 0.0)
+                stage[i] = DEAD if dies else st
+                stage_month[i] = t if dies else stage_month[i]
+                resistance[i] = 0.0 if dies else (r if alive else r0)
+                lives = home & (not dies)
                 g = group_m[am]
-                g0 += g == 0
-                g1 += g == 1
-                # by sex without a branch on sex (it is a coin toss from one person to the next,
-                # which the processor cannot predict): the men's rows of the tables are zero
-                females += s
-                ww += shape_next_m[s, am]  # next month's fertility denominator
+                g0 += np.int64(lives & (g == 0))
+                g1 += np.int64(lives & (g == 1))
+                females += np.int64(s) if lives else np.int64(0)
+                n_home += np.int64(lives)
+                ww += np.int64(shape_next_m[s, am] * q) if lives else np.int64(0)
+                bp = birth_p_m[s, am]
+                res = lives & (st == RESIDENT)
+                sa = sa1 if s != 0 else sa0
+                e = (np.uint8(dies) | (np.uint8(lives) << np.uint8(1))
+                     | (np.uint8(res & (bp > 0.0)) << np.uint8(2))
+                     | (np.uint8(res & (age_m == sa)) << np.uint8(3))
+                     | (np.uint8(dies & home) << np.uint8(4)))
+                ev[c, j] = e
+                h_b[c, j] = h
+                bp_b[c, j] = bp
+            # 2. one at a time, cheaply: provinces, deaths, candidates (in person order)
+            nb_ = 0
+            for j in range(nbk):
+                i = ub0 + j
+                e = ev[c, j]
+                if e & E_HOME:
+                    pr = np.int64(province[i])
+                    if pr == run_prov:
+                        run_len += 1
+                    else:
+                        if run_prov >= 0:
+                            p_pop[run_prov] += run_len
+                        run_prov = pr
+                        run_len = 1
                 # a woman who may give birth joins the block's list (without a branch: the
                 # entry is overwritten unless the count moves on); her draw comes after
-                bp = birth_p_m[s, am]
-                flag = 0
                 cand[nb_] = i
                 cand_id[nb_] = rng_id[i]
-                cand_p[nb_] = bp
-                nb_ += (bp > 0.0) & (st == RESIDENT)
-                if age_m == split_age[s] and st == RESIDENT:
-                    if rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
-                        flag |= 2
+                cand_p[nb_] = bp_b[c, j]
+                nb_ += (e >> np.uint8(2)) & np.uint8(1)
+                if e & (E_DIES | E_SPLIT):
+                    if e & E_DIES:
+                        if e & E_DIED_HOME:
+                            scratch[i] = 4  # leaves the household's count (in the serial pass)
+                            deaths += 1
+                            pr = province[i]
+                            p_deaths[pr] += 1
+                            age_m = t - birth_month[i]
+                            age_m = max_m if age_m > max_m else age_m
+                            p_excess[pr] += 1.0 - hazard_m[sex[i], np.uint64(age_m)] / h_b[c, j]
+                        else:
+                            abroad_deaths += 1
+                    elif rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
+                        scratch[i] = 2
                         splits += 1
-                if flag:
-                    scratch[i] = flag
             # the block's birth draws in one loop the compiler vectorizes (Philox on SIMD
             # lanes), then their outcomes; the same draw for each woman as one at a time
             for j in range(nb_):
@@ -390,10 +424,11 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         counts[c, C_65P] = n_home - g0 - g1
         counts[c, C_POP] = n_home
         counts[c, C_MALE] = counts[c, C_POP] - females
-        prov_deaths[c, :] = p_deaths
-        prov_pop[c, :] = p_pop
-        excess[c, :] = p_excess
-        women_w_next[c] = ww
+        for k in range(N_PROV):  # element by element: a slice would be an alias, and
+            prov_deaths[c, k] = p_deaths[k]  # numba then marks no array as unaliased
+            prov_pop[c, k] = p_pop[k]
+            excess[c, k] = p_excess[k]
+        women_w_next[c] = ww / q
 
 
 @nb.njit(cache=True)

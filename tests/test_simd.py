@@ -1,0 +1,58 @@
+"""The person passes are written so that LLVM vectorises them (SIMD lanes; docs/performance.md,
+"Person passes on SIMD lanes"). A small edit (a branch around a store, a slice assignment in
+the kernel, an ordered floating-point sum, a call in the loop) silently turns a loop back
+into scalar code, 1.5-2 times slower, with the same results: no other test would notice.
+These tests compile each kernel afresh (numba's cached code cannot be inspected) on the
+arguments of one month of a small run and look for SIMD gathers (``llvm.masked.gather``,
+the vector loads of household rows and age tables) in its parallel loop."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+
+import numba as nb
+import pytest
+
+from talbuk.sim import Sim
+
+#: (module, kernel) written for SIMD
+KERNELS = [
+    ("attitudes", "_attitude_kernel"),
+    ("demography", "_demography_kernel"),
+]
+
+
+@pytest.fixture(scope="module")
+def captured():
+    """Arguments of each kernel in month 25 of a small baseline run."""
+    sim = Sim("baseline", scale=20000, seed=3, threads=1)
+    sim.run(until=24)
+    got = {}
+    saved = []
+    for mod_name, name in KERNELS:
+        mod = importlib.import_module(f"talbuk.modules.{mod_name}")
+        f = getattr(mod, name)
+        saved.append((mod, name, f))
+
+        def wrap(*args, _f=f, _key=(mod_name, name)):
+            got.setdefault(_key, copy.deepcopy(args))
+            return _f(*args)
+
+        setattr(mod, name, wrap)
+    try:
+        sim.step()
+    finally:
+        for mod, name, f in saved:
+            setattr(mod, name, f)
+    return got
+
+
+@pytest.mark.parametrize(("mod_name", "name"), KERNELS)
+def test_the_person_pass_is_vectorised(captured, mod_name, name):
+    mod = importlib.import_module(f"talbuk.modules.{mod_name}")
+    fresh = nb.njit(parallel=True)(getattr(mod, name).py_func)
+    fresh(*copy.deepcopy(captured[(mod_name, name)]))
+    ir = "\n".join(fresh.inspect_llvm().values())
+    assert "parfor_gufunc" in ir
+    assert "llvm.masked.gather" in ir, f"{mod_name}.{name}: its loop is no longer vectorised"
