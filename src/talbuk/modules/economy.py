@@ -64,6 +64,8 @@ from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
+    CROSSING,
+    DETAINED,
     F_MARKET_GEN,
     F_TRADER,
     H_FARM,
@@ -931,96 +933,152 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         prov_fed[c, :] = p_fed
 
 
+#: People (or households) per block of the person and household kernels: a block is first
+#: computed in a loop the compiler turns into SIMD code, then its rare scalar work (random
+#: draws of those who enter the markets, logarithms) is done for the few who need it.
+BLOCK = 1024
+#: Fixed-point scale of the person pass's hunger sum (``hunger_mean``): an integer sum is
+#: exact and independent of the order, so the loop vectorizes (a float sum in order would
+#: not). Hunger lies in [0, 1] and is 0 or at least 1e-4, so each term is truncated by less
+#: than 2**-36 (a relative 1.5e-7 at worst); int64 holds 134 million people at hunger 1.
+HSUM_Q = np.float64(1 << 36)
+
+
 @nb.njit(parallel=True, cache=True)
 def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
                    skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, pcounts,
                    prov_hungry):
+    # Written so that LLVM vectorizes the loop over people (SIMD lanes), as the attitude
+    # kernel: every person is computed without a branch and the results stored with a
+    # select (``x[i] = new if act else old``), the counters are integers (the hunger sum in
+    # fixed point, HSUM_Q), and the two things that cannot run on SIMD lanes are left to a
+    # scalar loop per block of BLOCK people: the draw of those whose household enters the
+    # markets (rare) and the hungry by province when a block spans several provinces
+    # (people are sorted by province, so a block's hungry usually share one). Each person's
+    # arithmetic is the same operations in the same order as one at a time: hunger, skill
+    # and flags are bit-identical to the scalar loop's. No array view is taken in the
+    # parallel loop (``prov_hungry`` is written element by element): numba then marks the
+    # arrays as not aliasing each other, which the vectorizer needs.
     h_thr, severity, smooth, hungry_level, p_woman, p_man, mg_boost, learn, forget = (
         pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8])
     tm = np.uint64(t)
     inv = 1.0 / (1.0 - h_thr)
     amax = worker_m.shape[0] - 1
+    q = HSUM_Q
     for c in nb.prange(bounds.shape[0] - 1):
-        pop = 0.0
-        hungry = 0.0
-        hsum = 0.0
-        tw = 0
-        ww = 0
-        tmn = 0  # all traders of working age until the end of the chunk
-        wm = 0  # all workers until the end of the chunk
-        mgc = 0.0
-        tmg = 0
-        wmg = 0
+        pop = np.int64(0)
+        hungry = np.int64(0)
+        hsum = np.int64(0)
+        tw = np.int64(0)
+        ww = np.int64(0)
+        tmn = np.int64(0)  # all traders of working age until the end of the chunk
+        wm = np.int64(0)  # all workers until the end of the chunk
+        mgc = np.int64(0)
+        tmg = np.int64(0)
+        wmg = np.int64(0)
         p_h = np.zeros(N_PROV, dtype=np.float64)
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            st = stage[i]
-            if not in_country(st):
-                continue
-            h = np.uint64(household[i])
-            pop += 1.0
-            fl = flags[i]
-            bm = birth_month[i]
-            mg = bm >= mg_birth
-            mgc += mg
-            fl |= F_MARKET_GEN * np.uint8(mg)
-            # hunger: smoothed target from the household's food shortfall
-            sh = shortfall[h]
-            hg = np.float64(hunger[i])
-            if sh > h_thr or hg > 0.0:
+        ent = np.zeros(BLOCK, dtype=np.uint8)  # enters the markets (draw pending)
+        hgr = np.zeros(BLOCK, dtype=np.uint8)  # hungry
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, bounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+            ub0 = np.uint64(b0)
+            n_ent = np.int64(0)
+            n_hg = np.int64(0)
+            pmin = np.int64(255)  # provinces of the block's hungry
+            pmax = np.int64(0)
+            for i in range(ub0, np.uint64(b1)):
+                st = stage[i]
+                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
+                fl0 = flags[i]
+                bm = birth_month[i]
+                mg = bm >= mg_birth
+                fl = fl0 | (F_MARKET_GEN * np.uint8(mg))
+                # hunger: smoothed target from the household's food shortfall
+                sh = shortfall[h]
+                hg0 = np.float64(hunger[i])
+                upd = act & ((sh > h_thr) | (hg0 > 0.0))
                 target = min(max((sh - h_thr) * inv * severity, 0.0), 1.0)
-                hg = hg + smooth * (target - hg)
-                hg = hg if hg >= 1e-4 else 0.0
-                hunger[i] = hg
-            hsum += hg
-            is_hungry = np.float64(hg > hungry_level)
-            hungry += is_hungry
-            p_h[province[i]] += is_hungry
-            # trading
-            a = t - bm  # age in months: working age (16-64) from a table
-            if a > amax:
-                a = amax
-            a = np.uint64(a)
-            worker = (worker_m[a] != 0) & (st <= PREPARING)
-            ev = event[h]
-            # Whether a person trades is close to a coin toss from one person to the next, so
-            # the skill is updated without a branch on it: a trader who stays learns, a
-            # non-trader (not entering this month) forgets, the rest keep theirs; the skill
-            # is stored every time (the same bits when unchanged).
-            is_tr = (fl & F_TRADER) != 0
-            stays = is_tr & (ev != EV_QUIT) & worker
-            enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
-            if enter:
-                pt = p_woman if sex[i] == SEX_FEMALE else p_man
-                if mg:
-                    pt = min(1.0, pt * mg_boost)
-                if rng.uniform1(seed, _PERSON, tm, rng_id[i], np.uint64(0)) < pt:
-                    fl |= F_TRADER
-                    hh_flags[h] |= H_TRADING  # benign: every writer sets the same bit
-            fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
-            sk = np.float64(skill[i])
-            rate = learn * (1.5 if mg else 1.0)
-            learned = sk + rate * (1.0 - sk)
-            forgot = sk - forget * sk
-            forgot = forgot if forgot > 1e-3 else 0.0
-            forgets = (not is_tr) & (not enter)
-            skill[i] = learned if stays else (forgot if forgets else sk)
-            if fl != flags[i]:
-                flags[i] = fl
-            # integer counters of workers without branches (women, all, market generation)
-            wk = np.int64(worker)
-            tr = np.int64((fl & F_TRADER) != 0) & wk
-            fem = np.int64(sex[i] == SEX_FEMALE) & wk
-            mgi = np.int64(mg) & wk
-            ww += fem
-            tw += tr & fem
-            wm += wk
-            tmn += tr
-            wmg += mgi
-            tmg += tr & mgi
+                hg1 = hg0 + smooth * (target - hg0)
+                hg1 = hg1 if hg1 >= 1e-4 else 0.0
+                hg = hg1 if upd else hg0
+                hunger[i] = np.float32(hg)  # the same bits when unchanged
+                hsum += np.int64(hg * q) if act else np.int64(0)
+                ish = act & (hg > hungry_level)
+                n_hg += np.int64(ish)
+                hgr[i - ub0] = ish
+                pr = np.int64(province[i])
+                pmn = pr if ish else np.int64(255)
+                pmx = pr if ish else np.int64(0)
+                pmin = pmn if pmn < pmin else pmin
+                pmax = pmx if pmx > pmax else pmax
+                # trading
+                a = t - bm  # age in months: working age (16-64) from a table
+                a = a if a < amax else amax
+                a = a if act else 0
+                a = np.uint64(a)
+                worker = (worker_m[a] != 0) & (st <= PREPARING)
+                ev = event[h]
+                # Whether a person trades is close to a coin toss from one person to the
+                # next, so the skill is updated without a branch on it: a trader who stays
+                # learns, a non-trader (not entering this month) forgets, the rest keep
+                # theirs; the skill is stored every time (the same bits when unchanged).
+                is_tr = (fl & F_TRADER) != 0
+                stays = is_tr & (ev != EV_QUIT) & worker
+                enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
+                ent[i - ub0] = enter
+                n_ent += np.int64(enter)
+                fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
+                sk0 = skill[i]
+                sk = np.float64(sk0)
+                rate = learn * (1.5 if mg else 1.0)
+                learned = sk + rate * (1.0 - sk)
+                forgot = sk - forget * sk
+                forgot = forgot if forgot > 1e-3 else 0.0
+                forgets = (not is_tr) & (not enter)
+                nsk = learned if stays else (forgot if forgets else sk)
+                skill[i] = np.float32(nsk) if act else sk0
+                flags[i] = fl if act else fl0
+                # integer counters of workers without branches (women, all, market
+                # generation); those who enter are added after their draw
+                wk = np.int64(worker)
+                tr = np.int64((fl & F_TRADER) != 0) & wk
+                fem = np.int64(sex[i] == SEX_FEMALE) & wk
+                mgi = np.int64(mg) & wk
+                ww += fem
+                tw += tr & fem
+                wm += wk
+                tmn += tr
+                wmg += mgi
+                tmg += tr & mgi
+                pop += np.int64(act)
+                mgc += np.int64(act & mg)
+            hungry += n_hg
+            if n_hg > 0:
+                if pmin == pmax:
+                    p_h[pmin] += n_hg
+                else:
+                    for k in range(ub0, np.uint64(b1)):
+                        p_h[province[k]] += hgr[k - ub0]
+            # the draws of those entering the markets (working age, so all count as workers)
+            if n_ent > 0:
+                for k in range(ub0, np.uint64(b1)):
+                    if ent[k - ub0]:
+                        fem_k = sex[k] == SEX_FEMALE
+                        pt = p_woman if fem_k else p_man
+                        mg_k = birth_month[k] >= mg_birth
+                        if mg_k:
+                            pt = min(1.0, pt * mg_boost)
+                        if rng.uniform1(seed, _PERSON, tm, rng_id[k], np.uint64(0)) < pt:
+                            flags[k] |= F_TRADER
+                            hh_flags[np.uint64(household[k])] |= H_TRADING  # every writer sets the same bit
+                            tw += np.int64(fem_k)
+                            tmn += 1
+                            tmg += np.int64(mg_k)
         pcounts[c, P_POP] = pop
         pcounts[c, P_HUNGRY] = hungry
-        pcounts[c, P_HUNGER_SUM] = hsum
+        pcounts[c, P_HUNGER_SUM] = hsum / q
         pcounts[c, P_TRADER_W] = tw
         pcounts[c, P_WORKER_W] = ww
         pcounts[c, P_TRADER_M] = tmn - tw
@@ -1028,4 +1086,5 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
         pcounts[c, P_MG] = mgc
         pcounts[c, P_TRADER_MG] = tmg
         pcounts[c, P_WORKER_MG] = wmg
-        prov_hungry[c, :] = p_h
+        for k in range(N_PROV):
+            prov_hungry[c, k] = p_h[k]
