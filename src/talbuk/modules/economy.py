@@ -763,11 +763,32 @@ def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, nece
     return hz
 
 
+#: People (or households) per block of the person and household kernels: a block is first
+#: computed in a loop the compiler turns into SIMD code, then its rare scalar work (random
+#: draws of those who enter the markets, logarithms) is done for the few who need it.
+BLOCK = 1024
+#: Fixed-point scale of the person pass's hunger sum (``hunger_mean``): an integer sum is
+#: exact and independent of the order, so the loop vectorizes (a float sum in order would
+#: not). Hunger lies in [0, 1] and is 0 or at least 1e-4, so each term is truncated by less
+#: than 2**-36 (a relative 1.5e-7 at worst); int64 holds 134 million people at hunger 1.
+HSUM_Q = np.float64(1 << 36)
+
+
 @nb.njit(parallel=True, cache=True)
 def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
                       state_income, market_income, need, hbits, power, n_workers, hx,
                       entry_res, shortfall, event, cell_share, cut_bin,
                       cut_frac, prov_china, hp, bounds, hcounts, prov_fed):
+    # Vectorized as the person kernel, per block of BLOCK households: (A) a SIMD loop for the
+    # savings after the redenomination; (L) the capital effect's log1p (no SIMD form with
+    # the same bits) for the trading households only, listed in a scalar loop; (B) a SIMD
+    # loop for food, income, savings, hunger gap and the entry or quitting hazard, every
+    # household computed without a branch and its results stored with selects; (C) the new
+    # Exp(1) thresholds (a log) of the rare households that entered or quit. The float sums
+    # of the counters are taken in a scalar loop over block buffers in household order, so
+    # they are the scalar loop's bit for bit; the counts are integers. Each household's
+    # arithmetic is the same operations in the same order as one at a time (entry_hazard
+    # written out): every household result is bit-identical to the scalar loop's.
     (farm_adv, farm_cap, ration_need, fed_grams, ration, coping, price, wage, income_base,
      tol_floor, china, cap_gain, cap_scale, save_rate, drawdown, dollar_share, rate, fi, tol,
      entry_base, necessity, imitation, men_only, mg_boost, quit_h, cap_won, excess_kept,
@@ -777,147 +798,203 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                             hp[25], hp[26], hp[27] > 0.5, hp[28], hp[29])
     tm = np.uint64(t)
     tol_income = tol_floor + (1.0 - tol_floor) * tol
+    has_ration = ration > 0.0
+    full_ration = ration >= fed_grams
+    may_enter = tol > 0.0
     for c in nb.prange(bounds.shape[0] - 1):
-        k_fed = 0.0
+        k_fed = np.int64(0)
         k_market = 0.0
         k_state = 0.0
-        k_trading = 0.0
-        k_hh = 0.0
+        k_trading = np.int64(0)
+        k_hh = np.int64(0)
         k_sav = 0.0
         k_dol = 0.0
         k_red = 0.0
-        k_enter = 0.0
-        k_quit = 0.0
+        k_enter = np.int64(0)
+        k_quit = np.int64(0)
         k_bought = 0.0
         k_need = 0.0
         p_fed = np.zeros(N_PROV, dtype=np.float64)
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            m = members[h]
-            if m <= 0:
-                event[h] = EV_NONE
-                state_income[h] = 0.0
-                market_income[h] = 0.0
-                continue
-            ev = EV_NONE
-            fl = flags[h]
-            nd = need[h]
-            ntr = hbits[h] & B_TRADER
-            nwk = n_workers[h]
-            pr = province[h]
-            won = savings_won[h] * keep
-            usd = savings_usd[h] * keep
-            if redenom:
-                if won > cap_won:
-                    lost = (won - cap_won) * (1.0 - excess_kept)
-                    k_red += lost / (rate * 100.0)
-                    won -= lost
-                won = won / 100.0
-            # food from the farm or the PDS, valued at the normal price (price0)
-            food = 0.0
-            state_usd = 0.0
-            if fl & H_FARM:
+        # block buffers (a value for every household of the block, 0 where it adds nothing)
+        won_b = np.zeros(BLOCK, dtype=np.float64)
+        usd_b = np.zeros(BLOCK, dtype=np.float64)
+        sav_b = np.zeros(BLOCK, dtype=np.float64)
+        red_b = np.zeros(BLOCK, dtype=np.float64)
+        capf_b = np.ones(BLOCK, dtype=np.float64)
+        cand = np.zeros(BLOCK, dtype=np.int64)
+        trd_b = np.zeros(BLOCK, dtype=np.uint8)
+        mk_b = np.zeros(BLOCK, dtype=np.float64)
+        st_b = np.zeros(BLOCK, dtype=np.float64)
+        sv_b = np.zeros(BLOCK, dtype=np.float64)
+        dol_b = np.zeros(BLOCK, dtype=np.float64)
+        bt_b = np.zeros(BLOCK, dtype=np.float64)
+        nd_b = np.zeros(BLOCK, dtype=np.float64)
+        fed_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, bounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+            ub0 = np.uint64(b0)
+            ub1 = np.uint64(b1)
+            # (A) savings after the redenomination (30 Nov 2009)
+            for h in range(ub0, ub1):
+                j = h - ub0
+                live = members[h] > 0
+                won = savings_won[h] * keep
+                usd = savings_usd[h] * keep
+                over = redenom & (won > cap_won)
+                lost = (won - cap_won) * (1.0 - excess_kept)
+                red_b[j] = lost / (rate * 100.0) if over & live else 0.0
+                won = won - lost if over else won
+                won = won / 100.0 if redenom else won
+                won_b[j] = won
+                usd_b[j] = usd
+                sav_b[j] = usd + won / rate
+                trd_b[j] = live & ((hbits[h] & B_TRADER) != 0)
+            # (L) the capital effect of the trading households
+            n_tr = 0
+            for j in range(b1 - b0):
+                cand[n_tr] = j
+                n_tr += trd_b[j]
+            for k in range(n_tr):
+                j = cand[k]
+                capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
+            # (B) food from the farm or the PDS (valued at the normal price, price0), market
+            # income, food bought, savings, hunger gap, entering or leaving the markets
+            n_draw = np.int64(0)
+            pmin = np.int64(255)  # provinces of the block's households fed by the PDS
+            pmax = np.int64(0)
+            n_fed = np.int64(0)
+            for h in range(ub0, ub1):
+                j = h - ub0
+                m = members[h]
+                live = m > 0
+                fl = flags[h]
+                nd = need[h]
+                trd = trd_b[j] != 0
+                nwk = n_workers[h]
+                pr = province[h]
+                won = won_b[j]
+                usd = usd_b[j]
+                sav_usd = sav_b[j]
+                farm = (fl & H_FARM) != 0
                 per = farm_adv * fi
-                if per > farm_cap:
-                    per = farm_cap
-                food = per * nd
-                state_usd = food * (price / price_rel)
-            else:
-                covered = False
-                if ration > 0.0:
-                    x = hx[h]  # the triage score, computed by _household_scan
-                    b = int(x)
-                    if b > N_BINS - 1:
-                        b = N_BINS - 1
-                    covered = b > cut_bin or (b == cut_bin and (x - b) >= 1.0 - cut_frac)
-                if covered:
-                    food = ration_need * nd
-                    state_usd = food * (price / price_rel)
-                    if ration >= fed_grams:
-                        k_fed += m
-                        p_fed[pr] += m
-                else:
-                    food = coping * nd  # outside the PDS: a share of the residual grain
-                state_usd += wage * nwk
-            # market income of the household's traders
-            sav_usd = usd + won / rate
-            mk = 0.0
-            if ntr > 0:
-                capf = 1.0 + cap_gain * math.log1p(max(sav_usd, 0.0) / cap_scale)
-                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf
-            # state wages paid for the (subsidised) ration and little else: they count as
-            # state income but do not buy market food
-            money = mk
-            gap = nd - food
-            bought = 0.0
-            if gap > 0.0:
-                bought = money / price
-                if bought > gap:
-                    bought = gap
-                money -= bought * price
-                gap -= bought
-            if gap > 0.0 and sav_usd > 0.0:
+                per = farm_cap if per > farm_cap else per
+                food_farm = per * nd
+                # the triage score, computed by _household_scan for live PDS dependents
+                x = hx[h] if live & (not farm) else 0.0
+                b = int(x)
+                b = N_BINS - 1 if b > N_BINS - 1 else b
+                covered = has_ration & ((b > cut_bin) | ((b == cut_bin) & ((x - b) >= 1.0 - cut_frac)))
+                food_pds = ration_need * nd if covered else coping * nd  # uncovered: a share of the residual grain
+                food = food_farm if farm else food_pds
+                s0 = food * (price / price_rel)
+                state_pds = (s0 if covered else 0.0) + wage * nwk
+                state_usd = s0 if farm else state_pds
+                fed = live & (not farm) & covered & full_ration
+                mf = np.int64(m) if fed else np.int64(0)
+                fed_b[j] = mf
+                n_fed += mf
+                prf = np.int64(pr)
+                pmn = prf if fed else np.int64(255)
+                pmx = prf if fed else np.int64(0)
+                pmin = pmn if pmn < pmin else pmin
+                pmax = pmx if pmx > pmax else pmax
+                # market income of the household's traders
+                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf_b[j]
+                mk = mk if trd else 0.0
+                # state wages paid for the (subsidised) ration and little else: they count as
+                # state income but do not buy market food
+                money = mk
+                gap = nd - food
+                g1 = gap > 0.0
+                bt = money / price
+                bt = gap if bt > gap else bt
+                bought = bt if g1 else 0.0
+                money = money - bt * price if g1 else money
+                gap = gap - bt if g1 else gap
+                g2 = (gap > 0.0) & (sav_usd > 0.0)
                 can = sav_usd * drawdown / price
-                if can > gap:
-                    can = gap
+                can = gap if can > gap else can
                 spend = can * price
                 # spend won first (it loses value), then dollars
                 won_usd = won / rate
-                if spend <= won_usd:
-                    won -= spend * rate
-                else:
-                    won = 0.0
-                    usd -= spend - won_usd
-                    if usd < 0.0:
-                        usd = 0.0
-                bought += can
-                gap -= can
-            if money > 0.0:
+                first = spend <= won_usd
+                won2 = won - spend * rate if first else 0.0
+                usd2 = usd - (spend - won_usd)
+                usd2 = 0.0 if usd2 < 0.0 else usd2
+                usd2 = usd if first else usd2
+                won = won2 if g2 else won
+                usd = usd2 if g2 else usd
+                bought = bought + can if g2 else bought
+                gap = gap - can if g2 else gap
                 sv = money * save_rate
-                usd += sv * dollar_share
-                won += sv * (1.0 - dollar_share) * rate
-            sh = gap / nd if nd > 0.0 and gap > 0.0 else 0.0
-            prev_gap = shortfall[h]
-            shortfall[h] = sh
-            savings_won[h] = won
-            savings_usd[h] = usd
-            market_income[h] = mk * rate
-            state_income[h] = state_usd * rate
-            k_market += mk
-            k_state += state_usd
-            k_hh += 1.0
-            k_sav += usd + won / rate
-            k_dol += usd
-            k_bought += bought
-            k_need += nd
-            # entering or leaving the markets: hazards consumed against an Exp(1) threshold
-            if ntr > 0:
-                k_trading += 1.0
-                flags[h] = fl | H_TRADING
-                hz = quit_h * (1.0 - min(prev_gap, 1.0))
-                if hz > 0.0:
-                    r = entry_res[h] - hz
-                    if r <= 0.0:
-                        ev = EV_QUIT
-                        flags[h] = fl & ~H_TRADING
-                        k_quit += 1.0
-                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(2)))
-                    else:
-                        entry_res[h] = r
-            else:
-                flags[h] = fl & ~H_TRADING
-                if nwk > 0 and tol > 0.0:
-                    hz = entry_hazard(prev_gap, cell_share[np.uint64(cell[h])], tol,
-                                      (hbits[h] & B_WOMAN) != 0, (hbits[h] & B_MG) != 0,
-                                      entry_base, necessity, imitation, men_only, mg_boost)
-                    r = entry_res[h] - hz
-                    if r <= 0.0:
-                        ev = EV_ENTER
-                        k_enter += 1.0
-                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(3)))
-                    else:
-                        entry_res[h] = r
-            event[h] = ev
+                saves = money > 0.0
+                usd = usd + sv * dollar_share if saves else usd
+                won = won + sv * (1.0 - dollar_share) * rate if saves else won
+                sh = gap / nd if (nd > 0.0) & (gap > 0.0) else 0.0
+                prev_gap = shortfall[h]
+                shortfall[h] = sh if live else prev_gap
+                savings_won[h] = won if live else savings_won[h]
+                savings_usd[h] = usd if live else savings_usd[h]
+                market_income[h] = mk * rate if live else 0.0
+                state_income[h] = state_usd * rate if live else 0.0
+                mk_b[j] = mk if live else 0.0
+                st_b[j] = state_usd if live else 0.0
+                sv_b[j] = usd + won / rate if live else 0.0
+                dol_b[j] = usd if live else 0.0
+                bt_b[j] = bought if live else 0.0
+                nd_b[j] = np.float64(nd) if live else 0.0
+                k_hh += np.int64(live)
+                # entering or leaving the markets: hazards consumed against an Exp(1)
+                # threshold (entry_hazard written out)
+                hz_q = quit_h * (1.0 - min(prev_gap, 1.0))
+                cc = np.uint64(cell[h]) if live else np.uint64(0)
+                hz_e = entry_base * tol * (1.0 + necessity * prev_gap) * (1.0 + imitation * cell_share[cc])
+                hb = hbits[h]
+                hz_e = hz_e if (hb & B_WOMAN) != 0 else hz_e * men_only
+                hz_e = hz_e * (1.0 + mg_boost) if (hb & B_MG) != 0 else hz_e
+                quits = trd & (hz_q > 0.0)
+                enters = live & (not trd) & (nwk > 0) & may_enter
+                hz = hz_q if trd else hz_e
+                er0 = entry_res[h]
+                r = er0 - hz
+                fire = r <= 0.0
+                q_ev = quits & fire
+                e_ev = enters & fire
+                entry_res[h] = np.float32(r) if (quits | enters) & (not fire) else er0
+                event[h] = np.uint8(q_ev) * np.uint8(EV_QUIT) + np.uint8(e_ev) * np.uint8(EV_ENTER)
+                fl_t = fl & ~H_TRADING if q_ev else fl | H_TRADING
+                fl_n = fl_t if trd else fl & ~H_TRADING
+                flags[h] = fl_n if live else fl
+                k_trading += np.int64(trd)
+                k_quit += np.int64(q_ev)
+                k_enter += np.int64(e_ev)
+                n_draw += np.int64(q_ev | e_ev)
+            # (C) a new Exp(1) threshold for those who entered or quit
+            if n_draw > 0:
+                for h in range(ub0, ub1):
+                    ev = event[h]
+                    if ev != EV_NONE:
+                        sub = np.uint64(2) if ev == EV_QUIT else np.uint64(3)
+                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
+            k_fed += n_fed
+            if n_fed > 0:
+                if pmin == pmax:
+                    p_fed[pmin] += n_fed
+                else:
+                    for j in range(b1 - b0):
+                        p_fed[province[b0 + j]] += fed_b[j]
+            # the float sums, in household order (as the scalar loop: the same bits)
+            for j in range(b1 - b0):
+                k_market += mk_b[j]
+                k_state += st_b[j]
+                k_sav += sv_b[j]
+                k_dol += dol_b[j]
+                k_bought += bt_b[j]
+                k_need += nd_b[j]
+            if redenom:
+                for j in range(b1 - b0):
+                    k_red += red_b[j]
         hcounts[c, K_PDS_FED] = k_fed
         hcounts[c, K_MARKET_USD] = k_market
         hcounts[c, K_STATE_USD] = k_state
@@ -930,18 +1007,8 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         hcounts[c, K_QUIT] = k_quit
         hcounts[c, K_FOOD_BOUGHT] = k_bought
         hcounts[c, K_NEED] = k_need
-        prov_fed[c, :] = p_fed
-
-
-#: People (or households) per block of the person and household kernels: a block is first
-#: computed in a loop the compiler turns into SIMD code, then its rare scalar work (random
-#: draws of those who enter the markets, logarithms) is done for the few who need it.
-BLOCK = 1024
-#: Fixed-point scale of the person pass's hunger sum (``hunger_mean``): an integer sum is
-#: exact and independent of the order, so the loop vectorizes (a float sum in order would
-#: not). Hunger lies in [0, 1] and is 0 or at least 1e-4, so each term is truncated by less
-#: than 2**-36 (a relative 1.5e-7 at worst); int64 holds 134 million people at hunger 1.
-HSUM_Q = np.float64(1 << 36)
+        for k in range(N_PROV):
+            prov_fed[c, k] = p_fed[k]
 
 
 @nb.njit(parallel=True, cache=True)
