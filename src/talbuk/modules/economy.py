@@ -641,6 +641,14 @@ def _new_households(t, seed, n_seen, flags, province, farm_share, entry_res, sho
         hh_u[h] = u2
 
 
+#: Fixed-point scale of the need sums of the household scan. A household's need is a float32
+#: of at least 0.1 (the smallest weight of a person: EconomyParams bounds), hence a multiple
+#: of 2**-27; a chunk's sum in float64 is then exact whatever the order (below 2**26), and so
+#: is the integer sum of need * NEED_Q: both give the same bits. A chunk where a need is not
+#: such a multiple (outside the bounds) is summed again in float64, in order.
+NEED_Q = np.float64(1 << 27)
+
+
 @nb.njit(parallel=True, cache=True)
 def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_priority,
                     songbun_priority, jitter, score_max, hx, hbounds, hist_c, need_c, cell_n,
@@ -649,27 +657,76 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
 
     Initial households (``< h0``) come in cell order: a chunk counts every cell it meets
     except its first (kept apart, added by :func:`_cell_shares`); later households are
-    counted there too. All sums here are exact (integers; float32 needs summed in float64).
+    counted there too. All sums here are exact (integers; float32 needs summed in float64,
+    here as integers, NEED_Q).
+
+    Per block of BLOCK households, a loop the compiler vectorizes computes the scores, need
+    sums and each household's histogram bin and cell; a scalar loop then adds the bins and
+    counts the cells (runs of one cell are counted in registers).
     """
+    q = NEED_Q
+    # score of the lowest songbun of the members from bits 0-2 of hbits (songbun 0, 1, 2;
+    # none of them: as wavering), a table rather than a chain of tests
+    sb_score = np.empty(8, dtype=np.float64)
+    for k in range(8):
+        sb = 0 if k & 1 else (1 if k & 2 else (2 if k & 4 else 1))
+        sb_score[k] = songbun_priority[sb]
+    uh0 = np.uint64(max(h0, 0))
     for c in nb.prange(hbounds.shape[0] - 1):
         fc = -1
         prevc = -1
         fn = 0
         ftr = 0
-        good = True
-        nf = 0.0
-        nd = 0.0
-        for h in range(hbounds[c], hbounds[c + 1]):
-            hu = np.uint64(h)  # unsigned index: numba adds no test for negative ones
-            m = members[hu]
-            if m <= 0:
-                continue
-            fl = flags[hu]
-            if h < h0:
-                cc = cell[hu]
-                tr = 1 if fl & H_TRADING else 0
+        good = np.int64(1)  # integers, not booleans: numba takes a boolean variable for a
+        exact = np.int64(1)  # possible alias of an array, and then marks no array noalias
+        nf = np.int64(0)
+        nd = np.int64(0)
+        run_c = -1  # the cell being counted, its households and trading ones
+        run_n = 0
+        run_tr = 0
+        hist = np.zeros(N_BINS + 1, dtype=np.int64)  # the last bin: households not scored
+        bin_b = np.zeros(BLOCK, dtype=np.int64)
+        m_b = np.zeros(BLOCK, dtype=np.int64)
+        cc_b = np.zeros(BLOCK, dtype=np.int64)
+        tr_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(hbounds[c], hbounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, hbounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones
+            ub0 = np.uint64(b0)
+            for hu in range(ub0, np.uint64(b1)):
+                j = hu - ub0
+                m = members[hu]
+                live = m > 0
+                fl = flags[hu]
+                farm = (fl & H_FARM) != 0
+                dep = live & (not farm)
+                v = np.float64(need[hu])
+                vq = v * q
+                iv = np.int64(vq)
+                exact &= np.int64(np.float64(iv) == vq)
+                nf += iv if live & farm else np.int64(0)
+                nd += iv if dep else np.int64(0)
+                # cell of an initial household (-1: not counted here)
+                cc_b[j] = np.int64(cell[hu]) if live & (hu < uh0) else np.int64(-1)
+                tr_b[j] = np.int64((fl & H_TRADING) != 0)
+                # triage score: province, lowest songbun of the members, fixed jitter
+                pr = province[hu] if live else np.uint8(0)
+                s = prov_priority[pr] + sb_score[hbits[hu] & 7] + jitter * hh_u[hu]
+                x = s / score_max * N_BINS
+                x0 = hx[hu]
+                hx[hu] = x if dep else x0
+                b = int(x) if dep else N_BINS
+                b = N_BINS - 1 if b > N_BINS - 1 else b
+                bin_b[j] = b if dep else N_BINS
+                m_b[j] = np.int64(m)
+            for j in range(b1 - b0):
+                hist[bin_b[j]] += m_b[j]
+                cc = cc_b[j]
+                if cc < 0:
+                    continue
+                tr = tr_b[j]
                 if cc < prevc:
-                    good = False
+                    good = 0
                 prevc = cc
                 if fc < 0:
                     fc = cc
@@ -677,27 +734,39 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
                     fn += 1
                     ftr += tr
                 else:
-                    cell_n[np.uint64(cc)] += 1
-                    cell_tr[np.uint64(cc)] += tr
-            if fl & H_FARM:
-                nf += need[hu]
-            else:
-                nd += need[hu]
-                # triage score: province, lowest songbun of the members, fixed jitter
-                hb = hbits[hu]
-                sb = 0 if hb & 1 else (1 if hb & 2 else (2 if hb & 4 else 1))
-                s = prov_priority[province[hu]] + songbun_priority[sb] + jitter * hh_u[hu]
-                x = s / score_max * N_BINS
-                hx[hu] = x
-                b = int(x)
-                hist_c[c, min(b, N_BINS - 1)] += m
-        need_c[c, 0] = nf
-        need_c[c, 1] = nd
+                    if cc != run_c:
+                        if run_c >= 0:
+                            cell_n[run_c] += run_n
+                            cell_tr[run_c] += run_tr
+                        run_c = cc
+                        run_n = 0
+                        run_tr = 0
+                    run_n += 1
+                    run_tr += tr
+        if run_c >= 0:
+            cell_n[run_c] += run_n
+            cell_tr[run_c] += run_tr
+        if exact != 0:
+            need_c[c, 0] = nf / q
+            need_c[c, 1] = nd / q
+        else:  # a need off the 2**-27 grid: the float64 sums in order
+            snf = 0.0
+            snd = 0.0
+            for h in range(hbounds[c], hbounds[c + 1]):
+                if members[h] > 0:
+                    if flags[h] & H_FARM:
+                        snf += need[h]
+                    else:
+                        snd += need[h]
+            need_c[c, 0] = snf
+            need_c[c, 1] = snd
+        for k in range(N_BINS):
+            hist_c[c, k] = hist[k]
         first_c[c, 0] = fc
         first_c[c, 1] = fn
         first_c[c, 2] = ftr
         first_c[c, 3] = prevc
-        ok_c[c] = good
+        ok_c[c] = good != 0
 
 
 @nb.njit(cache=True)
