@@ -529,8 +529,13 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
     (chunk ``c`` lists them in ``movers[c * mcap:]``; ``n_movers[c]`` counts them all, more
     than ``mcap`` meaning the caller must grow the list and run the pass again).
     Each household's sums are thereby still formed in person-index order.
+
+    Per block of BLOCK people, each person's terms of the sums (those of
+    :func:`_add_person`, the same operations) are first computed in a loop the compiler
+    vectorizes, then added into the households in a scalar loop, in person order.
     """
     amax = need_m.shape[0] - 1
+    mg_w = 1.0 + mg_bonus
     for c in nb.prange(hbounds.shape[0] - 1):
         for h in range(hbounds[c], hbounds[c + 1]):
             need[h] = 0.0
@@ -538,38 +543,70 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             power[h] = 0.0
             n_workers[h] = 0
     for c in nb.prange(pbounds.shape[0] - 1):
-        lo = pbounds[c]
-        hf = -1
-        prev = -1
-        dend = lo
+        hf = np.int64(-1)
+        prev = np.int64(-1)
+        dend = pbounds[c]
         nm = 0
-        good = True
-        for i in range(lo, pbounds[c + 1]):
-            st = stage[i]
-            if not in_country(st):
-                continue
-            hh = household[i]
-            if hh >= h0:
-                if nm < mcap:
-                    movers[c * mcap + nm] = i
-                nm += 1
-                continue
-            if hh < prev:
-                good = False
-            prev = hh
-            if hf < 0:
-                hf = hh
-            if hh == hf:
-                dend = i + 1
-                continue
-            _add_person(i, hh, t, stage, birth_month, sex, songbun, flags, skill, need_m,
-                        worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power,
-                        n_workers, amax)
+        good = np.int64(1)  # an integer: a boolean would make numba drop noalias
+        hh_b = np.zeros(BLOCK, dtype=np.int64)  # household, -1 for people outside the country
+        need_b = np.zeros(BLOCK, dtype=np.float32)
+        power_b = np.zeros(BLOCK, dtype=np.float64)
+        bits_b = np.zeros(BLOCK, dtype=np.int64)
+        wk_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, pbounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones
+            ub0 = np.uint64(b0)
+            for i in range(ub0, np.uint64(b1)):
+                j = i - ub0
+                st = stage[i]
+                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                hh_b[j] = np.int64(household[i]) if act else np.int64(-1)
+                bm = birth_month[i]
+                a = t - bm
+                a = a if a < amax else amax
+                a = a if act else 0
+                a = np.uint64(a)
+                need_b[j] = need_m[a]
+                sb = songbun[i]
+                bits = np.int64(1 << sb) if sb < 3 else np.int64(B_SB_OTHER)
+                wk = np.int64(worker_m[a] != 0) & np.int64(st <= PREPARING)
+                mg = np.int64(bm >= mg_birth)
+                tr = np.int64((flags[i] & F_TRADER) != 0)
+                fem = np.int64(sex[i] == SEX_FEMALE)
+                bits |= -wk & ((fem * B_WOMAN) | (mg * B_MG) | (tr * B_TRADER))
+                bits_b[j] = bits
+                wk_b[j] = wk
+                w = skill_floor + skill[i]
+                w = w * mg_w if mg else w  # (w * 1.0 is w)
+                power_b[j] = w * (wk & tr)
+            for j in range(b1 - b0):
+                hh = hh_b[j]
+                if hh < 0:
+                    continue
+                if hh >= h0:
+                    if nm < mcap:
+                        movers[c * mcap + nm] = b0 + j
+                    nm += 1
+                    continue
+                if hh < prev:
+                    good = 0
+                prev = hh
+                if hf < 0:
+                    hf = hh
+                if hh == hf:
+                    dend = b0 + j + 1
+                    continue
+                uh = np.uint64(hh)
+                need[uh] += need_b[j]
+                hbits[uh] |= bits_b[j]
+                n_workers[uh] += wk_b[j]
+                power[uh] += power_b[j]
         first_h[c] = hf
         last_h[c] = prev
         defer_end[c] = dend
         n_movers[c] = nm
-        ok[c] = good
+        ok[c] = good != 0
 
 
 @nb.njit(cache=True)
