@@ -860,7 +860,9 @@ def _triage_cut(hist: np.ndarray, cover: float) -> tuple[int, float]:
 @nb.njit(cache=True)
 def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, necessity,
                  imitation, men_only_entry, mg_entry_boost):
-    """Monthly hazard that a non-trading household starts trading (see module docstring)."""
+    """Monthly hazard that a non-trading household starts trading (see module docstring).
+
+    :func:`_household_kernel` writes the same operations out in its SIMD loop: change both."""
     hz = entry_base * tolerance * (1.0 + necessity * gap) * (1.0 + imitation * cell_share)
     if not has_woman:
         hz *= men_only_entry
