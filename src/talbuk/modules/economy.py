@@ -1078,13 +1078,18 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                 k_quit += np.int64(q_ev)
                 k_enter += np.int64(e_ev)
                 n_draw += np.int64(q_ev | e_ev)
-            # (C) a new Exp(1) threshold for those who entered or quit
+            # (C) a new Exp(1) threshold for those who entered or quit, listed first (a
+            # loop with the draw inside its test would be vectorized with a draw for every
+            # household: 3 ms more at scale 10)
             if n_draw > 0:
-                for h in range(ub0, ub1):
-                    ev = event[h]
-                    if ev != EV_NONE:
-                        sub = np.uint64(2) if ev == EV_QUIT else np.uint64(3)
-                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
+                n_ev = 0
+                for j in range(b1 - b0):
+                    cand[n_ev] = j
+                    n_ev += event[ub0 + np.uint64(j)] != EV_NONE
+                for k in range(n_ev):
+                    h = ub0 + np.uint64(cand[k])
+                    sub = np.uint64(2) if event[h] == EV_QUIT else np.uint64(3)
+                    entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
             k_fed += n_fed
             if n_fed > 0:
                 if pmin == pmax:
