@@ -64,6 +64,8 @@ from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
+    CROSSING,
+    DETAINED,
     F_MARKET_GEN,
     F_TRADER,
     H_FARM,
@@ -527,8 +529,13 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
     (chunk ``c`` lists them in ``movers[c * mcap:]``; ``n_movers[c]`` counts them all, more
     than ``mcap`` meaning the caller must grow the list and run the pass again).
     Each household's sums are thereby still formed in person-index order.
+
+    Per block of BLOCK people, each person's terms of the sums (those of
+    :func:`_add_person`, the same operations) are first computed in a loop the compiler
+    vectorizes, then added into the households in a scalar loop, in person order.
     """
     amax = need_m.shape[0] - 1
+    mg_w = 1.0 + mg_bonus
     for c in nb.prange(hbounds.shape[0] - 1):
         for h in range(hbounds[c], hbounds[c + 1]):
             need[h] = 0.0
@@ -536,38 +543,70 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             power[h] = 0.0
             n_workers[h] = 0
     for c in nb.prange(pbounds.shape[0] - 1):
-        lo = pbounds[c]
-        hf = -1
-        prev = -1
-        dend = lo
+        hf = np.int64(-1)
+        prev = np.int64(-1)
+        dend = pbounds[c]
         nm = 0
-        good = True
-        for i in range(lo, pbounds[c + 1]):
-            st = stage[i]
-            if not in_country(st):
-                continue
-            hh = household[i]
-            if hh >= h0:
-                if nm < mcap:
-                    movers[c * mcap + nm] = i
-                nm += 1
-                continue
-            if hh < prev:
-                good = False
-            prev = hh
-            if hf < 0:
-                hf = hh
-            if hh == hf:
-                dend = i + 1
-                continue
-            _add_person(i, hh, t, stage, birth_month, sex, songbun, flags, skill, need_m,
-                        worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power,
-                        n_workers, amax)
+        good = np.int64(1)  # an integer: a boolean would make numba drop noalias
+        hh_b = np.zeros(BLOCK, dtype=np.int64)  # household, -1 for people outside the country
+        need_b = np.zeros(BLOCK, dtype=np.float32)
+        power_b = np.zeros(BLOCK, dtype=np.float64)
+        bits_b = np.zeros(BLOCK, dtype=np.int64)
+        wk_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, pbounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones
+            ub0 = np.uint64(b0)
+            for i in range(ub0, np.uint64(b1)):
+                j = i - ub0
+                st = stage[i]
+                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                hh_b[j] = np.int64(household[i]) if act else np.int64(-1)
+                bm = birth_month[i]
+                a = t - bm
+                a = a if a < amax else amax
+                a = a if act else 0
+                a = np.uint64(a)
+                need_b[j] = need_m[a]
+                sb = songbun[i]
+                bits = np.int64(1 << sb) if sb < 3 else np.int64(B_SB_OTHER)
+                wk = np.int64(worker_m[a] != 0) & np.int64(st <= PREPARING)
+                mg = np.int64(bm >= mg_birth)
+                tr = np.int64((flags[i] & F_TRADER) != 0)
+                fem = np.int64(sex[i] == SEX_FEMALE)
+                bits |= -wk & ((fem * B_WOMAN) | (mg * B_MG) | (tr * B_TRADER))
+                bits_b[j] = bits
+                wk_b[j] = wk
+                w = skill_floor + skill[i]
+                w = w * mg_w if mg else w  # (w * 1.0 is w)
+                power_b[j] = w * (wk & tr)
+            for j in range(b1 - b0):
+                hh = hh_b[j]
+                if hh < 0:
+                    continue
+                if hh >= h0:
+                    if nm < mcap:
+                        movers[c * mcap + nm] = b0 + j
+                    nm += 1
+                    continue
+                if hh < prev:
+                    good = 0
+                prev = hh
+                if hf < 0:
+                    hf = hh
+                if hh == hf:
+                    dend = b0 + j + 1
+                    continue
+                uh = np.uint64(hh)
+                need[uh] += need_b[j]
+                hbits[uh] |= bits_b[j]
+                n_workers[uh] += wk_b[j]
+                power[uh] += power_b[j]
         first_h[c] = hf
         last_h[c] = prev
         defer_end[c] = dend
         n_movers[c] = nm
-        ok[c] = good
+        ok[c] = good != 0
 
 
 @nb.njit(cache=True)
@@ -639,6 +678,14 @@ def _new_households(t, seed, n_seen, flags, province, farm_share, entry_res, sho
         hh_u[h] = u2
 
 
+#: Fixed-point scale of the need sums of the household scan. A household's need is a float32
+#: of at least 0.1 (the smallest weight of a person: EconomyParams bounds), hence a multiple
+#: of 2**-27; a chunk's sum in float64 is then exact whatever the order (below 2**26), and so
+#: is the integer sum of need * NEED_Q: both give the same bits. A chunk where a need is not
+#: such a multiple (outside the bounds) is summed again in float64, in order.
+NEED_Q = np.float64(1 << 27)
+
+
 @nb.njit(parallel=True, cache=True)
 def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_priority,
                     songbun_priority, jitter, score_max, hx, hbounds, hist_c, need_c, cell_n,
@@ -647,27 +694,76 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
 
     Initial households (``< h0``) come in cell order: a chunk counts every cell it meets
     except its first (kept apart, added by :func:`_cell_shares`); later households are
-    counted there too. All sums here are exact (integers; float32 needs summed in float64).
+    counted there too. All sums here are exact (integers; float32 needs summed in float64,
+    here as integers, NEED_Q).
+
+    Per block of BLOCK households, a loop the compiler vectorizes computes the scores, need
+    sums and each household's histogram bin and cell; a scalar loop then adds the bins and
+    counts the cells (runs of one cell are counted in registers).
     """
+    q = NEED_Q
+    # score of the lowest songbun of the members from bits 0-2 of hbits (songbun 0, 1, 2;
+    # none of them: as wavering), a table rather than a chain of tests
+    sb_score = np.empty(8, dtype=np.float64)
+    for k in range(8):
+        sb = 0 if k & 1 else (1 if k & 2 else (2 if k & 4 else 1))
+        sb_score[k] = songbun_priority[sb]
+    uh0 = np.uint64(max(h0, 0))
     for c in nb.prange(hbounds.shape[0] - 1):
         fc = -1
         prevc = -1
         fn = 0
         ftr = 0
-        good = True
-        nf = 0.0
-        nd = 0.0
-        for h in range(hbounds[c], hbounds[c + 1]):
-            hu = np.uint64(h)  # unsigned index: numba adds no test for negative ones
-            m = members[hu]
-            if m <= 0:
-                continue
-            fl = flags[hu]
-            if h < h0:
-                cc = cell[hu]
-                tr = 1 if fl & H_TRADING else 0
+        good = np.int64(1)  # integers, not booleans: numba takes a boolean variable for a
+        exact = np.int64(1)  # possible alias of an array, and then marks no array noalias
+        nf = np.int64(0)
+        nd = np.int64(0)
+        run_c = -1  # the cell being counted, its households and trading ones
+        run_n = 0
+        run_tr = 0
+        hist = np.zeros(N_BINS + 1, dtype=np.int64)  # the last bin: households not scored
+        bin_b = np.zeros(BLOCK, dtype=np.int64)
+        m_b = np.zeros(BLOCK, dtype=np.int64)
+        cc_b = np.zeros(BLOCK, dtype=np.int64)
+        tr_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(hbounds[c], hbounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, hbounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones
+            ub0 = np.uint64(b0)
+            for hu in range(ub0, np.uint64(b1)):
+                j = hu - ub0
+                m = members[hu]
+                live = m > 0
+                fl = flags[hu]
+                farm = (fl & H_FARM) != 0
+                dep = live & (not farm)
+                v = np.float64(need[hu])
+                vq = v * q
+                iv = np.int64(vq)
+                exact &= np.int64(np.float64(iv) == vq)
+                nf += iv if live & farm else np.int64(0)
+                nd += iv if dep else np.int64(0)
+                # cell of an initial household (-1: not counted here)
+                cc_b[j] = np.int64(cell[hu]) if live & (hu < uh0) else np.int64(-1)
+                tr_b[j] = np.int64((fl & H_TRADING) != 0)
+                # triage score: province, lowest songbun of the members, fixed jitter
+                pr = province[hu] if live else np.uint8(0)
+                s = prov_priority[pr] + sb_score[hbits[hu] & 7] + jitter * hh_u[hu]
+                x = s / score_max * N_BINS
+                x0 = hx[hu]
+                hx[hu] = x if dep else x0
+                b = int(x) if dep else N_BINS
+                b = N_BINS - 1 if b > N_BINS - 1 else b
+                bin_b[j] = b if dep else N_BINS
+                m_b[j] = np.int64(m)
+            for j in range(b1 - b0):
+                hist[bin_b[j]] += m_b[j]
+                cc = cc_b[j]
+                if cc < 0:
+                    continue
+                tr = tr_b[j]
                 if cc < prevc:
-                    good = False
+                    good = 0
                 prevc = cc
                 if fc < 0:
                     fc = cc
@@ -675,27 +771,39 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
                     fn += 1
                     ftr += tr
                 else:
-                    cell_n[np.uint64(cc)] += 1
-                    cell_tr[np.uint64(cc)] += tr
-            if fl & H_FARM:
-                nf += need[hu]
-            else:
-                nd += need[hu]
-                # triage score: province, lowest songbun of the members, fixed jitter
-                hb = hbits[hu]
-                sb = 0 if hb & 1 else (1 if hb & 2 else (2 if hb & 4 else 1))
-                s = prov_priority[province[hu]] + songbun_priority[sb] + jitter * hh_u[hu]
-                x = s / score_max * N_BINS
-                hx[hu] = x
-                b = int(x)
-                hist_c[c, min(b, N_BINS - 1)] += m
-        need_c[c, 0] = nf
-        need_c[c, 1] = nd
+                    if cc != run_c:
+                        if run_c >= 0:
+                            cell_n[run_c] += run_n
+                            cell_tr[run_c] += run_tr
+                        run_c = cc
+                        run_n = 0
+                        run_tr = 0
+                    run_n += 1
+                    run_tr += tr
+        if run_c >= 0:
+            cell_n[run_c] += run_n
+            cell_tr[run_c] += run_tr
+        if exact != 0:
+            need_c[c, 0] = nf / q
+            need_c[c, 1] = nd / q
+        else:  # a need off the 2**-27 grid: the float64 sums in order
+            snf = 0.0
+            snd = 0.0
+            for h in range(hbounds[c], hbounds[c + 1]):
+                if members[h] > 0:
+                    if flags[h] & H_FARM:
+                        snf += need[h]
+                    else:
+                        snd += need[h]
+            need_c[c, 0] = snf
+            need_c[c, 1] = snd
+        for k in range(N_BINS):
+            hist_c[c, k] = hist[k]
         first_c[c, 0] = fc
         first_c[c, 1] = fn
         first_c[c, 2] = ftr
         first_c[c, 3] = prevc
-        ok_c[c] = good
+        ok_c[c] = good != 0
 
 
 @nb.njit(cache=True)
@@ -752,7 +860,9 @@ def _triage_cut(hist: np.ndarray, cover: float) -> tuple[int, float]:
 @nb.njit(cache=True)
 def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, necessity,
                  imitation, men_only_entry, mg_entry_boost):
-    """Monthly hazard that a non-trading household starts trading (see module docstring)."""
+    """Monthly hazard that a non-trading household starts trading (see module docstring).
+
+    :func:`_household_kernel` writes the same operations out in its SIMD loop: change both."""
     hz = entry_base * tolerance * (1.0 + necessity * gap) * (1.0 + imitation * cell_share)
     if not has_woman:
         hz *= men_only_entry
@@ -761,11 +871,32 @@ def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, nece
     return hz
 
 
+#: People (or households) per block of the person and household kernels: a block is first
+#: computed in a loop the compiler turns into SIMD code, then its rare scalar work (random
+#: draws of those who enter the markets, logarithms) is done for the few who need it.
+BLOCK = 1024
+#: Fixed-point scale of the person pass's hunger sum (``hunger_mean``): an integer sum is
+#: exact and independent of the order, so the loop vectorizes (a float sum in order would
+#: not). Hunger lies in [0, 1] and is 0 or at least 1e-4, so each term is truncated by less
+#: than 2**-36 (a relative 1.5e-7 at worst); int64 holds 134 million people at hunger 1.
+HSUM_Q = np.float64(1 << 36)
+
+
 @nb.njit(parallel=True, cache=True)
 def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
                       state_income, market_income, need, hbits, power, n_workers, hx,
                       entry_res, shortfall, event, cell_share, cut_bin,
                       cut_frac, prov_china, hp, bounds, hcounts, prov_fed):
+    # Vectorized as the person kernel, per block of BLOCK households: (A) a SIMD loop for the
+    # savings after the redenomination; (L) the capital effect's log1p (no SIMD form with
+    # the same bits) for the trading households only, listed in a scalar loop; (B) a SIMD
+    # loop for food, income, savings, hunger gap and the entry or quitting hazard, every
+    # household computed without a branch and its results stored with selects; (C) the new
+    # Exp(1) thresholds (a log) of the rare households that entered or quit. The float sums
+    # of the counters are taken in a scalar loop over block buffers in household order, so
+    # they are the scalar loop's bit for bit; the counts are integers. Each household's
+    # arithmetic is the same operations in the same order as one at a time (entry_hazard
+    # written out): every household result is bit-identical to the scalar loop's.
     (farm_adv, farm_cap, ration_need, fed_grams, ration, coping, price, wage, income_base,
      tol_floor, china, cap_gain, cap_scale, save_rate, drawdown, dollar_share, rate, fi, tol,
      entry_base, necessity, imitation, men_only, mg_boost, quit_h, cap_won, excess_kept,
@@ -775,147 +906,208 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                             hp[25], hp[26], hp[27] > 0.5, hp[28], hp[29])
     tm = np.uint64(t)
     tol_income = tol_floor + (1.0 - tol_floor) * tol
+    has_ration = ration > 0.0
+    full_ration = ration >= fed_grams
+    may_enter = tol > 0.0
     for c in nb.prange(bounds.shape[0] - 1):
-        k_fed = 0.0
+        k_fed = np.int64(0)
         k_market = 0.0
         k_state = 0.0
-        k_trading = 0.0
-        k_hh = 0.0
+        k_trading = np.int64(0)
+        k_hh = np.int64(0)
         k_sav = 0.0
         k_dol = 0.0
         k_red = 0.0
-        k_enter = 0.0
-        k_quit = 0.0
+        k_enter = np.int64(0)
+        k_quit = np.int64(0)
         k_bought = 0.0
         k_need = 0.0
         p_fed = np.zeros(N_PROV, dtype=np.float64)
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            m = members[h]
-            if m <= 0:
-                event[h] = EV_NONE
-                state_income[h] = 0.0
-                market_income[h] = 0.0
-                continue
-            ev = EV_NONE
-            fl = flags[h]
-            nd = need[h]
-            ntr = hbits[h] & B_TRADER
-            nwk = n_workers[h]
-            pr = province[h]
-            won = savings_won[h] * keep
-            usd = savings_usd[h] * keep
-            if redenom:
-                if won > cap_won:
-                    lost = (won - cap_won) * (1.0 - excess_kept)
-                    k_red += lost / (rate * 100.0)
-                    won -= lost
-                won = won / 100.0
-            # food from the farm or the PDS, valued at the normal price (price0)
-            food = 0.0
-            state_usd = 0.0
-            if fl & H_FARM:
+        # block buffers (a value for every household of the block, 0 where it adds nothing)
+        won_b = np.zeros(BLOCK, dtype=np.float64)
+        usd_b = np.zeros(BLOCK, dtype=np.float64)
+        sav_b = np.zeros(BLOCK, dtype=np.float64)
+        red_b = np.zeros(BLOCK, dtype=np.float64)
+        capf_b = np.ones(BLOCK, dtype=np.float64)
+        cand = np.zeros(BLOCK, dtype=np.int64)
+        trd_b = np.zeros(BLOCK, dtype=np.uint8)
+        mk_b = np.zeros(BLOCK, dtype=np.float64)
+        st_b = np.zeros(BLOCK, dtype=np.float64)
+        sv_b = np.zeros(BLOCK, dtype=np.float64)
+        dol_b = np.zeros(BLOCK, dtype=np.float64)
+        bt_b = np.zeros(BLOCK, dtype=np.float64)
+        nd_b = np.zeros(BLOCK, dtype=np.float64)
+        fed_b = np.zeros(BLOCK, dtype=np.int64)
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, bounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+            ub0 = np.uint64(b0)
+            ub1 = np.uint64(b1)
+            # (A) savings after the redenomination (30 Nov 2009)
+            for h in range(ub0, ub1):
+                j = h - ub0
+                live = members[h] > 0
+                won = savings_won[h] * keep
+                usd = savings_usd[h] * keep
+                over = redenom & (won > cap_won)
+                lost = (won - cap_won) * (1.0 - excess_kept)
+                red_b[j] = lost / (rate * 100.0) if over & live else 0.0
+                won = won - lost if over else won
+                won = won / 100.0 if redenom else won
+                won_b[j] = won
+                usd_b[j] = usd
+                sav_b[j] = usd + won / rate
+                trd_b[j] = live & ((hbits[h] & B_TRADER) != 0)
+            # (L) the capital effect of the trading households
+            n_tr = 0
+            for j in range(b1 - b0):
+                cand[n_tr] = j
+                n_tr += trd_b[j]
+            for k in range(n_tr):
+                j = cand[k]
+                capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
+            # (B) food from the farm or the PDS (valued at the normal price, price0), market
+            # income, food bought, savings, hunger gap, entering or leaving the markets
+            n_draw = np.int64(0)
+            pmin = np.int64(255)  # provinces of the block's households fed by the PDS
+            pmax = np.int64(0)
+            n_fed = np.int64(0)
+            for h in range(ub0, ub1):
+                j = h - ub0
+                m = members[h]
+                live = m > 0
+                fl = flags[h]
+                nd = need[h]
+                trd = trd_b[j] != 0
+                nwk = n_workers[h]
+                pr = province[h]
+                won = won_b[j]
+                usd = usd_b[j]
+                sav_usd = sav_b[j]
+                farm = (fl & H_FARM) != 0
                 per = farm_adv * fi
-                if per > farm_cap:
-                    per = farm_cap
-                food = per * nd
-                state_usd = food * (price / price_rel)
-            else:
-                covered = False
-                if ration > 0.0:
-                    x = hx[h]  # the triage score, computed by _household_scan
-                    b = int(x)
-                    if b > N_BINS - 1:
-                        b = N_BINS - 1
-                    covered = b > cut_bin or (b == cut_bin and (x - b) >= 1.0 - cut_frac)
-                if covered:
-                    food = ration_need * nd
-                    state_usd = food * (price / price_rel)
-                    if ration >= fed_grams:
-                        k_fed += m
-                        p_fed[pr] += m
-                else:
-                    food = coping * nd  # outside the PDS: a share of the residual grain
-                state_usd += wage * nwk
-            # market income of the household's traders
-            sav_usd = usd + won / rate
-            mk = 0.0
-            if ntr > 0:
-                capf = 1.0 + cap_gain * math.log1p(max(sav_usd, 0.0) / cap_scale)
-                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf
-            # state wages paid for the (subsidised) ration and little else: they count as
-            # state income but do not buy market food
-            money = mk
-            gap = nd - food
-            bought = 0.0
-            if gap > 0.0:
-                bought = money / price
-                if bought > gap:
-                    bought = gap
-                money -= bought * price
-                gap -= bought
-            if gap > 0.0 and sav_usd > 0.0:
+                per = farm_cap if per > farm_cap else per
+                food_farm = per * nd
+                # the triage score, computed by _household_scan for live PDS dependents
+                x = hx[h] if live & (not farm) else 0.0
+                b = int(x)
+                b = N_BINS - 1 if b > N_BINS - 1 else b
+                covered = has_ration & ((b > cut_bin) | ((b == cut_bin) & ((x - b) >= 1.0 - cut_frac)))
+                food_pds = ration_need * nd if covered else coping * nd  # uncovered: a share of the residual grain
+                food = food_farm if farm else food_pds
+                s0 = food * (price / price_rel)
+                state_pds = (s0 if covered else 0.0) + wage * nwk
+                state_usd = s0 if farm else state_pds
+                fed = live & (not farm) & covered & full_ration
+                mf = np.int64(m) if fed else np.int64(0)
+                fed_b[j] = mf
+                n_fed += mf
+                prf = np.int64(pr)
+                pmn = prf if fed else np.int64(255)
+                pmx = prf if fed else np.int64(0)
+                pmin = pmn if pmn < pmin else pmin
+                pmax = pmx if pmx > pmax else pmax
+                # market income of the household's traders
+                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf_b[j]
+                mk = mk if trd else 0.0
+                # state wages paid for the (subsidised) ration and little else: they count as
+                # state income but do not buy market food
+                money = mk
+                gap = nd - food
+                g1 = gap > 0.0
+                bt = money / price
+                bt = gap if bt > gap else bt
+                bought = bt if g1 else 0.0
+                money = money - bt * price if g1 else money
+                gap = gap - bt if g1 else gap
+                g2 = (gap > 0.0) & (sav_usd > 0.0)
                 can = sav_usd * drawdown / price
-                if can > gap:
-                    can = gap
+                can = gap if can > gap else can
                 spend = can * price
                 # spend won first (it loses value), then dollars
                 won_usd = won / rate
-                if spend <= won_usd:
-                    won -= spend * rate
-                else:
-                    won = 0.0
-                    usd -= spend - won_usd
-                    if usd < 0.0:
-                        usd = 0.0
-                bought += can
-                gap -= can
-            if money > 0.0:
+                first = spend <= won_usd
+                won2 = won - spend * rate if first else 0.0
+                usd2 = usd - (spend - won_usd)
+                usd2 = 0.0 if usd2 < 0.0 else usd2
+                usd2 = usd if first else usd2
+                won = won2 if g2 else won
+                usd = usd2 if g2 else usd
+                bought = bought + can if g2 else bought
+                gap = gap - can if g2 else gap
                 sv = money * save_rate
-                usd += sv * dollar_share
-                won += sv * (1.0 - dollar_share) * rate
-            sh = gap / nd if nd > 0.0 and gap > 0.0 else 0.0
-            prev_gap = shortfall[h]
-            shortfall[h] = sh
-            savings_won[h] = won
-            savings_usd[h] = usd
-            market_income[h] = mk * rate
-            state_income[h] = state_usd * rate
-            k_market += mk
-            k_state += state_usd
-            k_hh += 1.0
-            k_sav += usd + won / rate
-            k_dol += usd
-            k_bought += bought
-            k_need += nd
-            # entering or leaving the markets: hazards consumed against an Exp(1) threshold
-            if ntr > 0:
-                k_trading += 1.0
-                flags[h] = fl | H_TRADING
-                hz = quit_h * (1.0 - min(prev_gap, 1.0))
-                if hz > 0.0:
-                    r = entry_res[h] - hz
-                    if r <= 0.0:
-                        ev = EV_QUIT
-                        flags[h] = fl & ~H_TRADING
-                        k_quit += 1.0
-                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(2)))
-                    else:
-                        entry_res[h] = r
-            else:
-                flags[h] = fl & ~H_TRADING
-                if nwk > 0 and tol > 0.0:
-                    hz = entry_hazard(prev_gap, cell_share[np.uint64(cell[h])], tol,
-                                      (hbits[h] & B_WOMAN) != 0, (hbits[h] & B_MG) != 0,
-                                      entry_base, necessity, imitation, men_only, mg_boost)
-                    r = entry_res[h] - hz
-                    if r <= 0.0:
-                        ev = EV_ENTER
-                        k_enter += 1.0
-                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), np.uint64(3)))
-                    else:
-                        entry_res[h] = r
-            event[h] = ev
+                saves = money > 0.0
+                usd = usd + sv * dollar_share if saves else usd
+                won = won + sv * (1.0 - dollar_share) * rate if saves else won
+                sh = gap / nd if (nd > 0.0) & (gap > 0.0) else 0.0
+                prev_gap = shortfall[h]
+                shortfall[h] = sh if live else prev_gap
+                savings_won[h] = won if live else savings_won[h]
+                savings_usd[h] = usd if live else savings_usd[h]
+                market_income[h] = mk * rate if live else 0.0
+                state_income[h] = state_usd * rate if live else 0.0
+                mk_b[j] = mk if live else 0.0
+                st_b[j] = state_usd if live else 0.0
+                sv_b[j] = usd + won / rate if live else 0.0
+                dol_b[j] = usd if live else 0.0
+                bt_b[j] = bought if live else 0.0
+                nd_b[j] = np.float64(nd) if live else 0.0
+                k_hh += np.int64(live)
+                # entering or leaving the markets: hazards consumed against an Exp(1)
+                # threshold (entry_hazard written out)
+                hz_q = quit_h * (1.0 - min(prev_gap, 1.0))
+                cc = np.uint64(cell[h]) if live else np.uint64(0)
+                hz_e = entry_base * tol * (1.0 + necessity * prev_gap) * (1.0 + imitation * cell_share[cc])
+                hb = hbits[h]
+                hz_e = hz_e if (hb & B_WOMAN) != 0 else hz_e * men_only
+                hz_e = hz_e * (1.0 + mg_boost) if (hb & B_MG) != 0 else hz_e
+                quits = trd & (hz_q > 0.0)
+                enters = live & (not trd) & (nwk > 0) & may_enter
+                hz = hz_q if trd else hz_e
+                er0 = entry_res[h]
+                r = er0 - hz
+                fire = r <= 0.0
+                q_ev = quits & fire
+                e_ev = enters & fire
+                entry_res[h] = np.float32(r) if (quits | enters) & (not fire) else er0
+                event[h] = np.uint8(q_ev) * np.uint8(EV_QUIT) + np.uint8(e_ev) * np.uint8(EV_ENTER)
+                fl_t = fl & ~H_TRADING if q_ev else fl | H_TRADING
+                fl_n = fl_t if trd else fl & ~H_TRADING
+                flags[h] = fl_n if live else fl
+                k_trading += np.int64(trd)
+                k_quit += np.int64(q_ev)
+                k_enter += np.int64(e_ev)
+                n_draw += np.int64(q_ev | e_ev)
+            # (C) a new Exp(1) threshold for those who entered or quit, listed first (a
+            # loop with the draw inside its test would be vectorized with a draw for every
+            # household: 3 ms more at scale 10)
+            if n_draw > 0:
+                n_ev = 0
+                for j in range(b1 - b0):
+                    cand[n_ev] = j
+                    n_ev += event[ub0 + np.uint64(j)] != EV_NONE
+                for k in range(n_ev):
+                    h = ub0 + np.uint64(cand[k])
+                    sub = np.uint64(2) if event[h] == EV_QUIT else np.uint64(3)
+                    entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
+            k_fed += n_fed
+            if n_fed > 0:
+                if pmin == pmax:
+                    p_fed[pmin] += n_fed
+                else:
+                    for j in range(b1 - b0):
+                        p_fed[province[b0 + j]] += fed_b[j]
+            # the float sums, in household order (as the scalar loop: the same bits)
+            for j in range(b1 - b0):
+                k_market += mk_b[j]
+                k_state += st_b[j]
+                k_sav += sv_b[j]
+                k_dol += dol_b[j]
+                k_bought += bt_b[j]
+                k_need += nd_b[j]
+            if redenom:
+                for j in range(b1 - b0):
+                    k_red += red_b[j]
         hcounts[c, K_PDS_FED] = k_fed
         hcounts[c, K_MARKET_USD] = k_market
         hcounts[c, K_STATE_USD] = k_state
@@ -928,99 +1120,145 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         hcounts[c, K_QUIT] = k_quit
         hcounts[c, K_FOOD_BOUGHT] = k_bought
         hcounts[c, K_NEED] = k_need
-        prov_fed[c, :] = p_fed
+        for k in range(N_PROV):
+            prov_fed[c, k] = p_fed[k]
 
 
 @nb.njit(parallel=True, cache=True)
 def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
                    skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, pcounts,
                    prov_hungry):
+    # Written so that LLVM vectorizes the loop over people (SIMD lanes), as the attitude
+    # kernel: every person is computed without a branch and the results stored with a
+    # select (``x[i] = new if act else old``), the counters are integers (the hunger sum in
+    # fixed point, HSUM_Q), and the two things that cannot run on SIMD lanes are left to a
+    # scalar loop per block of BLOCK people: the draw of those whose household enters the
+    # markets (rare) and the hungry by province when a block spans several provinces
+    # (people are sorted by province, so a block's hungry usually share one). Each person's
+    # arithmetic is the same operations in the same order as one at a time: hunger, skill
+    # and flags are bit-identical to the scalar loop's. No array view is taken in the
+    # parallel loop (``prov_hungry`` is written element by element): numba then marks the
+    # arrays as not aliasing each other, which the vectorizer needs.
     h_thr, severity, smooth, hungry_level, p_woman, p_man, mg_boost, learn, forget = (
         pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8])
     tm = np.uint64(t)
     inv = 1.0 / (1.0 - h_thr)
     amax = worker_m.shape[0] - 1
+    q = HSUM_Q
     for c in nb.prange(bounds.shape[0] - 1):
-        pop = 0.0
-        hungry = 0.0
-        hsum = 0.0
-        tw = 0
-        ww = 0
-        tmn = 0  # all traders of working age until the end of the chunk
-        wm = 0  # all workers until the end of the chunk
-        mgc = 0.0
-        tmg = 0
-        wmg = 0
+        pop = np.int64(0)
+        hungry = np.int64(0)
+        hsum = np.int64(0)
+        tw = np.int64(0)
+        ww = np.int64(0)
+        tmn = np.int64(0)  # all traders of working age until the end of the chunk
+        wm = np.int64(0)  # all workers until the end of the chunk
+        mgc = np.int64(0)
+        tmg = np.int64(0)
+        wmg = np.int64(0)
         p_h = np.zeros(N_PROV, dtype=np.float64)
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            st = stage[i]
-            if not in_country(st):
-                continue
-            h = np.uint64(household[i])
-            pop += 1.0
-            fl = flags[i]
-            bm = birth_month[i]
-            mg = bm >= mg_birth
-            mgc += mg
-            fl |= F_MARKET_GEN * np.uint8(mg)
-            # hunger: smoothed target from the household's food shortfall
-            sh = shortfall[h]
-            hg = np.float64(hunger[i])
-            if sh > h_thr or hg > 0.0:
+        ent = np.zeros(BLOCK, dtype=np.uint8)  # enters the markets (draw pending)
+        hgr = np.zeros(BLOCK, dtype=np.uint8)  # hungry
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            b1 = min(b0 + BLOCK, bounds[c + 1])
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+            ub0 = np.uint64(b0)
+            n_ent = np.int64(0)
+            n_hg = np.int64(0)
+            pmin = np.int64(255)  # provinces of the block's hungry
+            pmax = np.int64(0)
+            for i in range(ub0, np.uint64(b1)):
+                st = stage[i]
+                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
+                fl0 = flags[i]
+                bm = birth_month[i]
+                mg = bm >= mg_birth
+                fl = fl0 | (F_MARKET_GEN * np.uint8(mg))
+                # hunger: smoothed target from the household's food shortfall
+                sh = shortfall[h]
+                hg0 = np.float64(hunger[i])
+                upd = act & ((sh > h_thr) | (hg0 > 0.0))
                 target = min(max((sh - h_thr) * inv * severity, 0.0), 1.0)
-                hg = hg + smooth * (target - hg)
-                hg = hg if hg >= 1e-4 else 0.0
-                hunger[i] = hg
-            hsum += hg
-            is_hungry = np.float64(hg > hungry_level)
-            hungry += is_hungry
-            p_h[province[i]] += is_hungry
-            # trading
-            a = t - bm  # age in months: working age (16-64) from a table
-            if a > amax:
-                a = amax
-            a = np.uint64(a)
-            worker = (worker_m[a] != 0) & (st <= PREPARING)
-            ev = event[h]
-            # Whether a person trades is close to a coin toss from one person to the next, so
-            # the skill is updated without a branch on it: a trader who stays learns, a
-            # non-trader (not entering this month) forgets, the rest keep theirs; the skill
-            # is stored every time (the same bits when unchanged).
-            is_tr = (fl & F_TRADER) != 0
-            stays = is_tr & (ev != EV_QUIT) & worker
-            enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
-            if enter:
-                pt = p_woman if sex[i] == SEX_FEMALE else p_man
-                if mg:
-                    pt = min(1.0, pt * mg_boost)
-                if rng.uniform1(seed, _PERSON, tm, rng_id[i], np.uint64(0)) < pt:
-                    fl |= F_TRADER
-                    hh_flags[h] |= H_TRADING  # benign: every writer sets the same bit
-            fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
-            sk = np.float64(skill[i])
-            rate = learn * (1.5 if mg else 1.0)
-            learned = sk + rate * (1.0 - sk)
-            forgot = sk - forget * sk
-            forgot = forgot if forgot > 1e-3 else 0.0
-            forgets = (not is_tr) & (not enter)
-            skill[i] = learned if stays else (forgot if forgets else sk)
-            if fl != flags[i]:
-                flags[i] = fl
-            # integer counters of workers without branches (women, all, market generation)
-            wk = np.int64(worker)
-            tr = np.int64((fl & F_TRADER) != 0) & wk
-            fem = np.int64(sex[i] == SEX_FEMALE) & wk
-            mgi = np.int64(mg) & wk
-            ww += fem
-            tw += tr & fem
-            wm += wk
-            tmn += tr
-            wmg += mgi
-            tmg += tr & mgi
+                hg1 = hg0 + smooth * (target - hg0)
+                hg1 = hg1 if hg1 >= 1e-4 else 0.0
+                hg = hg1 if upd else hg0
+                hunger[i] = np.float32(hg)  # the same bits when unchanged
+                hsum += np.int64(hg * q) if act else np.int64(0)
+                ish = act & (hg > hungry_level)
+                n_hg += np.int64(ish)
+                hgr[i - ub0] = ish
+                pr = np.int64(province[i])
+                pmn = pr if ish else np.int64(255)
+                pmx = pr if ish else np.int64(0)
+                pmin = pmn if pmn < pmin else pmin
+                pmax = pmx if pmx > pmax else pmax
+                # trading
+                a = t - bm  # age in months: working age (16-64) from a table
+                a = a if a < amax else amax
+                a = a if act else 0
+                a = np.uint64(a)
+                worker = (worker_m[a] != 0) & (st <= PREPARING)
+                ev = event[h]
+                # Whether a person trades is close to a coin toss from one person to the
+                # next, so the skill is updated without a branch on it: a trader who stays
+                # learns, a non-trader (not entering this month) forgets, the rest keep
+                # theirs; the skill is stored every time (the same bits when unchanged).
+                is_tr = (fl & F_TRADER) != 0
+                stays = is_tr & (ev != EV_QUIT) & worker
+                enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
+                ent[i - ub0] = enter
+                n_ent += np.int64(enter)
+                fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
+                sk0 = skill[i]
+                sk = np.float64(sk0)
+                rate = learn * (1.5 if mg else 1.0)
+                learned = sk + rate * (1.0 - sk)
+                forgot = sk - forget * sk
+                forgot = forgot if forgot > 1e-3 else 0.0
+                forgets = (not is_tr) & (not enter)
+                nsk = learned if stays else (forgot if forgets else sk)
+                skill[i] = np.float32(nsk) if act else sk0
+                flags[i] = fl if act else fl0
+                # integer counters of workers without branches (women, all, market
+                # generation); those who enter are added after their draw
+                wk = np.int64(worker)
+                tr = np.int64((fl & F_TRADER) != 0) & wk
+                fem = np.int64(sex[i] == SEX_FEMALE) & wk
+                mgi = np.int64(mg) & wk
+                ww += fem
+                tw += tr & fem
+                wm += wk
+                tmn += tr
+                wmg += mgi
+                tmg += tr & mgi
+                pop += np.int64(act)
+                mgc += np.int64(act & mg)
+            hungry += n_hg
+            if n_hg > 0:
+                if pmin == pmax:
+                    p_h[pmin] += n_hg
+                else:
+                    for k in range(ub0, np.uint64(b1)):
+                        p_h[province[k]] += hgr[k - ub0]
+            # the draws of those entering the markets (working age, so all count as workers)
+            if n_ent > 0:
+                for k in range(ub0, np.uint64(b1)):
+                    if ent[k - ub0]:
+                        fem_k = sex[k] == SEX_FEMALE
+                        pt = p_woman if fem_k else p_man
+                        mg_k = birth_month[k] >= mg_birth
+                        if mg_k:
+                            pt = min(1.0, pt * mg_boost)
+                        if rng.uniform1(seed, _PERSON, tm, rng_id[k], np.uint64(0)) < pt:
+                            flags[k] |= F_TRADER
+                            hh_flags[np.uint64(household[k])] |= H_TRADING  # every writer sets the same bit
+                            tw += np.int64(fem_k)
+                            tmn += 1
+                            tmg += np.int64(mg_k)
         pcounts[c, P_POP] = pop
         pcounts[c, P_HUNGRY] = hungry
-        pcounts[c, P_HUNGER_SUM] = hsum
+        pcounts[c, P_HUNGER_SUM] = hsum / q
         pcounts[c, P_TRADER_W] = tw
         pcounts[c, P_WORKER_W] = ww
         pcounts[c, P_TRADER_M] = tmn - tw
@@ -1028,4 +1266,5 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
         pcounts[c, P_MG] = mgc
         pcounts[c, P_TRADER_MG] = tmg
         pcounts[c, P_WORKER_MG] = wmg
-        prov_hungry[c, :] = p_h
+        for k in range(N_PROV):
+            prov_hungry[c, k] = p_h[k]
