@@ -20,6 +20,10 @@ from talbuk.sim import Sim
 KERNELS = [
     ("attitudes", "_attitude_kernel"),
     ("demography", "_demography_kernel"),
+    ("economy", "_aggregate_par"),
+    ("economy", "_household_scan"),
+    ("economy", "_household_kernel"),
+    ("economy", "_person_kernel"),
 ]
 
 
