@@ -44,7 +44,13 @@ from pydantic import Field
 
 from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
-from talbuk.modules.information import person_traits, trait_leave_u, trait_risk_aversion
+from talbuk.modules.information import (
+    _CTZ,
+    _DEBRUIJN,
+    person_traits,
+    trait_leave_u,
+    trait_risk_aversion,
+)
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_DECIDED,
@@ -319,17 +325,6 @@ def _household_inputs_par(hh_flags, members, hh_tie, hparts, hh_pack):
 #: in a loop the compiler vectorizes (SIMD lanes), into block-local buffers; the few people
 #: with ``x > 0`` are then visited one at a time, in table order.
 BLOCK = 1024
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # lowest set bit of a 64-bit word by a multiply
-
-
-def _ctz_table() -> np.ndarray:
-    tab = np.zeros(64, dtype=np.uint8)
-    for k in range(64):
-        tab[((1 << k) * int(_DEBRUIJN) & 0xFFFFFFFFFFFFFFFF) >> 58] = k
-    return tab
-
-
-_CTZ = _ctz_table()
 
 
 @nb.njit(forceinline=True, cache=True)
