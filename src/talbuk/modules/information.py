@@ -209,20 +209,21 @@ class Information(Module):
 @nb.njit(inline="always", cache=True)
 def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
                  min_age, pn, pw):
-    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them."""
+    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them.
+
+    Without a branch: every person adds 1 or 0 to the row of their household (row 0 for those
+    not counted, which adds nothing). A scatter-add, so not vectorised; the branches it replaces
+    (on stage, age and watching, which the processor cannot predict) cost more than the adds."""
     for h in range(pn.shape[0]):
         pn[h] = 0
         pw[h] = 0
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         st = stage[i]
-        if st != RESIDENT and st != PREPARING:
-            continue
-        if t - birth_month[i] < min_age:
-            continue
-        h = np.uint64(household[i])
-        pn[h] += 1
-        if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
-            pw[h] += 1
+        a = np.uint64(((st == RESIDENT) | (st == PREPARING)) & (t - birth_month[i] >= min_age))
+        h = np.uint64(household[i]) * a  # the household's row, or row 0 adding nothing
+        w = a & np.uint64((flags[i] & F_MEDIA_EVER) != 0) & np.uint64(exposure[i] >= watching_min)
+        pn[h] += a
+        pw[h] += w
 
 
 @nb.njit(cache=True)
