@@ -488,14 +488,6 @@ def _chunk(rule, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_mo
     xb = np.empty(BLOCK, dtype=np.float64)  # x of the block's people (0 if not eligible)
     rb = np.empty(BLOCK, dtype=np.float32)  # their risk R
     pm = np.zeros(BLOCK // 64, dtype=np.uint64)  # bit j % 64 of word j // 64: x > 0
-    # the chunk's candidates (x > 0), their probability, risk, id and draw
-    ncand_max = bounds[c + 1] - bounds[c]
-    cand = np.empty(ncand_max, dtype=np.int64)
-    cand_p = np.empty(ncand_max, dtype=np.float64)
-    cand_r = np.empty(ncand_max, dtype=np.float32)
-    cand_id = np.empty(ncand_max, dtype=np.uint32)
-    cand_u = np.empty(ncand_max, dtype=np.float64)
-    nc = 0
     for b0 in range(bounds[c], bounds[c + 1], BLOCK):
         lo = u64(b0)
         nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
@@ -556,32 +548,22 @@ def _chunk(rule, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_mo
                     e_kin += p
                     if female:
                         e_fem_kin += p
-                cand[nc] = i
-                cand_p[nc] = p
-                cand_r[nc] = rb[j]
-                cand_id[nc] = rng_id[i]
-                nc += 1
-    # the chunk's draws, then its decisions in table order
-    for a in range(nc):
-        cand_u[a] = rng.uniform1(seed, _DECISION, tm, cand_id[a], u64(0))
-    for a in range(nc):
-        if cand_u[a] < cand_p[a]:
-            i = u64(cand[a])
-            G = grievance[i]
-            D = desire[i]
-            stage[i] = PREPARING
-            stage_month[i] = t
-            flags[i] |= F_DECIDED
-            if k < cap:
-                out_idx[c, k] = i
-                out_vals[c, k, 0] = G
-                out_vals[c, k, 1] = D
-                out_vals[c, k, 2] = cand_r[a]
-            k += 1
-            if G > D:
-                pushed += 1
-            if sex[i] == SEX_FEMALE:
-                fem += 1
+                if rng.uniform1(seed, _DECISION, tm, rng_id[i], u64(0)) < p:
+                    G = grievance[i]
+                    D = desire[i]
+                    stage[i] = PREPARING
+                    stage_month[i] = t
+                    flags[i] |= F_DECIDED
+                    if k < cap:
+                        out_idx[c, k] = i
+                        out_vals[c, k, 0] = G
+                        out_vals[c, k, 1] = D
+                        out_vals[c, k, 2] = rb[j]
+                    k += 1
+                    if G > D:
+                        pushed += 1
+                    if female:
+                        fem += 1
     counts[c, C_DEC] = k
     counts[c, C_PUSHED] = pushed
     counts[c, C_FEM] = fem
@@ -599,12 +581,12 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
     # Written so that LLVM vectorises the pass over people (SIMD lanes): per block of BLOCK
     # people, one loop per rule computes every person's R and x without a branch (eligible
     # or not; ``h`` is a valid row for all lanes) into block buffers, with a bit per person
-    # for ``x > 0``; then the people with a bit set are visited in table order for their
-    # probability, the expected sums (float64, in the same order as one at a time) and,
-    # at the end of the chunk, their draws (one loop over the chunk's candidates, Philox on
-    # SIMD lanes: the same draw for each person as one at a time) and decisions. Each
-    # person's arithmetic is the same float operations in the same order as the scalar loop,
-    # so every result is bit-identical to it.
+    # for ``x > 0``; then the people with a bit set (about 1 in 150 eligible) are visited in
+    # table order for their probability, the expected sums (float64, in the same order as one
+    # at a time), their draw and decision. Drawing for the chunk's candidates together, in a
+    # vectorised loop, measured no faster: they are too few. Each person's arithmetic is the
+    # same float operations in the same order as the scalar loop, so every result is
+    # bit-identical to it.
     # one loop over chunks per rule, so that each holds only its rule's code
     nch = bounds.shape[0] - 1
     if rule == 0:
