@@ -251,15 +251,13 @@ def _scatter_households_par(t, stage, birth_month, flags, household, exposure, w
             _count_range(t, parts[r], parts[r + 1], stage, birth_month, flags, household,
                          exposure, watching_min, min_age, partial[0, r - 1, :nh],
                          partial[1, r - 1, :nh])
+    # range by range (a loop over households the compiler vectorises; integer sums, so the
+    # same whatever the order)
     for c in nb.prange(hbounds.shape[0] - 1):
-        for h in range(hbounds[c], hbounds[c + 1]):
-            a = hh_n[h]
-            b = hh_watch[h]
-            for r in range(parts.shape[0] - 2):
-                a += partial[0, r, h]
-                b += partial[1, r, h]
-            hh_n[h] = a
-            hh_watch[h] = b
+        for r in range(parts.shape[0] - 2):
+            for h in range(np.uint64(hbounds[c]), np.uint64(hbounds[c + 1])):
+                hh_n[h] += partial[0, r, h]
+                hh_watch[h] += partial[1, r, h]
 
 
 @nb.njit(cache=True)
