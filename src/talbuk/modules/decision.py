@@ -44,7 +44,13 @@ from pydantic import Field
 
 from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
-from talbuk.modules.information import person_traits, trait_leave_u, trait_risk_aversion
+from talbuk.modules.information import (
+    _CTZ,
+    _DEBRUIJN,
+    person_traits,
+    trait_leave_u,
+    trait_risk_aversion,
+)
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_DECIDED,
@@ -259,15 +265,20 @@ def _collect(out_idx, out_vals, bounds, n_dec, k, t, seed, rng_id, traits, stage
 
 
 @nb.njit(inline="always", cache=True)
+def _risk_s(age_m, ra, fear_i, kin, fam, r_bc, w2, w3, w4, w5):
+    """Perceived risk R from scalars: ``r_bc = w[0] lv[0] + w[1] lv[1]`` (border and China),
+    the other weights ``w[2:6]``. The one formula of the kernel and of :func:`_risk`."""
+    zero = np.float32(0.0)
+    old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
+    old = zero if old < zero else old
+    return ra * (r_bc + w2 * fear_i) + w3 * fam + w4 * old - w5 * kin
+
+
+@nb.njit(inline="always", cache=True)
 def _risk(age_m, tr, fear_i, kin, fam, lv, w):
     """Perceived risk R of a person (the kernel's formula, shared with the overflow path)."""
-    zero = np.float32(0.0)
-    ra = trait_risk_aversion(tr)
-    old = (np.float32(age_m) / np.float32(12.0) - np.float32(30.0)) / np.float32(30.0)
-    if old < zero:
-        old = zero
-    return (ra * (w[0] * lv[0] + w[1] * lv[1] + w[2] * fear_i) + w[3] * fam + w[4] * old
-            - w[5] * kin)
+    return _risk_s(age_m, trait_risk_aversion(tr), fear_i, kin, fam, w[0] * lv[0] + w[1] * lv[1],
+                   w[2], w[3], w[4], w[5])
 
 
 @nb.njit(cache=True)
@@ -310,102 +321,289 @@ def _household_inputs_par(hh_flags, members, hh_tie, hparts, hh_pack):
         _household_inputs(hh_flags, members, hh_tie, hparts[part], hparts[part + 1], hh_pack)
 
 
-@nb.njit(parallel=True, cache=True)
-def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
-                     province, household, grievance, desire, fear, hh_pack, hh_cell,
-                     savings_won, savings_usd, cell_kin, dist, lv, w,
-                     min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab):
+#: People per block of the decision kernel: a block's push, pull, risk and ``x`` are computed
+#: in a loop the compiler vectorizes (SIMD lanes), into block-local buffers; the few people
+#: with ``x > 0`` are then visited one at a time, in table order.
+BLOCK = 1024
+
+
+@nb.njit(forceinline=True, cache=True)
+def _x_rule0(lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+             grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist,
+             theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0, u_ab, u_st,
+             u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb, rb, pm):
+    """x of the threshold rule for people ``[lo, lo + nbk)`` into ``xb``, R into ``rb``, the
+    bits of ``x > 0`` into ``pm``; returns (people with x > 0, eligible people without a trait
+    word)."""
+    u64 = np.uint64
+    miss = 0
+    npos = 0
+    for g0 in range(u64(0), nbk, u64(64)):
+        m0 = u64(0)
+        for jj0 in range(min(u64(64), nbk - g0)):
+            j0 = g0 + jj0
+            i0 = lo + j0
+            age0 = t - birth_month[i0]
+            act0 = (stage[i0] == RESIDENT) & (age0 >= min_age) & (age0 <= max_age)
+            h0 = u64(household[i0]) if act0 else u64(0)
+            tr0 = traits[i0]
+            miss += act0 & (tr0 == 0)
+            R0 = _risk_s(age0, trait_risk_aversion(tr0), fear[i0], hh_pack[h0, 0],
+                         hh_pack[h0, 1], r_bc, w2, w3, w4, w5)
+            # theta = loc + scale * logit(u) of the 16-bit leave trait, from a table
+            theta0 = theta_tab[(tr0 >> np.uint32(8)) & np.uint32(0xFFFF)]
+            x0 = grievance[i0] + desire[i0] - R0 - theta0
+            pos0 = act0 & (not (x0 <= 0.0))
+            npos += pos0
+            m0 |= u64(pos0) << jj0
+            xb[j0] = x0 if act0 else 0.0
+            rb[j0] = R0
+        pm[g0 >> u64(6)] = m0
+    return npos, miss
+
+
+@nb.njit(forceinline=True, error_model="numpy", cache=True)
+def _x_rule1(lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+             grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist,
+             theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0, u_ab, u_st,
+             u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb, rb, pm):
+    """x of the utility rule for people ``[lo, lo + nbk)`` into ``xb``, R into ``rb``, the
+    bits of ``x > 0`` into ``pm``; returns (people with x > 0, eligible people without a trait
+    word).
+    ``error_model="numpy"``: a float division has no test for a zero divisor (whose
+    exception would stop the loop from being vectorised); its divisors (money + fee + 1,
+    ``distance_scale_km``) are positive, so the results are the same."""
+    one = np.float32(1.0)
+    u64 = np.uint64
+    miss = 0
+    npos = 0
+    for g1 in range(u64(0), nbk, u64(64)):
+        m1 = u64(0)
+        for jj1 in range(min(u64(64), nbk - g1)):
+            j1 = g1 + jj1
+            i1 = lo + j1
+            age1 = t - birth_month[i1]
+            act1 = (stage[i1] == RESIDENT) & (age1 >= min_age) & (age1 <= max_age)
+            h1 = u64(household[i1]) if act1 else u64(0)
+            tr1 = traits[i1]
+            miss += act1 & (tr1 == 0)
+            ra1 = trait_risk_aversion(tr1)
+            G1 = grievance[i1]
+            D1 = desire[i1]
+            kin1 = hh_pack[h1, 0]
+            fam1 = hh_pack[h1, 1]
+            R1 = _risk_s(age1, ra1, fear[i1], kin1, fam1, r_bc, w2, w3, w4, w5)
+            theta1 = theta_tab[(tr1 >> np.uint32(8)) & np.uint32(0xFFFF)]
+            money1 = own + kin1 * kin_help + savings_usd[h1] + savings_won[h1] * inv_rate
+            afford1 = money1 / (money1 + fee + 1.0)
+            ps1 = p_succ0 * (1.0 + 0.3 * kin1)
+            ps1 = 1.0 if ps1 > 1.0 else ps1
+            x1 = (ps1 * u_ab * (0.3 + D1) - u_st * (one - G1) - u_co * (1.0 - afford1)
+                  - (1.0 - ps1) * u_pu * severity * ra1 * (one + fam1) - theta1)
+            pos1 = act1 & (not (x1 <= 0.0))
+            npos += pos1
+            m1 |= u64(pos1) << jj1
+            xb[j1] = x1 if act1 else 0.0
+            rb[j1] = R1
+        pm[g1 >> u64(6)] = m1
+    return npos, miss
+
+
+@nb.njit(forceinline=True, error_model="numpy", cache=True)
+def _x_rule2(lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+             grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist,
+             theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0, u_ab, u_st,
+             u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb, rb, pm):
+    """x of the planned-behaviour rule for people ``[lo, lo + nbk)`` into ``xb``, R into ``rb``, the
+    bits of ``x > 0`` into ``pm``; returns (people with x > 0, eligible people without a trait
+    word).
+    ``error_model="numpy"``: a float division has no test for a zero divisor (whose
+    exception would stop the loop from being vectorised); its divisors (money + fee + 1,
+    ``distance_scale_km``) are positive, so the results are the same."""
+    one = np.float32(1.0)
+    u64 = np.uint64
+    miss = 0
+    npos = 0
+    for g2 in range(u64(0), nbk, u64(64)):
+        m2 = u64(0)
+        for jj2 in range(min(u64(64), nbk - g2)):
+            j2 = g2 + jj2
+            i2 = lo + j2
+            age2 = t - birth_month[i2]
+            act2 = (stage[i2] == RESIDENT) & (age2 >= min_age) & (age2 <= max_age)
+            h2 = u64(household[i2]) if act2 else u64(0)
+            pr2 = u64(province[i2]) if act2 else u64(0)
+            tr2 = traits[i2]
+            miss += act2 & (tr2 == 0)
+            G2 = grievance[i2]
+            D2 = desire[i2]
+            kin2 = hh_pack[h2, 0]
+            R2 = _risk_s(age2, trait_risk_aversion(tr2), fear[i2], kin2,
+                         hh_pack[h2, 1], r_bc, w2, w3, w4, w5)
+            theta2 = theta_tab[(tr2 >> np.uint32(8)) & np.uint32(0xFFFF)]
+            money2 = own + kin2 * kin_help + savings_usd[h2] + savings_won[h2] * inv_rate
+            afford2 = money2 / (money2 + fee + 1.0)
+            norm2 = np.float32(0.6) * kin2 + cell_kin[u64(hh_cell[h2])] * np.float32(4.0)
+            norm2 = one if norm2 > one else norm2
+            access2 = (1.0 - border) * (1.0 - dist[pr2] / dscale)
+            access2 = 0.0 if access2 < 0.0 else access2
+            x2 = (p_a * (D2 + p_g * G2) + p_n * norm2 + p_c * afford2 * access2
+                  - p_r * R2 - theta2)
+            pos2 = act2 & (not (x2 <= 0.0))
+            npos += pos2
+            m2 |= u64(pos2) << jj2
+            xb[j2] = x2 if act2 else 0.0
+            rb[j2] = R2
+        pm[g2 >> u64(6)] = m2
+    return npos, miss
+
+
+@nb.njit(forceinline=True, cache=True)
+def _chunk(rule, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+           province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
+           savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
+           out_idx, out_vals, theta_tab):
+    """Chunk ``c`` of the decision kernel under ``rule`` (a constant at each call: the
+    compiled chunk holds only that rule's loop)."""
     china, severity, fee, inv_rate, border = lv[1], lv[2], lv[3], lv[4], lv[5]
-    # w[0:6] (risk weights) and lv[0] (border factor): in _risk
+    r_bc = w[0] * lv[0] + w[1] * lv[1]  # risk weights w[0:6] and border factor lv[0]: _risk_s
+    w2, w3, w4, w5 = w[2], w[3], w[4], w[5]
     ramp, hz = w[8], w[9]  # w[6], w[7] (threshold location and scale): in theta_tab
     hz_f = hz * w[22]  # women's hazard
     u_ab, u_st, u_co, u_pu = w[10], w[11], w[12], w[13]
     p_a, p_g, p_n, p_c, p_r = w[14], w[15], w[16], w[17], w[18]
     own, kin_help, dscale = w[19], w[20], w[21]
-    one = np.float32(1.0)
     tm = np.uint64(t)
     cap = out_idx.shape[1]
+    u64 = np.uint64
     # success chance before kin (utility rule); access through the border (planned rule)
     p_succ0 = (1.0 - border) * (1.0 - 0.5 * china)
-    for c in nb.prange(bounds.shape[0] - 1):
-        k = 0
-        pushed = 0
-        fem = 0
-        e_all = 0.0
-        e_fem = 0.0
-        e_kin = 0.0
-        e_fem_kin = 0.0
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            if stage[i] != RESIDENT:
-                continue
-            age_m = t - birth_month[i]
-            if age_m < min_age or age_m > max_age:
-                continue
-            h = np.uint64(household[i])
-            G = grievance[i]
-            D = desire[i]
-            tr = person_traits(seed, traits, rng_id, i)
-            ra = trait_risk_aversion(tr)
-            kin = hh_pack[h, 0]
-            fam = hh_pack[h, 1]
-            R = _risk(age_m, tr, fear[i], kin, fam, lv, w)
-            # theta = loc + scale * logit(u) of the 16-bit leave trait, from a table
-            theta = theta_tab[(tr >> np.uint32(8)) & np.uint32(0xFFFF)]
+    k = 0
+    pushed = 0
+    fem = 0
+    e_all = 0.0
+    e_fem = 0.0
+    e_kin = 0.0
+    e_fem_kin = 0.0
+    xb = np.empty(BLOCK, dtype=np.float64)  # x of the block's people (0 if not eligible)
+    rb = np.empty(BLOCK, dtype=np.float32)  # their risk R
+    pm = np.zeros(BLOCK // 64, dtype=np.uint64)  # bit j % 64 of word j // 64: x > 0
+    for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+        lo = u64(b0)
+        nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
+        npos = 0
+        for _again in range(2):
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
             if rule == 0:
-                x = G + D - R - theta
+                npos, miss = _x_rule0(
+                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                    rb, pm)
+            elif rule == 1:
+                npos, miss = _x_rule1(
+                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                    rb, pm)
             else:
-                money = own + kin * kin_help + savings_usd[h] + savings_won[h] * inv_rate
-                afford = money / (money + fee + 1.0)
-                if rule == 1:
-                    ps = p_succ0 * (1.0 + 0.3 * kin)
-                    if ps > 1.0:
-                        ps = 1.0
-                    x = (ps * u_ab * (0.3 + D) - u_st * (one - G) - u_co * (1.0 - afford)
-                         - (1.0 - ps) * u_pu * severity * ra * (one + fam) - theta)
-                else:
-                    norm = np.float32(0.6) * kin + cell_kin[np.uint64(hh_cell[h])] * np.float32(4.0)
-                    if norm > one:
-                        norm = one
-                    access = (1.0 - border) * (1.0 - dist[province[i]] / dscale)
-                    if access < 0.0:
-                        access = 0.0
-                    x = (p_a * (D + p_g * G) + p_n * norm + p_c * afford * access
-                         - p_r * R - theta)
-            if x <= 0.0:
-                continue
-            p = x / ramp
-            if p > 1.0:
-                p = 1.0
-            female = sex[i] == SEX_FEMALE
-            p = p * (hz_f if female else hz)
-            if p > 1.0:
-                p = 1.0
-            e_all += p
-            if female:
-                e_fem += p
-            if hh_pack[h, 2] != 0:  # a member already in South Korea (the journey's kin-split copy)
-                e_kin += p
+                npos, miss = _x_rule2(
+                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                    rb, pm)
+            if miss == 0:
+                break
+            # rare (people who come of age): their trait words drawn, then the block again
+            for jm in range(nbk):
+                im = lo + jm
+                age_m = t - birth_month[im]
+                if stage[im] == RESIDENT and age_m >= min_age and age_m <= max_age:
+                    person_traits(seed, traits, rng_id, im)
+        if npos == 0:
+            continue
+        # the block's people with x > 0, in table order
+        for q in range((nbk + u64(63)) >> u64(6)):
+            m = pm[q]
+            while m != 0:
+                low = m & (u64(0) - m)  # lowest set bit
+                m = m ^ low
+                j = (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
+                i = lo + j
+                p = xb[j] / ramp
+                if p > 1.0:
+                    p = 1.0
+                female = sex[i] == SEX_FEMALE
+                p = p * (hz_f if female else hz)
+                if p > 1.0:
+                    p = 1.0
+                e_all += p
                 if female:
-                    e_fem_kin += p
-            if rng.uniform1(seed, _DECISION, tm, rng_id[i], np.uint64(0)) < p:
-                stage[i] = PREPARING
-                stage_month[i] = t
-                flags[i] |= F_DECIDED
-                if k < cap:
-                    out_idx[c, k] = i
-                    out_vals[c, k, 0] = G
-                    out_vals[c, k, 1] = D
-                    out_vals[c, k, 2] = R
-                k += 1
-                if G > D:
-                    pushed += 1
-                if female:
-                    fem += 1
-        counts[c, C_DEC] = k
-        counts[c, C_PUSHED] = pushed
-        counts[c, C_FEM] = fem
-        expected[c, 0] = e_all
-        expected[c, 1] = e_fem
-        expected[c, 2] = e_kin
-        expected[c, 3] = e_fem_kin
+                    e_fem += p
+                # a member already in South Korea (the journey's kin-split copy)
+                if hh_pack[u64(household[i]), 2] != 0:
+                    e_kin += p
+                    if female:
+                        e_fem_kin += p
+                if rng.uniform1(seed, _DECISION, tm, rng_id[i], u64(0)) < p:
+                    G = grievance[i]
+                    D = desire[i]
+                    stage[i] = PREPARING
+                    stage_month[i] = t
+                    flags[i] |= F_DECIDED
+                    if k < cap:
+                        out_idx[c, k] = i
+                        out_vals[c, k, 0] = G
+                        out_vals[c, k, 1] = D
+                        out_vals[c, k, 2] = rb[j]
+                    k += 1
+                    if G > D:
+                        pushed += 1
+                    if female:
+                        fem += 1
+    counts[c, C_DEC] = k
+    counts[c, C_PUSHED] = pushed
+    counts[c, C_FEM] = fem
+    expected[c, 0] = e_all
+    expected[c, 1] = e_fem
+    expected[c, 2] = e_kin
+    expected[c, 3] = e_fem_kin
+
+
+@nb.njit(parallel=True, cache=True)
+def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+                     province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
+                     savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
+                     out_idx, out_vals, theta_tab):
+    # Written so that LLVM vectorises the pass over people (SIMD lanes): per block of BLOCK
+    # people, one loop per rule computes every person's R and x without a branch (eligible
+    # or not; ``h`` is a valid row for all lanes) into block buffers, with a bit per person
+    # for ``x > 0``; then the people with a bit set (about 1 in 150 eligible) are visited in
+    # table order for their probability, the expected sums (float64, in the same order as one
+    # at a time), their draw and decision. Drawing for the chunk's candidates together, in a
+    # vectorised loop, measured no faster: they are too few. Each person's arithmetic is the
+    # same float operations in the same order as the scalar loop, so every result is
+    # bit-identical to it.
+    # one loop over chunks per rule, so that each holds only its rule's code
+    nch = bounds.shape[0] - 1
+    if rule == 0:
+        for c in nb.prange(nch):
+            _chunk(0, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
+                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
+                   out_idx, out_vals, theta_tab)
+    elif rule == 1:
+        for c in nb.prange(nch):
+            _chunk(1, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
+                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
+                   out_idx, out_vals, theta_tab)
+    else:
+        for c in nb.prange(nch):
+            _chunk(2, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
+                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
+                   out_idx, out_vals, theta_tab)

@@ -53,6 +53,18 @@ MEDIA_MIN_AGE = 10  # years: children watch too; adults (16+) are reported
 ADULT_AGE = 16
 C_ADULTS, C_EVER, C_B_ADULTS, C_B_EVER, C_CAUGHT = range(5)
 N_COUNTS = 5
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # the lowest set bit of a 64-bit word by a multiply
+
+
+def _ctz_table() -> np.ndarray:
+    """Bit index of ``b`` for each power of two ``b`` by ``(b * _DEBRUIJN) >> 58``."""
+    tab = np.zeros(64, dtype=np.uint8)
+    for k in range(64):
+        tab[((1 << k) * int(_DEBRUIJN) & 0xFFFFFFFFFFFFFFFF) >> 58] = k
+    return tab
+
+
+_CTZ = _ctz_table()
 
 
 @nb.njit(inline="always", cache=True)
@@ -197,20 +209,21 @@ class Information(Module):
 @nb.njit(inline="always", cache=True)
 def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
                  min_age, pn, pw):
-    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them."""
+    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them.
+
+    Without a branch: every person adds 1 or 0 to the row of their household (row 0 for those
+    not counted, which adds nothing). A scatter-add, so not vectorised; the branches it replaces
+    (on stage, age and watching, which the processor cannot predict) cost more than the adds."""
     for h in range(pn.shape[0]):
         pn[h] = 0
         pw[h] = 0
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         st = stage[i]
-        if st != RESIDENT and st != PREPARING:
-            continue
-        if t - birth_month[i] < min_age:
-            continue
-        h = np.uint64(household[i])
-        pn[h] += 1
-        if (flags[i] & F_MEDIA_EVER) and exposure[i] >= watching_min:
-            pw[h] += 1
+        a = np.uint64(((st == RESIDENT) | (st == PREPARING)) & (t - birth_month[i] >= min_age))
+        h = np.uint64(household[i]) * a  # the household's row, or row 0 adding nothing
+        w = a & np.uint64((flags[i] & F_MEDIA_EVER) != 0) & np.uint64(exposure[i] >= watching_min)
+        pn[h] += a
+        pw[h] += w
 
 
 @nb.njit(cache=True)
@@ -238,15 +251,13 @@ def _scatter_households_par(t, stage, birth_month, flags, household, exposure, w
             _count_range(t, parts[r], parts[r + 1], stage, birth_month, flags, household,
                          exposure, watching_min, min_age, partial[0, r - 1, :nh],
                          partial[1, r - 1, :nh])
+    # range by range (a loop over households the compiler vectorises; integer sums, so the
+    # same whatever the order)
     for c in nb.prange(hbounds.shape[0] - 1):
-        for h in range(hbounds[c], hbounds[c + 1]):
-            a = hh_n[h]
-            b = hh_watch[h]
-            for r in range(parts.shape[0] - 2):
-                a += partial[0, r, h]
-                b += partial[1, r, h]
-            hh_n[h] = a
-            hh_watch[h] = b
+        for r in range(parts.shape[0] - 2):
+            for h in range(np.uint64(hbounds[c]), np.uint64(hbounds[c + 1])):
+                hh_n[h] += partial[0, r, h]
+                hh_watch[h] += partial[1, r, h]
 
 
 @nb.njit(cache=True)
@@ -301,62 +312,105 @@ def _threshold_table(threshold_scale):
     return out
 
 
+#: People per block of the media kernel: the people of a block whose trait word is drawn on
+#: first use are marked (a bit each) by the vectorised loop and handled after it, one at a time.
+BLOCK = 1024
+
+
 @nb.njit(parallel=True, cache=True)
 def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, household, flags,
                   exposure, fear, hh_social, hh_caught, prov_level, market_w, border, trader_bonus,
                   gain, thr_tab, rate, watching_min, caught_fear, bounds, counts):
+    # Written so that LLVM vectorises the pass over people (SIMD lanes): every person is
+    # computed without a branch (``h`` and ``pr`` are valid rows for all lanes) and the new
+    # exposure, flags and fear are stored only for those they concern (``x[i] = new if act
+    # else old``, a select); the border provinces are bits of a word (a load of a bool array
+    # in the loop stops it from being vectorised). A person first exposed whose trait word is
+    # not drawn yet (it is drawn on first use) is left unadopted in the loop, marked with a bit,
+    # and tested after the loop, one at a time. Each person's arithmetic is the same float32
+    # operations in the same order as one at a time, so the results are bit-identical to the
+    # scalar loop's; the counts are integers.
     min_age = MEDIA_MIN_AGE * 12
     adult_age = ADULT_AGE * 12
     one = np.float32(1.0)
+    zero = np.float32(0.0)
+    u64 = np.uint64
+    market_tr = market_w * (one + trader_bonus)  # a trader's market channel
+    # the provinces bordering China as bits of a word
+    bmask = u64(0)
+    for p in range(border.shape[0]):
+        if border[p]:
+            bmask |= u64(1) << u64(p)
     for c in nb.prange(bounds.shape[0] - 1):
         adults = 0
         ever = 0
         b_adults = 0
         b_ever = 0
         caught = 0
-        # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-        for i in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):
-            st = stage[i]
-            if st != RESIDENT and st != PREPARING:
+        pm = np.zeros(BLOCK // 64, dtype=np.uint64)  # bit j % 64 of word j // 64: trait to draw
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            lo = u64(b0)
+            nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
+            nmiss = 0
+            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+            for g in range(u64(0), nbk, u64(64)):
+                m = u64(0)
+                for jj in range(min(u64(64), nbk - g)):
+                    i = lo + g + jj
+                    st = stage[i]
+                    age_m = t - birth_month[i]
+                    act = ((st == RESIDENT) | (st == PREPARING)) & (age_m >= min_age)
+                    h = u64(household[i]) if act else u64(0)
+                    pr = u64(province[i]) if act else u64(0)
+                    fl = flags[i]
+                    market = market_tr if (fl & F_TRADER) != 0 else market_w
+                    # sharing passes on what the markets bring in: every channel scales with L_p
+                    pressure = gain * prov_level[pr] * (market + hh_social[h])
+                    pressure = one if pressure > one else pressure
+                    e0 = exposure[i]
+                    e = e0 + rate * (pressure - e0)
+                    ever0 = (fl & F_MEDIA_EVER) != 0
+                    tr = traits[i]
+                    first = (not ever0) & (pressure > zero)  # the adoption test is due
+                    need = act & first & (tr == 0)  # ... with the trait word still to draw
+                    adopt = first & (tr != 0) & (e > thr_tab[tr >> np.uint32(24)])
+                    hc = hh_caught[h] != 0
+                    catch = ever0 & hc & (e >= watching_min)
+                    fl2 = fl | (F_MEDIA_EVER if adopt else 0) | (F_PUNISHED if catch else 0)
+                    e2 = e * np.float32(0.5) if catch else e
+                    f0 = fear[i]
+                    f = f0 + caught_fear
+                    f = f if f < one else one
+                    fear[i] = f if act & hc else f0
+                    exposure[i] = e2 if act else e0
+                    flags[i] = fl2 if act else fl
+                    caught += act & catch
+                    adult = act & (age_m >= adult_age)
+                    is_ever = (fl2 & F_MEDIA_EVER) != 0
+                    bd = ((bmask >> pr) & u64(1)) != 0
+                    adults += adult
+                    ever += adult & is_ever
+                    b_adults += adult & bd
+                    b_ever += adult & bd & is_ever
+                    nmiss += need
+                    m |= u64(need) << jj
+                pm[g >> u64(6)] = m
+            if nmiss == 0:
                 continue
-            age_m = t - birth_month[i]
-            if age_m < min_age:
-                continue
-            h = np.uint64(household[i])
-            pr = province[i]
-            fl = flags[i]
-            market = market_w
-            if fl & F_TRADER:
-                market = market * (one + trader_bonus)
-            # sharing passes on what the markets bring in: every channel scales with L_p
-            pressure = gain * prov_level[pr] * (market + hh_social[h])
-            if pressure > one:
-                pressure = one
-            e = exposure[i]
-            e = e + rate * (pressure - e)
-            if not (fl & F_MEDIA_EVER):
-                if pressure > np.float32(0.0):
+            # the marked people (rare: people who come of age): trait word, adoption test
+            for q in range((nbk + u64(63)) >> u64(6)):
+                m = pm[q]
+                while m != 0:
+                    low = m & (u64(0) - m)  # lowest set bit
+                    m = m ^ low
+                    i = lo + (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
                     tr = person_traits(seed, traits, rng_id, i)
-                    if e > thr_tab[tr >> np.uint32(24)]:
-                        fl |= F_MEDIA_EVER
-            elif hh_caught[h] and e >= watching_min:
-                fl |= F_PUNISHED
-                e = e * np.float32(0.5)
-                caught += 1
-            if hh_caught[h]:
-                f = fear[i] + caught_fear
-                fear[i] = f if f < one else one
-            exposure[i] = e
-            flags[i] = fl
-            if age_m >= adult_age:
-                adults += 1
-                is_ever = (fl & F_MEDIA_EVER) != 0
-                if is_ever:
-                    ever += 1
-                if border[pr]:
-                    b_adults += 1
-                    if is_ever:
-                        b_ever += 1
+                    if exposure[i] > thr_tab[tr >> np.uint32(24)]:
+                        flags[i] |= F_MEDIA_EVER
+                        if t - birth_month[i] >= adult_age:
+                            ever += 1
+                            if (bmask >> u64(province[i])) & u64(1):
+                                b_ever += 1
         counts[c, C_ADULTS] = adults
         counts[c, C_EVER] = ever
         counts[c, C_B_ADULTS] = b_adults
