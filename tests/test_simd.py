@@ -24,6 +24,8 @@ KERNELS = [
     ("economy", "_household_scan"),
     ("economy", "_household_kernel"),
     ("economy", "_person_kernel"),
+    ("information", "_media_kernel"),
+    ("decision", "_decision_kernel"),  # the baseline's rule, threshold
 ]
 
 
