@@ -54,10 +54,14 @@ Mechanisms (docs/economy.md has the equations, DESIGN.md section 4.2 the account
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 from pydantic import Field
 
 from talbuk import rng
@@ -413,7 +417,8 @@ class Economy(Module):
                           hh.savings_won, hh.savings_usd, hh.state_income, hh.market_income,
                           self.need, self.hbits, self.power, self.n_workers,
                           self.hx, self.entry_res, self.shortfall, self.event, cell_share, np.int64(cut_bin),
-                          float(cut_frac), self.prov_china, hp, bounds, hcounts, prov_fed)
+                          float(cut_frac), self.prov_china, hp, bounds, hcounts, prov_fed,
+                          np.int64(log1p_mode()))
         # 4. persons: hunger, traders, skill, market generation (parallel)
         pb = sim.chunk_bounds(n)
         pcounts = np.zeros((pb.size - 1, N_PCOUNTS), dtype=np.float64)
@@ -882,14 +887,191 @@ BLOCK = 1024
 HSUM_Q = np.float64(1 << 36)
 
 
+# --- log1p on SIMD lanes, bit for bit glibc's ------------------------------------------
+# The capital effect takes log1p of every trading household's savings: ~460,000 calls a
+# month at scale 10, 4.4 ms in glibc's scalar log1p. _log1p_block computes a block of them
+# in loops LLVM vectorises, with glibc's own algorithm (sysdeps/ieee754/dbl-64/s_log1p.c,
+# fdlibm's: reduction by the high word, then a polynomial), written with selects instead of
+# branches, so that each result has the bits of ``math.log1p``. glibc's x86_64 libm (2.36 as
+# built by Debian, at least) chooses at load time between that C compiled for SSE2 and the
+# same C compiled with FMA (on CPUs with FMA and AVX2), where GCC fused the products into
+# the following additions: the two give different bits for about one argument in a few
+# hundred, so both are written out (``fused``) and :func:`log1p_mode` finds, once per
+# process, which of them this process's ``math.log1p`` is, by comparing them on 65,536
+# arguments. If neither matches (another libm), the kernel keeps the scalar ``math.log1p``.
+_LN2_HI = 6.93147180369123816490e-01  # 3fe62e42 fee00000
+_LN2_LO = 1.90821492927058770002e-10  # 3dea39ef 35793c76
+_LP1 = 6.666666666666735130e-01  # 3FE55555 55555593
+_LP2 = 3.999999999940941908e-01  # 3FD99999 9997FA04
+_LP3 = 2.857142874366239149e-01  # 3FD24924 94229359
+_LP4 = 2.222219843214978396e-01  # 3FCC71C5 1D8E78AF
+_LP5 = 1.818357216161805012e-01  # 3FC74664 96CB03DE
+_LP6 = 1.531383769920937332e-01  # 3FC39A09 D078C69F
+_LP7 = 1.479819860511658591e-01  # 3FC2F112 DF3E5244
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's ``llvm.fma``: an FMA instruction, SIMD in a vector loop)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d, d, d]),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@nb.njit(inline="always", cache=True)
+def _mad(a, b, c, fused):
+    """``a * b + c``: rounded once (as glibc's FMA build) if ``fused``, else twice."""
+    return _fma(a, b, c) if fused else a * b + c
+
+
+@nb.njit(error_model="numpy", cache=True)
+def _log1p_block(n, fused, xs, us, ws, kf, cs, hs, out):
+    """``out[j] = math.log1p(xs[j])`` for ``j < n``, bit for bit (see above).
+
+    SIMD for finite ``x >= 0`` (and -0.0); anything else (NaN, inf, x < 0) is passed to
+    ``math.log1p`` in a scalar loop afterwards. ``us``, ``ws``, ``kf``, ``cs`` (float64) and
+    ``hs`` (int64) are work buffers of at least ``n``. The bit manipulations go through int64
+    views of float64 buffers (written in one loop, read in the next: numba has no scalar
+    bitcast). ``error_model="numpy"``: no zero-divisor test (which would stop the
+    vectorisation); the divisors, ``u >= 1`` and ``2 + f > 1.29``, are never 0."""
+    xi = xs.view(np.int64)
+    ui = us.view(np.int64)
+    wi = ws.view(np.int64)
+    for j in range(n):
+        us[j] = 1.0 + xs[j]
+    # reduction: 1 + x = 2**k * (1 + f), sqrt(2)/2 < 1 + f < sqrt(2), with the correction c
+    # of the rounding of 1 + x; k = 0 and f = x (no reduction) below x < 0.41422
+    for j in range(n):
+        x = xs[j]
+        xb = xi[j]
+        hx = xb >> 32  # the high word (signed: -0.0 is negative)
+        big = hx >= 0x43400000  # x >= 2**53: u = x, c = 0
+        u = x if big else us[j]
+        bits = xb if big else ui[j]
+        hu = bits >> 32
+        k = (hu >> 20) - 1023
+        c = 1.0 - (u - x) if k > 0 else x - (u - 1.0)
+        c = c / u
+        c = 0.0 if big else c
+        hu = hu & 0xfffff
+        up = hu >= 0x6a09e  # normalise u / 2 rather than u
+        k = k + 1 if up else k
+        high = hu | (0x3fe00000 if up else 0x3ff00000)
+        wi[j] = (high << 32) | (bits & 0xffffffff)
+        hu = (0x100000 - hu) >> 2 if up else hu
+        k0 = hx < 0x3FDA827A
+        kf[j] = 0.0 if k0 else np.float64(k)
+        cs[j] = c
+        hs[j] = 1 if k0 else hu
+    n_other = 0
+    for j in range(n):
+        x = xs[j]
+        hx = xi[j] >> 32
+        k0 = hx < 0x3FDA827A
+        f = x if k0 else ws[j] - 1.0
+        dk = kf[j]
+        c = cs[j]
+        kz = dk == 0.0
+        hfsq = 0.5 * f * f
+        ck = _mad(dk, _LN2_LO, c, fused)
+        # |f| < 2**-20 (hu == 0)
+        Rs = hfsq * _mad(-f, 0.66666666666666666, 1.0, fused) if fused else hfsq * (1.0 - 0.66666666666666666 * f)
+        r_f0 = 0.0 if kz else _mad(dk, _LN2_HI, ck, fused)
+        r_s = f - Rs if kz else _mad(dk, _LN2_HI, -((Rs - ck) - f), fused)
+        r_h = r_f0 if f == 0.0 else r_s
+        # the polynomial: log1p(f) = f - (hfsq - s * (hfsq + R)), s = f / (2 + f)
+        s = f / (2.0 + f)
+        z = s * s
+        z2 = z * z
+        z4 = z2 * z2
+        z6 = z4 * z2
+        R2 = _mad(z, _LP3, _LP2, fused)
+        R3 = _mad(z, _LP5, _LP4, fused)
+        R4 = _mad(z, _LP7, _LP6, fused)
+        R = _mad(z6, R4, _mad(z4, R3, _mad(z, _LP1, z2 * R2, fused), fused), fused)
+        t = s * (hfsq + R)
+        r_p = f - (hfsq - t) if kz else _mad(dk, _LN2_HI, -((hfsq - (t + ck)) - f), fused)
+        r = r_h if hs[j] == 0 else r_p
+        # |x| < 2**-29: x - x * x / 2; |x| < 2**-54 (and +-0): x
+        r_t = x if hx < 0x3c900000 else _mad(-(x * x), 0.5, x, fused)
+        r = r_t if hx < 0x3e200000 else r
+        n_other += np.int64(not ((x >= 0.0) & (x < np.inf)))
+        out[j] = r
+    if n_other > 0:
+        for j in range(n):
+            x = xs[j]
+            if not ((x >= 0.0) & (x < np.inf)):
+                out[j] = math.log1p(x)
+
+
+@nb.njit(cache=True)
+def _log1p_ref(x, out):
+    for j in range(x.shape[0]):
+        out[j] = math.log1p(x[j])
+
+
+@nb.njit(cache=True)
+def _log1p_by_blocks(x, out, fused):
+    """:func:`_log1p_block` over an array, by blocks of BLOCK (for the test and the check)."""
+    xs = np.empty(BLOCK)
+    us = np.empty(BLOCK)
+    ws = np.empty(BLOCK)
+    kf = np.empty(BLOCK)
+    cs = np.empty(BLOCK)
+    hs = np.empty(BLOCK, dtype=np.int64)
+    lg = np.empty(BLOCK)
+    for b0 in range(0, x.shape[0], BLOCK):
+        n = min(BLOCK, x.shape[0] - b0)
+        for j in range(n):
+            xs[j] = x[b0 + j]
+        _log1p_block(n, fused, xs, us, ws, kf, cs, hs, lg)
+        for j in range(n):
+            out[b0 + j] = lg[j]
+
+
+def log1p_check_args() -> np.ndarray:
+    """Arguments on which :func:`log1p_mode` compares: savings-like, log-uniform and near the
+    algorithm's branch points (2**-54, 2**-29, sqrt(2)-1, the normalisation, 2**53)."""
+    rng_ = np.random.default_rng(20091130)
+    pts = np.array([2.0 ** -54, 2.0 ** -29, math.sqrt(2.0) - 1.0, 0.41422, 1.0, 2.0 ** 53])
+    return np.concatenate([
+        rng_.uniform(0.0, 3.0, 24576), 10.0 ** rng_.uniform(-20.0, 6.0, 24576),
+        (pts[:, None] * (1.0 + rng_.uniform(-1e-6, 1e-6, (pts.size, 2560)))).ravel(),
+        np.array([0.0, -0.0, 1e-300, 5e-324, 1e6, np.inf]),
+    ])
+
+
+@functools.cache
+def log1p_mode() -> int:
+    """Which of :func:`_log1p_block`'s two forms gives this process's ``math.log1p`` bit for
+    bit on :func:`log1p_check_args`: 1 fused, 0 not fused, -1 neither (keep ``math.log1p``)."""
+    x = log1p_check_args()
+    ref = np.empty_like(x)
+    _log1p_ref(x, ref)
+    got = np.empty_like(x)
+    for mode in (1, 0):
+        _log1p_by_blocks(x, got, mode == 1)
+        if np.array_equal(got.view(np.int64), ref.view(np.int64)):
+            return mode
+    return -1
+
+
 @nb.njit(parallel=True, cache=True)
 def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
                       state_income, market_income, need, hbits, power, n_workers, hx,
                       entry_res, shortfall, event, cell_share, cut_bin,
-                      cut_frac, prov_china, hp, bounds, hcounts, prov_fed):
+                      cut_frac, prov_china, hp, bounds, hcounts, prov_fed, l1p_mode):
     # Vectorized as the person kernel, per block of BLOCK households: (A) a SIMD loop for the
-    # savings after the redenomination; (L) the capital effect's log1p (no SIMD form with
-    # the same bits) for the trading households only, listed in a scalar loop; (B) a SIMD
+    # savings after the redenomination; (L) the capital effect's log1p, for every household
+    # of the block in _log1p_block's SIMD loops (glibc's bits; l1p_mode = log1p_mode(): 1 or
+    # 0 its fused or unfused form) or, if neither is this libm's (-1), math.log1p for the
+    # trading households only, listed in a scalar loop; (B) a SIMD
     # loop for food, income, savings, hunger gap and the entry or quitting hazard, every
     # household computed without a branch and its results stored with selects; (C) the new
     # Exp(1) thresholds (a log) of the rare households that entered or quit. The float sums
@@ -938,6 +1120,14 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         bt_b = np.zeros(BLOCK, dtype=np.float64)
         nd_b = np.zeros(BLOCK, dtype=np.float64)
         fed_b = np.zeros(BLOCK, dtype=np.int64)
+        # _log1p_block's argument, work buffers and result
+        l1x_b = np.zeros(BLOCK, dtype=np.float64)
+        l1u_b = np.zeros(BLOCK, dtype=np.float64)
+        l1w_b = np.zeros(BLOCK, dtype=np.float64)
+        l1k_b = np.zeros(BLOCK, dtype=np.float64)
+        l1c_b = np.zeros(BLOCK, dtype=np.float64)
+        l1h_b = np.zeros(BLOCK, dtype=np.int64)
+        l1_b = np.zeros(BLOCK, dtype=np.float64)
         for b0 in range(bounds[c], bounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, bounds[c + 1])
             # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
@@ -958,14 +1148,22 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                 usd_b[j] = usd
                 sav_b[j] = usd + won / rate
                 trd_b[j] = live & ((hbits[h] & B_TRADER) != 0)
-            # (L) the capital effect of the trading households
-            n_tr = 0
-            for j in range(b1 - b0):
-                cand[n_tr] = j
-                n_tr += trd_b[j]
-            for k in range(n_tr):
-                j = cand[k]
-                capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
+            # (L) the capital effect (used for the trading households only)
+            if l1p_mode >= 0:
+                for j in range(b1 - b0):
+                    l1x_b[j] = max(sav_b[j], 0.0) / cap_scale
+                _log1p_block(b1 - b0, l1p_mode == 1, l1x_b, l1u_b, l1w_b, l1k_b, l1c_b, l1h_b,
+                             l1_b)
+                for j in range(b1 - b0):
+                    capf_b[j] = 1.0 + cap_gain * l1_b[j]
+            else:
+                n_tr = 0
+                for j in range(b1 - b0):
+                    cand[n_tr] = j
+                    n_tr += trd_b[j]
+                for k in range(n_tr):
+                    j = cand[k]
+                    capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
             # (B) food from the farm or the PDS (valued at the normal price, price0), market
             # income, food bought, savings, hunger gap, entering or leaving the markets
             n_draw = np.int64(0)
