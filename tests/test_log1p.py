@@ -128,6 +128,6 @@ def test_kernel_same_with_scalar_log1p():
     b = copy.deepcopy(args[:-1]) + (np.int64(-1),)
     f(*a)
     f(*b)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         if isinstance(u, np.ndarray):
             assert np.array_equal(u.view(np.uint8), v.view(np.uint8))
