@@ -107,7 +107,7 @@ def test_household_cells_by_ranges(sim_8y, k):
 
     one = run(np.array([0, nh], dtype=np.int64), np.array([0, nh], dtype=np.int64))
     many = run(np.linspace(0, nh, k + 1).astype(np.int64), sim_8y.chunk_bounds(nh))
-    for a, b in zip(one, many):
+    for a, b in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, b)
     social, caught, surv, kin, raided = one
     assert raided.sum() > 0 and caught.sum() > 0 and kin.max() > 0
@@ -152,7 +152,7 @@ def test_append_households_and_births_by_ranges(sim_8y, chunks, k):
     one = run(1, np.array([0, nh], dtype=np.int64))
     many = run(chunks, np.linspace(0, nh, k + 1).astype(np.int64))
     assert one[0] == many[0] == (nh + 200, n + 300)
-    for a, b in zip(one[1] + one[2], many[1] + many[2]):
+    for a, b in zip(one[1] + one[2], many[1] + many[2], strict=True):
         np.testing.assert_array_equal(a, b)
     uid = one[2][0]
     np.testing.assert_array_equal(uid[n:n + 300], 10**9 + np.arange(300))
