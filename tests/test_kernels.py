@@ -1,8 +1,8 @@
 """The speed work must not change results: range-split sums equal one-range sums, and the
 parallel paths give the same state as one thread (the decision module's packed household
-inputs, the media watcher counts by ranges of people, the economy's fix-up of household sums
-by ranges of households; the other range splits, among them the demography's member counts,
-measured no faster and were not kept)."""
+inputs, the media watcher counts by ranges of people, the media cell counts by ranges of
+households, the demography's new households and newborns appended by ranges of the table, the
+economy's fix-up of household sums by ranges of households)."""
 
 from __future__ import annotations
 
