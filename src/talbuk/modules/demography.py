@@ -462,7 +462,7 @@ def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, 
     wb = np.empty(nc + 1, dtype=np.int64)
     for c in range(nc + 1):
         wb[c] = nw * c // nc
-    cnt = np.zeros((nc, 3), dtype=np.int64)  # new households, newborns, member changes
+    cnt = np.empty((nc, 3), dtype=np.int64)  # new households, newborns, member changes
     lo_bit = np.uint64(0x0101010101010101)  # bit 0 of each byte of a word
     for c in nb.prange(nc):
         # whole words without a branch (SIMD): each byte's bits masked, the bytes of a word

@@ -280,10 +280,14 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
     n_cells = cell_kin.shape[0]
     nr = parts.shape[0] - 1
     # per range and cell: watchers, people 10+, households with members, those with kin abroad
-    acc = np.zeros((nr, n_cells, 4), dtype=np.int32)
-    cell_share = np.zeros(n_cells, dtype=np.float32)
+    # (np.empty, zeroed by its range: np.zeros would be one more parallel pass to join)
+    acc = np.empty((nr, n_cells, 4), dtype=np.int32)
+    cell_share = np.empty(n_cells, dtype=np.float32)
     tm = np.uint64(t)
     for r in nb.prange(nr):
+        for c in range(n_cells):
+            for q in range(4):
+                acc[r, c, q] = 0
         # households are nearly in cell order: each run of one cell is summed in registers
         # and added to the cell's row when the cell changes
         pc = np.uint64(0)
@@ -323,8 +327,7 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
             cn += acc[r, c, 1]
             ch += acc[r, c, 2]
             ck += acc[r, c, 3]
-        if cn > 0:
-            cell_share[c] = cw / cn
+        cell_share[c] = cw / cn if cn > 0 else 0.0
         if ch > 0:
             cell_kin[c] = ck / ch
         if inspect_p > 0.0 and cw > 0:
