@@ -1,8 +1,8 @@
 """The speed work must not change results: range-split sums equal one-range sums, and the
 parallel paths give the same state as one thread (the decision module's packed household
-inputs, the media watcher counts by ranges of people, the economy's fix-up of household sums
-by ranges of households; the other range splits, among them the demography's member counts,
-measured no faster and were not kept)."""
+inputs, the media watcher counts by ranges of people, the media cell counts by ranges of
+households, the demography's new households and newborns appended by ranges of the table, the
+economy's fix-up of household sums by ranges of households)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,80 @@ def test_parallel_ranges_same_state_as_one_thread(monkeypatch):
     assert sa.keys() == sb.keys()
     for k in sa:
         np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_household_cells_by_ranges(sim_8y, k):
+    """Cell counts by ranges of households, cells and households in chunks: the same shares,
+    searches and catches whatever the ranges (draws keyed by cell or household)."""
+    hh = sim_8y.households
+    nh = hh.n
+    rs = np.random.default_rng(3)
+    watch = rs.integers(0, 3, nh).astype(np.int32)
+    n10 = (watch + rs.integers(0, 3, nh)).astype(np.int32)
+    n_cells = int(sim_8y.cell_province.shape[0])
+
+    def run(parts, hbounds):
+        social = np.full(nh, 7.0, dtype=np.float32)  # every row written
+        caught = np.full(nh, 7, dtype=np.uint8)
+        surv = hh.surveillance.copy()
+        kin = np.zeros(n_cells, dtype=np.float32)
+        raided = np.zeros(n_cells, dtype=np.uint8)
+        im._household_cells(np.int64(sim_8y.month), sim_8y.seed_key, hh.cell, hh.flags,
+                            hh.kin_abroad, hh.members, surv, watch, n10, 0.6, 0.5, 0.3, 0.5,
+                            np.float32(0.3), social, caught, kin, raided, parts, hbounds)
+        return social, caught, surv, kin, raided
+
+    one = run(np.array([0, nh], dtype=np.int64), np.array([0, nh], dtype=np.int64))
+    many = run(np.linspace(0, nh, k + 1).astype(np.int64), sim_8y.chunk_bounds(nh))
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+    social, caught, surv, kin, raided = one
+    assert raided.sum() > 0 and caught.sum() > 0 and kin.max() > 0
+    assert np.all(social[n10 == 0] == 0) and np.all(caught[raided[hh.cell] == 0] == 0)
+
+
+@pytest.mark.parametrize("chunks,k", [(3, 2), (64, 5), (1000, 1)])
+def test_append_households_and_births_by_ranges(sim_8y, chunks, k):
+    """New households and newborns appended by ranges of the table at offsets counted first:
+    the same rows, uids, rng ids and member counts as one range."""
+    from talbuk.modules import demography as dem
+
+    p, hh = sim_8y.persons, sim_8y.households
+    n, nh = p.n, hh.n
+    rs = np.random.default_rng(5)
+    flags = np.zeros(n + 3, dtype=np.uint8)  # a tail that is not a whole word
+    who = rs.choice(n, 600, replace=False)
+    flags[who[:200]] = 4  # died at home
+    flags[who[200:300]] = 2  # found a household
+    flags[who[300:400]] = 3  # found one and give birth in it
+    flags[who[400:]] = 1  # give birth
+    cap_p, cap_h = n + 400, nh + 300
+
+    def grown(a, size):
+        out = np.zeros(size, dtype=a.dtype)
+        out[: a.shape[0]] = a
+        return out
+
+    def run(n_chunks, hparts):
+        hcols = [grown(getattr(hh, c)[:nh], cap_h) for c in ("province", "cell", "flags",
+                                                               "members")]
+        pcols = [grown(getattr(p, c)[:n], cap_p) for c in (
+            "uid", "rng_id", "birth_month", "household", "sex", "province", "songbun", "stage",
+            "stage_month", "resistance", "legitimacy")]
+        scratch = grown(flags, cap_p)
+        new = dem._append_households_and_births(
+            np.int64(sim_8y.month), sim_8y.seed_key, np.int64(n), np.int64(nh), scratch, 1.05,
+            *hcols, np.int64(10**9), *pcols, np.int64(n_chunks), hparts)
+        assert not scratch.any()
+        return new, hcols, pcols
+
+    one = run(1, np.array([0, nh], dtype=np.int64))
+    many = run(chunks, np.linspace(0, nh, k + 1).astype(np.int64))
+    assert one[0] == many[0] == (nh + 200, n + 300)
+    for a, b in zip(one[1] + one[2], many[1] + many[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    uid = one[2][0]
+    np.testing.assert_array_equal(uid[n:n + 300], 10**9 + np.arange(300))
+    members = one[1][3]
+    assert members[nh:nh + 200].min() == 1 and members[nh:nh + 200].max() == 2

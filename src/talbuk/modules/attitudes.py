@@ -39,8 +39,9 @@ from talbuk.state import (
     F_MEDIA_EVER,
     F_PUNISHED,
     F_TRADER,
+    H_KIN_CHINA,
+    H_KIN_SOUTH,
     SUM_SCALE,
-    kin_weight,
 )
 
 ATTITUDE_MIN_AGE = 14
@@ -138,7 +139,7 @@ class Attitudes(Module):
         _household_loss(households.savings_won, households.savings_usd, float(rate),
                         np.float32(p.loss_memory), self.prev_wealth[:nh], self.loss[:nh],
                         sim.chunk_bounds(nh), households.flags, households.surveillance,
-                        households.cell, cell_raided, households.kin_tie, hh_pack)
+                        households.cell, cell_raided, households.kin_tie, hh_pack.reshape(-1))
         first = not self.started
         self.started = True
         r = np.array([p.rate_legitimacy, p.rate_grievance, p.rate_desire, p.rate_fear],
@@ -170,26 +171,37 @@ class Attitudes(Module):
         sim.record("mean_fear", tot[3] / n if n else 0.0)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, error_model="numpy")
 def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth, loss, bounds,
                     hh_flags, surveillance, hh_cell, cell_raided, hh_tie, hh_pack):
     """Relative loss of household wealth (USD at the market rate) since last month; the
-    household row the person pass reads (``hh_pack``)."""
+    household row the person pass reads (``hh_pack``).
+
+    Without branches, so that LLVM vectorises the loop: :func:`talbuk.state.kin_weight` and
+    the loss as selects (the loss's division made for every household and used where wealth
+    fell; ``error_model="numpy"``: no zero test, the divisor is at least 20), the same float32
+    operations as before; ``hh_pack`` flat (row ``h`` at ``4 h``: a constant stride)."""
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
+    zero = np.float32(0.0)
     for c in nb.prange(bounds.shape[0] - 1):
         for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):  # unsigned: no test
-            hh_pack[h, 1] = kin_weight(hh_flags[h], hh_tie[h])
-            hh_pack[h, 2] = surveillance[h]
-            hh_pack[h, 3] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else np.float32(0.0)
+            f = hh_flags[h]
+            # kin_weight(f, tie) as selects
+            kin = np.float32(0.5) if (f & H_KIN_CHINA) != 0 else zero
+            south = np.float32(hh_tie[h]) / np.float32(255.0)  # 255 / 255 is exactly 1
+            kin = south if ((f & H_KIN_SOUTH) != 0) & (south > kin) else kin
+            r = np.uint64(4) * h
+            hh_pack[r + np.uint64(1)] = kin
+            hh_pack[r + np.uint64(2)] = surveillance[h]
+            hh_pack[r + np.uint64(3)] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else zero
             wealth = np.float32(savings_usd[h] + savings_won[h] * inv)
             prev = prev_wealth[h]
-            new_loss = np.float32(0.0)
-            if prev > wealth:
-                new_loss = (prev - wealth) / (prev + np.float32(20.0))  # 20 USD: small sums matter little
+            fell = (prev - wealth) / (prev + np.float32(20.0))  # 20 USD: small sums matter little
+            new_loss = fell if prev > wealth else zero
             ls = loss[h] * memory + new_loss
             ls = ls if ls < np.float32(1.0) else np.float32(1.0)
             loss[h] = ls
-            hh_pack[h, 0] = ls
+            hh_pack[r] = ls
             prev_wealth[h] = wealth
 
 

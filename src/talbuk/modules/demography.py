@@ -204,7 +204,8 @@ class Demography(Module):
             self.split_age_s, float(p.household_split_prob),
             self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
         tot = counts.sum(axis=0)
-        # new households and newborns, appended in table order by one serial pass
+        # new households and newborns, appended in table order (counts per range, then
+        # each range at its offsets)
         n_split = int(tot[C_SPLITS])
         n_births = int(tot[C_BIRTHS])
         households.ensure_capacity(households.n + n_split)
@@ -220,7 +221,8 @@ class Demography(Module):
             persons.full("rng_id"), persons.full("birth_month"), persons.full("household"),
             persons.full("sex"), persons.full("province"), persons.full("songbun"),
             persons.full("stage"), persons.full("stage_month"), persons.full("resistance"),
-            persons.full("legitimacy"))
+            persons.full("legitimacy"), np.int64(sim.chunk_bounds(n).size - 1),
+            sim.parts(households.n, households.n))
         households.n = new_h
         persons.n = new_n
         sim.next_uid += new_n - n
@@ -431,64 +433,136 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
         women_w_next[c] = ww / q
 
 
-@nb.njit(cache=True)
+@nb.njit(parallel=True, cache=True)
 def _append_households_and_births(t, seed, n, n_households, scratch, sex_ratio, hh_province,
                                   hh_cell, hh_flags, hh_members, next_uid, uid, rng_id, birth_month, household,
                                   sex, province, songbun, stage, stage_month, resistance,
-                                  legitimacy):
-    """Serial pass over the flagged few, in table order, so new ids never depend on threads.
+                                  legitimacy, n_chunks, hparts):
+    """The flagged few, appended in table order, so new ids never depend on threads.
 
     Bit 4: the person died at home this month and leaves the household's member count.
     Bit 2: the woman founds a new household in her cell (before any birth, so her child is
     born into it). Bit 1: she gives birth; the newborn is appended. Flags are cleared. The
-    scan reads the flags eight bytes at a time and skips empty words. Member counts are kept
+    scans read the flags eight bytes at a time and skip empty words. Member counts are kept
     here, not recounted: a recount scattered every person into their household, which for the
     people born since 1990 (far from their households in memory) cost more than the rest of
     the step at scale 1.
+
+    In ``n_chunks`` ranges of the table (whole words of flags; the last range also the tail):
+    (1) each range counts its new households, newborns and member changes of existing
+    households; (2) their offsets, range by range (table order); (3) each range appends its
+    households and newborns at its offsets (the uids, rng ids and draws of a serial pass: all
+    keyed by the person and the position) and lists its member changes of existing
+    households, which (4) are added by the ranges of households ``hparts`` (integer sums, any
+    order).
     """
-    words = scratch[: (n // 8) * 8].view(np.uint64)
-    k_h = n_households
-    k = n
+    nw = n // 8
+    words = scratch[: nw * 8].view(np.uint64)
+    nc = n_chunks
+    wb = np.empty(nc + 1, dtype=np.int64)
+    for c in range(nc + 1):
+        wb[c] = nw * c // nc
+    cnt = np.empty((nc, 3), dtype=np.int64)  # new households, newborns, member changes
+    lo_bit = np.uint64(0x0101010101010101)  # bit 0 of each byte of a word
+    for c in nb.prange(nc):
+        # whole words without a branch (SIMD): each byte's bits masked, the bytes of a word
+        # added by a multiply (top byte); at most 3 per byte, 24 per word: no carry
+        s_ = np.uint64(0)
+        b_ = np.uint64(0)
+        d_ = np.uint64(0)
+        for w in range(np.uint64(wb[c]), np.uint64(wb[c + 1])):
+            x = words[w]
+            b1 = x & lo_bit  # births
+            b2 = (x >> np.uint64(1)) & lo_bit  # new households
+            b4 = (x >> np.uint64(2)) & lo_bit  # deaths at home
+            # deaths, the founders' old households, births into an existing household
+            bd = b4 + b2 + (b1 & ~b2)
+            s_ += (b2 * lo_bit) >> np.uint64(56)
+            b_ += (b1 * lo_bit) >> np.uint64(56)
+            d_ += (bd * lo_bit) >> np.uint64(56)
+        if c == nc - 1:  # the last range: the tail bytes too
+            for i in range(nw * 8, n):
+                f = np.uint64(scratch[i])
+                s_ += (f >> np.uint64(1)) & np.uint64(1)
+                b_ += f & np.uint64(1)
+                d_ += (((f >> np.uint64(2)) & np.uint64(1)) + ((f >> np.uint64(1)) & np.uint64(1))
+                       + (f & np.uint64(1) & ~(f >> np.uint64(1))))
+        cnt[c, 0] = np.int64(s_)
+        cnt[c, 1] = np.int64(b_)
+        cnt[c, 2] = np.int64(d_)
+    off = np.empty((nc + 1, 3), dtype=np.int64)
+    off[0, 0] = n_households
+    off[0, 1] = n
+    off[0, 2] = 0
+    for c in range(nc):
+        for q in range(3):
+            off[c + 1, q] = off[c, q] + cnt[c, q]
+    n_d = off[nc, 2]
+    d_h = np.empty(n_d, dtype=np.int64)
+    d_v = np.empty(n_d, dtype=np.int32)
     p_boy = sex_ratio / (1.0 + sex_ratio)
-    for w in range(words.shape[0] + 1):
-        if w < words.shape[0] and words[w] == 0:
-            continue
-        lo = w * 8
-        hi = min(lo + 8, n)
-        for i in range(lo, hi):
-            f = scratch[i]
-            if f == 0:
+    for c in nb.prange(nc):
+        w1 = wb[c + 1] + (1 if c == nc - 1 else 0)
+        k_h = off[c, 0]
+        k = off[c, 1]
+        e = off[c, 2]
+        for w in range(wb[c], w1):
+            if w < nw and words[w] == 0:
                 continue
-            scratch[i] = 0
-            if f & 4:
-                hh_members[household[i]] -= 1
-                continue
-            if f & 2:
-                old = household[i]
-                hh_province[k_h] = hh_province[old]
-                hh_cell[k_h] = hh_cell[old]
-                hh_flags[k_h] = 0  # a new family: not a farm household unless the economy says so
-                hh_members[old] -= 1
-                hh_members[k_h] = 1
-                household[i] = k_h
-                k_h += 1
-            if f & 1:
-                w0, w1, w2, w3 = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
-                child = np.uint32(w3)
-                uid[k] = next_uid + (k - n)
-                rng_id[k] = child
-                birth_month[k] = t
-                household[k] = household[i]
-                sex[k] = 0 if rng.to_unit(w1) < p_boy else 1
-                province[k] = province[i]
-                songbun[k] = songbun[i]
-                stage[k] = RESIDENT
-                stage_month[k] = t
-                resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
-                legitimacy[k] = 1.0
-                hh_members[household[i]] += 1
-                k += 1
-    return k_h, k
+            lo = w * 8
+            hi = min(lo + 8, n)
+            for i in range(lo, hi):
+                f = scratch[i]
+                if f == 0:
+                    continue
+                scratch[i] = 0
+                if f & 4:
+                    d_h[e] = household[i]
+                    d_v[e] = -1
+                    e += 1
+                    continue
+                if f & 2:
+                    old = household[i]
+                    hh_province[k_h] = hh_province[old]
+                    hh_cell[k_h] = hh_cell[old]
+                    hh_flags[k_h] = 0  # a new family: not a farm household unless the economy says so
+                    d_h[e] = old
+                    d_v[e] = -1
+                    e += 1
+                    hh_members[k_h] = 1
+                    household[i] = k_h
+                    k_h += 1
+                if f & 1:
+                    w0_, w1_, w2_, w3_ = rng.philox4x32(rng_id[i], 0, t, 1, seed, _BIRTH)
+                    child = np.uint32(w3_)
+                    uid[k] = next_uid + (k - n)
+                    rng_id[k] = child
+                    birth_month[k] = t
+                    household[k] = household[i]
+                    sex[k] = 0 if rng.to_unit(w1_) < p_boy else 1
+                    province[k] = province[i]
+                    songbun[k] = songbun[i]
+                    stage[k] = RESIDENT
+                    stage_month[k] = t
+                    resistance[k] = -math.log(rng.uniform1(seed, _TRAIT, np.uint64(0), child, np.uint64(0)))
+                    legitimacy[k] = 1.0
+                    if f & 2:
+                        hh_members[household[i]] += 1  # her new household: this range's own
+                    else:
+                        d_h[e] = household[i]
+                        d_v[e] = 1
+                        e += 1
+                    k += 1
+    # member changes of existing households, by ranges of households (each range reads the
+    # whole list and adds those in its range: no two threads write one household)
+    for r in nb.prange(hparts.shape[0] - 1):
+        h_lo = hparts[r]
+        h_hi = hparts[r + 1]
+        for j in range(n_d):
+            h = d_h[j]
+            if h >= h_lo and h < h_hi:
+                hh_members[h] += d_v[j]
+    return off[nc, 0], off[nc, 1]
 
 
 @nb.njit(parallel=True, cache=True)

@@ -162,7 +162,7 @@ class Information(Module):
         nh = households.n
         # per-household work arrays from the modules' shared buffer (Sim.household_work):
         # hh_watch and hh_n are zeroed by the counting kernels (_count_range), hh_social and
-        # hh_caught below
+        # hh_caught written for every household by _household_cells
         parts = sim.parts(persons.n, persons.n)
         n_partial = max(parts.size - 2, 0)  # ranges of people after the first
         hh_watch, hh_n, hh_social, hh_caught, partial = sim.household_work(
@@ -178,8 +178,6 @@ class Information(Module):
             _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
                                 persons.household, persons.media_exposure,
                                 np.float32(p.watching_min), hh_watch, hh_n)
-        hh_social[:] = 0
-        hh_caught[:] = 0
         cell_kin = np.zeros(self.n_cells, dtype=np.float32)
         cell_raided = np.zeros(self.n_cells, dtype=np.uint8)
         share_cut = 1.0 - p.crackdown_sharing_cut * crackdown
@@ -188,7 +186,8 @@ class Information(Module):
                          hh_watch, hh_n, float(p.family_weight * share_cut),
                          float(p.friends_weight * share_cut), float(p.inspect_rate * crackdown),
                          float(p.catch_prob), np.float32(p.caught_surveillance),
-                         hh_social, hh_caught, cell_kin, cell_raided)
+                         hh_social, hh_caught, cell_kin, cell_raided, sim.parts(nh, nh),
+                         sim.chunk_bounds(nh))
         bounds = sim.chunk_bounds(persons.n)
         counts = np.zeros((bounds.size - 1, N_COUNTS), dtype=np.int64)
         _media_kernel(np.int64(t), sim.seed_key, persons.rng_id, persons.traits, persons.stage,
@@ -260,46 +259,107 @@ def _scatter_households_par(t, stage, birth_month, flags, household, exposure, w
                 hh_watch[h] += partial[1, r, h]
 
 
-@nb.njit(cache=True)
+#: Households per block of the household pass of :func:`_household_cells`
+CELL_BLOCK = 1024
+
+
+@nb.njit(parallel=True, cache=True)
 def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance, hh_watch,
                      hh_n, w_family, w_friends, inspect_p, catch_p, caught_surv, hh_social,
-                     hh_caught, cell_kin, cell_raided):
-    """Cell shares of watchers and of families with kin abroad; searches and catches."""
+                     hh_caught, cell_kin, cell_raided, parts, hbounds):
+    """Cell shares of watchers and of families with kin abroad; searches and catches.
+
+    Three parallel passes: (1) each range of households in ``parts`` sums its households
+    into its own rows of cell counts (integer sums: the same whatever the ranges); (2) per
+    cell, the ranges' counts added, the shares and the cell's search draw; (3) per household
+    (ranges ``hbounds``, blocks of CELL_BLOCK), every row of ``hh_social`` and ``hh_caught``
+    written in a loop LLVM vectorises (``hh_caught`` first marks the households that may be
+    caught: watchers in a searched cell), then the block's few marked households get their
+    catch draw. Every draw is keyed by its cell or household, so the results do not depend
+    on the ranges or the threads."""
     n_cells = cell_kin.shape[0]
-    cw = np.zeros(n_cells, dtype=np.int64)
-    cn = np.zeros(n_cells, dtype=np.int64)
-    ck = np.zeros(n_cells, dtype=np.int64)
-    ch = np.zeros(n_cells, dtype=np.int64)
+    nr = parts.shape[0] - 1
+    # per range and cell: watchers, people 10+, households with members, those with kin abroad
+    # (np.empty, zeroed by its range: np.zeros would be one more parallel pass to join)
+    acc = np.empty((nr, n_cells, 4), dtype=np.int32)
+    cell_share = np.empty(n_cells, dtype=np.float32)
     tm = np.uint64(t)
-    nh = cell.shape[0]
-    for h in range(nh):
-        c = cell[h]
-        cw[c] += hh_watch[h]
-        cn[c] += hh_n[h]
-        if members[h] > 0:
-            ch[c] += 1
-            if kin_abroad[h] > 0 or (hh_flags[h] & 12) != 0:  # H_KIN_CHINA | H_KIN_SOUTH
-                ck[c] += 1
-    cell_share = np.zeros(n_cells, dtype=np.float32)
-    for c in range(n_cells):
-        if cn[c] > 0:
-            cell_share[c] = cw[c] / cn[c]
-        if ch[c] > 0:
-            cell_kin[c] = ck[c] / ch[c]
-        if inspect_p > 0.0 and cw[c] > 0:
+    for r in nb.prange(nr):
+        for c in range(n_cells):
+            for q in range(4):
+                acc[r, c, q] = 0
+        # households are nearly in cell order: each run of one cell is summed in registers
+        # and added to the cell's row when the cell changes
+        pc = np.uint64(0)
+        sw = np.int32(0)
+        sn = np.int32(0)
+        so = np.int32(0)
+        sk = np.int32(0)
+        for h in range(np.uint64(parts[r]), np.uint64(parts[r + 1])):  # unsigned: no test
+            c = np.uint64(cell[h])
+            if c != pc:
+                acc[r, pc, 0] += sw
+                acc[r, pc, 1] += sn
+                acc[r, pc, 2] += so
+                acc[r, pc, 3] += sk
+                sw = np.int32(0)
+                sn = np.int32(0)
+                so = np.int32(0)
+                sk = np.int32(0)
+                pc = c
+            occ = members[h] > 0
+            kin = (kin_abroad[h] > 0) | ((hh_flags[h] & 12) != 0)  # H_KIN_CHINA | H_KIN_SOUTH
+            sw += hh_watch[h]
+            sn += hh_n[h]
+            so += np.int32(occ)
+            sk += np.int32(occ & kin)
+        acc[r, pc, 0] += sw
+        acc[r, pc, 1] += sn
+        acc[r, pc, 2] += so
+        acc[r, pc, 3] += sk
+    for c in nb.prange(n_cells):
+        cw = np.int64(0)
+        cn = np.int64(0)
+        ch = np.int64(0)
+        ck = np.int64(0)
+        for r in range(nr):
+            cw += acc[r, c, 0]
+            cn += acc[r, c, 1]
+            ch += acc[r, c, 2]
+            ck += acc[r, c, 3]
+        cell_share[c] = cw / cn if cn > 0 else 0.0
+        if ch > 0:
+            cell_kin[c] = ck / ch
+        if inspect_p > 0.0 and cw > 0:
             if rng.uniform1(seed, _CRACKDOWN, tm, np.uint64(c), np.uint64(0)) < inspect_p:
                 cell_raided[c] = 1
-    for h in range(nh):
-        n = hh_n[h]
-        if n == 0:
-            continue
-        c = cell[h]
-        hh_social[h] = w_family * (hh_watch[h] / n) + w_friends * cell_share[c]
-        if cell_raided[c] and hh_watch[h] > 0:
-            if rng.uniform1(seed, _CRACKDOWN, tm, np.uint64(h), np.uint64(1)) < catch_p:
-                hh_caught[h] = 1
-                s = surveillance[h] + caught_surv
-                surveillance[h] = s if s < 1.0 else 1.0
+    for k in nb.prange(hbounds.shape[0] - 1):
+        for b0 in range(hbounds[k], hbounds[k + 1], CELL_BLOCK):
+            b1 = min(b0 + CELL_BLOCK, hbounds[k + 1])
+            ub0 = np.uint64(b0)
+            nbk = np.uint64(b1 - b0)
+            m = np.int64(0)
+            for j in range(nbk):
+                h = ub0 + j
+                n = hh_n[h]
+                w = hh_watch[h]
+                c = np.uint64(cell[h])
+                nn = n if n != 0 else np.int32(1)
+                soc = w_family * (w / nn) + w_friends * cell_share[c]
+                hh_social[h] = soc if n != 0 else np.float32(0.0)
+                mark = (cell_raided[c] != 0) & (w > 0) & (n != 0)
+                hh_caught[h] = np.uint8(mark)
+                m += np.int64(mark)
+            if m == 0:
+                continue
+            for j in range(nbk):
+                h = ub0 + j
+                if hh_caught[h] != 0:
+                    if rng.uniform1(seed, _CRACKDOWN, tm, np.uint64(h), np.uint64(1)) < catch_p:
+                        s = surveillance[h] + caught_surv
+                        surveillance[h] = s if s < 1.0 else 1.0
+                    else:
+                        hh_caught[h] = 0
 
 
 @nb.njit(cache=True)
