@@ -177,6 +177,18 @@ class Demography(Module):
         out[1 - SEX_FEMALE] = men
         return out
 
+    def _block_buffers(self, n_chunks: int) -> tuple[np.ndarray, ...]:
+        """The demography kernel's block buffers (flags, hunger ** exponent, hazard, birth
+        probability), one row of RNG_BLOCK per chunk, kept from month to month."""
+        bufs = getattr(self, "_blocks", None)
+        if bufs is None or bufs[0].shape[0] < n_chunks:
+            bufs = (np.empty((n_chunks, RNG_BLOCK), dtype=np.uint8),
+                    np.empty((n_chunks, RNG_BLOCK), dtype=np.float64),
+                    np.empty((n_chunks, RNG_BLOCK), dtype=np.float64),
+                    np.empty((n_chunks, RNG_BLOCK), dtype=np.float64))
+            self._blocks = bufs
+        return bufs
+
     def step(self, sim) -> None:
         p = self.params
         persons, households = sim.persons, sim.households
@@ -202,7 +214,8 @@ class Demography(Module):
             self.hazard_m[year_idx], self.rr_m, float(p.hunger_exponent),
             self.fertility_sm * birth_scale, self.fertility_next_sm, self.group_m,
             self.split_age_s, float(p.household_split_prob),
-            self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next)
+            self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next,
+            *self._block_buffers(bounds.size - 1))
         tot = counts.sum(axis=0)
         # new households and newborns, appended in table order (counts per range, then
         # each range at its offsets)
@@ -280,7 +293,7 @@ E_DIED_HOME = np.uint8(16)  # died in North Korea (leaves the household's count)
 def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
                        resistance, hazard_m, rr_m, hunger_exp, birth_p_m, shape_next_m,
                        group_m, split_age, split_p, scratch, bounds, counts, excess,
-                       prov_deaths, prov_pop, women_w_next):
+                       prov_deaths, prov_pop, women_w_next, ev, hk_b, h_b, bp_b):
     """One pass over everyone: deaths, births and household splits flagged, stocks counted.
 
     Tables are indexed by age in months (0 .. 12*MAX_AGE+11), so no division in the loop.
@@ -292,6 +305,13 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
     one of a person-at-a-time loop. The fertility denominator ``women_w_next`` is summed in
     fixed point (``talbuk.state.SUM_SCALE``), exact whatever the order, within about 1e-9
     of the float sum.
+
+    ``ev``, ``hk_b``, ``h_b``, ``bp_b``: block buffers, one row of RNG_BLOCK per chunk (at
+    least), kept by the module from month to month (made each month, their 6 MB were fresh
+    memory mappings, about a millisecond of page faults a month whatever the population).
+    Arrays passed in are known not to alias (numba marks a parallel loop's arguments so),
+    which lets LLVM vectorise the loop; every entry read is written first in its block
+    (``hk_b`` is read only when the exponent is not 2).
     """
     tm = np.uint64(t)
     max_m = hazard_m.shape[1] - 1
@@ -300,12 +320,6 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
     sa0 = np.int64(split_age[0])
     sa1 = np.int64(split_age[1])
     nc = bounds.shape[0] - 1
-    # block buffers made here, not in the loop: arrays passed into the parallel loop are
-    # known not to alias (numba marks them so), which lets LLVM vectorise the loop
-    ev = np.empty((nc, RNG_BLOCK), dtype=np.uint8)
-    hk_b = np.zeros((nc, RNG_BLOCK), dtype=np.float64)
-    h_b = np.empty((nc, RNG_BLOCK), dtype=np.float64)
-    bp_b = np.empty((nc, RNG_BLOCK), dtype=np.float64)
     for c in nb.prange(nc):
         deaths = 0
         abroad_deaths = 0
