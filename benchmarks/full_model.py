@@ -62,12 +62,15 @@ def _scenario(end: str | None):
 
 
 def _warm_up() -> None:
-    """Load every kernel (numba's cache) so compilation does not count as run time. The
-    months are stepped without building results, which would import pandas (and pyarrow)
-    before the measured run: a run loads them only at its end."""
+    """Load every kernel (numba's cache) so compilation does not count as run time: 25
+    months of a tiny population, past the first January reorder and the first defectors
+    (with two months, kernels first called later, about ten, were loaded from the cache
+    inside the measured window, tens of milliseconds that weighed on the scaling curve's
+    smallest point). The months are stepped without building results, which would import
+    pandas (and pyarrow) before the measured run: a run loads them only at its end."""
     from talbuk.sim import Sim
 
-    sim = Sim(_scenario("1990-03"), scale=20000, seed=1)
+    sim = Sim(_scenario("1992-01"), scale=20000, seed=1)
     while not sim.done:
         sim.step()
 
