@@ -111,8 +111,9 @@ SUM_SCALE = np.float32(1 << 30)
 
 @nb.njit(inline="always", cache=True)
 def in_country(st):
-    """True for a stage of :data:`IN_COUNTRY_STAGES` (for kernels)."""
-    return st <= CROSSING or st == DETAINED
+    """True for a stage of :data:`IN_COUNTRY_STAGES` (for kernels). Bitwise, without a
+    short-circuit branch, so that it can stand in a loop LLVM vectorises."""
+    return (st <= CROSSING) | (st == DETAINED)
 
 
 @nb.njit(inline="always", cache=True)
@@ -120,13 +121,11 @@ def kin_weight(hh_flags, tie):
     """What kin abroad weigh for a household (for kernels; the attitudes' pull and the
     decision rules): its tie to members in South Korea (``households.kin_tie`` / 255, 1 at an
     arrival), at least 0.5 while a member is in China; 0.5 with members in China only; 0
-    without kin abroad."""
-    kin = np.float32(0.5) if hh_flags & H_KIN_CHINA else np.float32(0.0)
-    if hh_flags & H_KIN_SOUTH:
-        south = np.float32(tie) / np.float32(255.0)  # 255 / 255 is exactly 1
-        if south > kin:
-            kin = south
-    return kin
+    without kin abroad. Selects rather than branches, so that it can stand in a loop LLVM
+    vectorises (the division is made for every household and used where it counts)."""
+    kin = np.float32(0.5) if (hh_flags & H_KIN_CHINA) != 0 else np.float32(0.0)
+    south = np.float32(tie) / np.float32(255.0)  # 255 / 255 is exactly 1
+    return south if ((hh_flags & H_KIN_SOUTH) != 0) & (south > kin) else kin
 
 
 def in_country_mask(stage: np.ndarray) -> np.ndarray:

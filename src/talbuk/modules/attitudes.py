@@ -33,15 +33,13 @@ from pydantic import Field
 
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.state import (
-    CROSSING,
-    DETAINED,
     F_MARKET_GEN,
     F_MEDIA_EVER,
     F_PUNISHED,
     F_TRADER,
-    H_KIN_CHINA,
-    H_KIN_SOUTH,
     SUM_SCALE,
+    in_country,
+    kin_weight,
 )
 
 ATTITUDE_MIN_AGE = 14
@@ -178,20 +176,15 @@ def _household_loss(savings_won, savings_usd, exchange_rate, memory, prev_wealth
     household row the person pass reads (``hh_pack``).
 
     Without branches, so that LLVM vectorises the loop: :func:`talbuk.state.kin_weight` and
-    the loss as selects (the loss's division made for every household and used where wealth
+    the loss are selects (the loss's division made for every household and used where wealth
     fell; ``error_model="numpy"``: no zero test, the divisor is at least 20), the same float32
     operations as before; ``hh_pack`` flat (row ``h`` at ``4 h``: a constant stride)."""
     inv = 1.0 / exchange_rate if exchange_rate > 0 else 0.0
     zero = np.float32(0.0)
     for c in nb.prange(bounds.shape[0] - 1):
         for h in range(np.uint64(bounds[c]), np.uint64(bounds[c + 1])):  # unsigned: no test
-            f = hh_flags[h]
-            # kin_weight(f, tie) as selects
-            kin = np.float32(0.5) if (f & H_KIN_CHINA) != 0 else zero
-            south = np.float32(hh_tie[h]) / np.float32(255.0)  # 255 / 255 is exactly 1
-            kin = south if ((f & H_KIN_SOUTH) != 0) & (south > kin) else kin
             r = np.uint64(4) * h
-            hh_pack[r + np.uint64(1)] = kin
+            hh_pack[r + np.uint64(1)] = kin_weight(hh_flags[h], hh_tie[h])
             hh_pack[r + np.uint64(2)] = surveillance[h]
             hh_pack[r + np.uint64(3)] = np.float32(1.0) if cell_raided[np.uint64(hh_cell[h])] else zero
             wealth = np.float32(savings_usd[h] + savings_won[h] * inv)
@@ -243,7 +236,7 @@ def _attitude_kernel(t, stage, birth_month, household, songbun, flags, hunger, m
             st = stage[i]
             age_m = t - birth_month[i]
             # in North Korea (RESIDENT, PREPARING, CROSSING, DETAINED) and 14 or older
-            act = ((st <= CROSSING) | (st == DETAINED)) & (age_m >= min_age)
+            act = in_country(st) & (age_m >= min_age)
             h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
             fl = flags[i]
             sb = songbun[i]

@@ -35,9 +35,7 @@ from talbuk.calendar import month_year
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES, read_columns
 from talbuk.state import (
-    CROSSING,
     DEAD,
-    DETAINED,
     RESIDENT,
     SEX_FEMALE,
     SEX_MALE,
@@ -133,6 +131,7 @@ class Demography(Module):
         self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
         self._last = None  # (population, weighted women) of the last month, for birth rates
+        self._blocks: tuple[np.ndarray, ...] | None = None  # the kernel's block buffers
 
     def checkpoint_state(self) -> dict:
         return {} if self._last is None else {"last": np.array(self._last, dtype=np.float64)}
@@ -180,7 +179,7 @@ class Demography(Module):
     def _block_buffers(self, n_chunks: int) -> tuple[np.ndarray, ...]:
         """The demography kernel's block buffers (flags, hunger ** exponent, hazard, birth
         probability), one row of RNG_BLOCK per chunk, kept from month to month."""
-        bufs = getattr(self, "_blocks", None)
+        bufs = self._blocks
         if bufs is None or bufs[0].shape[0] < n_chunks:
             bufs = (np.empty((n_chunks, RNG_BLOCK), dtype=np.uint8),
                     np.empty((n_chunks, RNG_BLOCK), dtype=np.float64),
@@ -357,7 +356,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                 am = np.uint64(age_m)
                 s = sex[i]
                 h0 = hazard_m[s, am]
-                home = alive & ((st <= CROSSING) | (st == DETAINED))
+                home = alive & in_country(st)
                 hg = np.float64(hunger[i])
                 # the default exponent 2 as a product (exact in float64 for a float32
                 # hunger, as pow is)

@@ -68,8 +68,6 @@ from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
-    CROSSING,
-    DETAINED,
     F_MARKET_GEN,
     F_TRADER,
     H_FARM,
@@ -565,7 +563,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             for i in range(ub0, np.uint64(b1)):
                 j = i - ub0
                 st = stage[i]
-                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                act = in_country(st)
                 hh_b[j] = np.int64(household[i]) if act else np.int64(-1)
                 bm = birth_month[i]
                 a = t - bm
@@ -862,18 +860,15 @@ def _triage_cut(hist: np.ndarray, cover: float) -> tuple[int, float]:
     return -1, 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(inline="always", cache=True)
 def entry_hazard(gap, cell_share, tolerance, has_woman, has_mg, entry_base, necessity,
                  imitation, men_only_entry, mg_entry_boost):
     """Monthly hazard that a non-trading household starts trading (see module docstring).
 
-    :func:`_household_kernel` writes the same operations out in its SIMD loop: change both."""
+    Selects rather than branches: :func:`_household_kernel` calls it in its SIMD loop."""
     hz = entry_base * tolerance * (1.0 + necessity * gap) * (1.0 + imitation * cell_share)
-    if not has_woman:
-        hz *= men_only_entry
-    if has_mg:
-        hz *= 1.0 + mg_entry_boost
-    return hz
+    hz = hz if has_woman else hz * men_only_entry
+    return hz * (1.0 + mg_entry_boost) if has_mg else hz
 
 
 #: People (or households) per block of the person and household kernels: a block is first
@@ -1080,8 +1075,8 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
     # Exp(1) thresholds (a log) of the rare households that entered or quit. The float sums
     # of the counters are taken in a scalar loop over block buffers in household order, so
     # they are the scalar loop's bit for bit; the counts are integers. Each household's
-    # arithmetic is the same operations in the same order as one at a time (entry_hazard
-    # written out): every household result is bit-identical to the scalar loop's.
+    # arithmetic is the same operations in the same order as one at a time: every household
+    # result is bit-identical to the scalar loop's.
     (farm_adv, farm_cap, ration_need, fed_grams, ration, coping, price, wage, income_base,
      tol_floor, china, cap_gain, cap_scale, save_rate, drawdown, dollar_share, rate, fi, tol,
      entry_base, necessity, imitation, men_only, mg_boost, quit_h, cap_won, excess_kept,
@@ -1255,13 +1250,13 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
                 nd_b[j] = np.float64(nd) if live else 0.0
                 k_hh += np.int64(live)
                 # entering or leaving the markets: hazards consumed against an Exp(1)
-                # threshold (entry_hazard written out)
+                # threshold
                 hz_q = quit_h * (1.0 - min(prev_gap, 1.0))
                 cc = np.uint64(cell[h]) if live else np.uint64(0)
-                hz_e = entry_base * tol * (1.0 + necessity * prev_gap) * (1.0 + imitation * cell_share[cc])
                 hb = hbits[h]
-                hz_e = hz_e if (hb & B_WOMAN) != 0 else hz_e * men_only
-                hz_e = hz_e * (1.0 + mg_boost) if (hb & B_MG) != 0 else hz_e
+                hz_e = entry_hazard(prev_gap, cell_share[cc], tol, (hb & B_WOMAN) != 0,
+                                    (hb & B_MG) != 0, entry_base, necessity, imitation,
+                                    men_only, mg_boost)
                 quits = trd & (hz_q > 0.0)
                 enters = live & (not trd) & (nwk > 0) & may_enter
                 hz = hz_q if trd else hz_e
@@ -1370,7 +1365,7 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
             pmax = np.int64(0)
             for i in range(ub0, np.uint64(b1)):
                 st = stage[i]
-                act = (st <= CROSSING) | (st == DETAINED)  # in North Korea
+                act = in_country(st)
                 h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
                 fl0 = flags[i]
                 bm = birth_month[i]
