@@ -606,3 +606,15 @@ def test_expected_kin_share_agrees_with_the_agents(seeds):
         e += (a["arrivals_expected"] * a["arrivals_with_kin_share_expected"]).sum()
     assert arr / 100 > 400
     assert abs(e / w - kin / arr) < 0.05, (e / w, kin / arr)
+
+
+def test_found_in_is_isin():
+    """The enrolment's membership test (binary search of the pipeline index among the month's
+    few deciders) answers as ``np.isin``, duplicates and empty inputs included."""
+    from talbuk.modules.journey import _found_in
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        values = rng.integers(0, 60, rng.integers(0, 25))
+        pool = rng.integers(0, 60, rng.integers(0, 50))
+        assert np.array_equal(_found_in(values, pool), np.isin(values, pool))

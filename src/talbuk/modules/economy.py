@@ -551,11 +551,12 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
         dend = pbounds[c]
         nm = 0
         good = np.int64(1)  # an integer: a boolean would make numba drop noalias
-        hh_b = np.zeros(BLOCK, dtype=np.int64)  # household, -1 for people outside the country
-        need_b = np.zeros(BLOCK, dtype=np.float32)
-        power_b = np.zeros(BLOCK, dtype=np.float64)
-        bits_b = np.zeros(BLOCK, dtype=np.int64)
-        wk_b = np.zeros(BLOCK, dtype=np.int64)
+        nbuf = min(BLOCK, pbounds[c + 1] - pbounds[c])  # block buffers: no longer than the chunk
+        hh_b = np.zeros(nbuf, dtype=np.int64)  # household, -1 for people outside the country
+        need_b = np.zeros(nbuf, dtype=np.float32)
+        power_b = np.zeros(nbuf, dtype=np.float64)
+        bits_b = np.zeros(nbuf, dtype=np.int64)
+        wk_b = np.zeros(nbuf, dtype=np.int64)
         for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, pbounds[c + 1])
             # unsigned indices: numba adds no test for negative ones
@@ -725,10 +726,11 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
         run_n = 0
         run_tr = 0
         hist = np.zeros(N_BINS + 1, dtype=np.int64)  # the last bin: households not scored
-        bin_b = np.zeros(BLOCK, dtype=np.int64)
-        m_b = np.zeros(BLOCK, dtype=np.int64)
-        cc_b = np.zeros(BLOCK, dtype=np.int64)
-        tr_b = np.zeros(BLOCK, dtype=np.int64)
+        nbuf = min(BLOCK, hbounds[c + 1] - hbounds[c])  # block buffers: no longer than the chunk
+        bin_b = np.zeros(nbuf, dtype=np.int64)
+        m_b = np.zeros(nbuf, dtype=np.int64)
+        cc_b = np.zeros(nbuf, dtype=np.int64)
+        tr_b = np.zeros(nbuf, dtype=np.int64)
         for b0 in range(hbounds[c], hbounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, hbounds[c + 1])
             # unsigned indices: numba adds no test for negative ones
@@ -1103,29 +1105,31 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         k_bought = 0.0
         k_need = 0.0
         p_fed = np.zeros(N_PROV, dtype=np.float64)
-        # block buffers (a value for every household of the block, 0 where it adds nothing)
-        won_b = np.zeros(BLOCK, dtype=np.float64)
-        usd_b = np.zeros(BLOCK, dtype=np.float64)
-        sav_b = np.zeros(BLOCK, dtype=np.float64)
-        red_b = np.zeros(BLOCK, dtype=np.float64)
-        capf_b = np.ones(BLOCK, dtype=np.float64)
-        cand = np.zeros(BLOCK, dtype=np.int64)
-        trd_b = np.zeros(BLOCK, dtype=np.uint8)
-        mk_b = np.zeros(BLOCK, dtype=np.float64)
-        st_b = np.zeros(BLOCK, dtype=np.float64)
-        sv_b = np.zeros(BLOCK, dtype=np.float64)
-        dol_b = np.zeros(BLOCK, dtype=np.float64)
-        bt_b = np.zeros(BLOCK, dtype=np.float64)
-        nd_b = np.zeros(BLOCK, dtype=np.float64)
-        fed_b = np.zeros(BLOCK, dtype=np.int64)
+        # block buffers (a value for every household of the block, 0 where it adds nothing),
+        # no longer than the chunk (small populations: 256 chunks of a few households)
+        nbuf = min(BLOCK, bounds[c + 1] - bounds[c])
+        won_b = np.zeros(nbuf, dtype=np.float64)
+        usd_b = np.zeros(nbuf, dtype=np.float64)
+        sav_b = np.zeros(nbuf, dtype=np.float64)
+        red_b = np.zeros(nbuf, dtype=np.float64)
+        capf_b = np.ones(nbuf, dtype=np.float64)
+        cand = np.zeros(nbuf, dtype=np.int64)
+        trd_b = np.zeros(nbuf, dtype=np.uint8)
+        mk_b = np.zeros(nbuf, dtype=np.float64)
+        st_b = np.zeros(nbuf, dtype=np.float64)
+        sv_b = np.zeros(nbuf, dtype=np.float64)
+        dol_b = np.zeros(nbuf, dtype=np.float64)
+        bt_b = np.zeros(nbuf, dtype=np.float64)
+        nd_b = np.zeros(nbuf, dtype=np.float64)
+        fed_b = np.zeros(nbuf, dtype=np.int64)
         # _log1p_block's argument, work buffers and result
-        l1x_b = np.zeros(BLOCK, dtype=np.float64)
-        l1u_b = np.zeros(BLOCK, dtype=np.float64)
-        l1w_b = np.zeros(BLOCK, dtype=np.float64)
-        l1k_b = np.zeros(BLOCK, dtype=np.float64)
-        l1c_b = np.zeros(BLOCK, dtype=np.float64)
-        l1h_b = np.zeros(BLOCK, dtype=np.int64)
-        l1_b = np.zeros(BLOCK, dtype=np.float64)
+        l1x_b = np.zeros(nbuf, dtype=np.float64)
+        l1u_b = np.zeros(nbuf, dtype=np.float64)
+        l1w_b = np.zeros(nbuf, dtype=np.float64)
+        l1k_b = np.zeros(nbuf, dtype=np.float64)
+        l1c_b = np.zeros(nbuf, dtype=np.float64)
+        l1h_b = np.zeros(nbuf, dtype=np.int64)
+        l1_b = np.zeros(nbuf, dtype=np.float64)
         for b0 in range(bounds[c], bounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, bounds[c + 1])
             # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)

@@ -404,7 +404,7 @@ class Journey(Module):
         persons = sim.persons
         ok = persons.stage[uids] == PREPARING
         if self.n_idx:
-            ok &= ~np.isin(uids, self.idx_person[: self.n_idx])
+            ok &= ~_found_in(uids, self.idx_person[: self.n_idx])
         uids = uids[ok]
         k = len(uids)
         if k == 0:
@@ -788,6 +788,18 @@ class Journey(Module):
         df["pull"] = self.rec_pull[:r]
         df["weight"] = np.full(r, sim.scale)
         return {"defectors": df}
+
+
+def _found_in(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(values, pool)`` for a few values and a large pool: a binary search of each
+    pool entry among the sorted distinct values (``np.isin`` sorts the pool and the values
+    together: 7 ms a month for the whole population's pipeline index, against 0.5)."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    found = np.zeros(uniq.shape[0], dtype=np.bool_)
+    if uniq.shape[0] and pool.shape[0]:
+        pos = np.minimum(np.searchsorted(uniq, pool), uniq.shape[0] - 1)
+        found[pos[uniq[pos] == pool]] = True
+    return found[inv.reshape(-1)]
 
 
 def _ramp(year: float, start: float, end: float) -> float:
