@@ -526,11 +526,20 @@ class Journey(Module):
         mv_h = np.empty(n, dtype=np.int64)
         mv_d = np.empty(n, dtype=np.int8)
         mv_n = np.zeros(1, dtype=np.int64)
+        g_st = np.empty(n, dtype=persons.stage.dtype)
+        g_h = np.empty(n, dtype=persons.household.dtype)
+        g_sex = np.empty(n, dtype=np.int64)
+        g_prov = np.empty(n, dtype=persons.province.dtype)
+        g_u = np.empty(n, dtype=np.float64)
+        g_hf = np.empty(n, dtype=households.flags.dtype)
+        _journey_gather(np.int64(t), sim.seed_key, n, self.idx_person, persons.stage, persons.sex,
+                        persons.province, persons.household, persons.rng_id, households.flags,
+                        g_st, g_h, g_sex, g_prov, g_u, g_hf)
         new_n, n_touched = _journey_kernel(
             np.int64(t), sim.seed_key, n, self.idx_person, self.idx_rec, self.idx_last,
             self.flows, self.rec_months,
             self.rec_outcome, self.rec_planned, persons.stage, persons.stage_month, persons.flags, persons.fear,
-            persons.sex, persons.province, persons.household, persons.rng_id,
+            g_st, g_h, g_sex, g_prov, g_u, persons.rng_id,
             households.flags, mv_h, mv_d, mv_n, households.surveillance, households.savings_won,
             households.savings_usd, self.dist_factor, pr, self.events_hh, self.events_kind,
             touched, counts, sums, sums_k, kin_b)
@@ -822,12 +831,35 @@ def _arrive(i, r, h, s, t, t16, stage, stage_month, rec_months, hh_flags, k):
         k[K_MONTHS_ABROAD] += t - rec_months[r, R_IN_CHINA]
 
 
+@nb.njit(parallel=True, cache=True)
+def _journey_gather(t, seed, n, idx_person, stage, sex, province, household, rng_id, hh_flags,
+                    g_st, g_h, g_sex, g_prov, g_u, g_hf):
+    """What :func:`_journey_kernel` reads of each person in the index, gathered in a parallel
+    loop of independent loads (the people lie scattered over the person table: one at a time,
+    each read waits for memory), with the person's draw of the month. A person's fields are
+    written by the kernel only while it handles that person, so the values are the ones it
+    would read. ``g_hf`` (the household's flags, which the kernel reads live, as an arrival
+    earlier in the index may change them) only brings the households' lines into the cache."""
+    tm = np.uint64(t)
+    for j in nb.prange(n):
+        i = idx_person[j]
+        g_st[j] = stage[i]
+        h = household[i]
+        g_h[j] = h
+        g_sex[j] = 1 if sex[i] == SEX_FEMALE else 0
+        g_prov[j] = province[i]
+        g_u[j] = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
+        g_hf[j] = hh_flags[h]
+
+
 @nb.njit(cache=True)
 def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months, rec_outcome,
-                    rec_planned, stage, stage_month, flags, fear, sex, province, household, rng_id, hh_flags,
+                    rec_planned, stage, stage_month, flags, fear, g_st, g_h, g_sex, g_prov, g_u,
+                    rng_id, hh_flags,
                     mv_h, mv_d, mv_n, hh_surv, hh_won, hh_usd, dist_factor, pr, ev_hh, ev_kind, touched,
                     k, sums, sums_k, kin_b):
-    """One month of the pipeline for the people in the index (serial: the index is small).
+    """One month of the pipeline for the people in the index (serial: the index is small;
+    what it reads of each person comes gathered by :func:`_journey_gather`).
 
     Each person makes one categorical draw; the index is compacted in place (people who left
     the pipeline are dropped, their households noted in ``touched`` for the kin recount).
@@ -847,9 +879,9 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
     for j in range(n):
         i = idx_person[j]
         r = idx_rec[j]
-        st = stage[i]
-        h = household[i]
-        s = 1 if sex[i] == SEX_FEMALE else 0
+        st = g_st[j]
+        h = g_h[j]
+        s = g_sex[j]
         keep = True
         if st != idx_last[j]:  # moved by another module since last month (natural death)
             flows[idx_last[j], st] += 1
@@ -865,13 +897,13 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
         elif st == ARRIVED:
             pass
         elif st == SETTLED_CHINA:  # settled for years; some set off for South Korea later
-            u = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
+            u = g_u[j]
             if u < pr[P_SETTLED_ON]:
                 stage[i] = IN_TRANSIT
                 stage_month[i] = t16
                 rec_months[r, R_TRANSIT] = t16
         else:
-            u = rng.uniform1(seed, _JOURNEY, tm, rng_id[i], np.uint64(0))
+            u = g_u[j]
             if st == PREPARING:
                 kin = (hh_flags[h] & H_KIN_SOUTH) != 0
                 if kin:
@@ -883,7 +915,7 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                         afford = 1.0
                     if afford < pr[P_AFFORD_FLOOR]:
                         afford = pr[P_AFFORD_FLOOR]
-                p_go = pr[P_PREP_BASE] * dist_factor[province[i]] * afford \
+                p_go = pr[P_PREP_BASE] * dist_factor[g_prov[j]] * afford \
                     * (1.0 - pr[P_SURV_BLOCK] * hh_surv[h])
                 if p_go > 0.95 - pr[P_GIVEUP]:
                     p_go = 0.95 - pr[P_GIVEUP]
