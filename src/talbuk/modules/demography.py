@@ -112,15 +112,17 @@ class Demography(Module):
                         p.life_expectancy_2020])
         self.monthly_hazard = np.stack([self._life_table(float(e)) for e in e0])  # [year, sex, age]
         ages = np.arange(MAX_AGE + 1)
-        self.rr = np.where(ages < 5, p.hunger_rr_child,
-                           np.where(ages >= 60, p.hunger_rr_old, p.hunger_rr_adult)).astype(np.float64)
+        self.rr = np.where(ages < RR_CHILD_UNDER, p.hunger_rr_child,
+                           np.where(ages >= RR_OLD_FROM, p.hunger_rr_old,
+                                    p.hunger_rr_adult)).astype(np.float64)
+        # the kernel takes the three values and the ages (classes by comparisons, not tables)
+        self.rr3 = np.array([p.hunger_rr_child, p.hunger_rr_adult, p.hunger_rr_old], dtype=np.float64)
         shape = np.zeros(MAX_AGE + 1)
         shape[20:25], shape[25:30], shape[30:35], shape[35:40] = 0.25, 0.40, 0.25, 0.10
         self.fertility_shape = shape / 5.0  # per single year of age
         # the same tables by age in months, so the kernel never divides
         age_years = np.arange((MAX_AGE + 1) * 12) // 12
         self.hazard_m = np.ascontiguousarray(self.monthly_hazard[:, :, age_years])
-        self.rr_m = self.rr[age_years]
         self.fertility_m = self.fertility_shape[age_years]
         self.fertility_next_m = self.fertility_shape[np.minimum((np.arange(age_years.size) + 1) // 12, MAX_AGE)]
         # the same by sex (rows: SEX_MALE, SEX_FEMALE; men's rows zero, men never split off)
@@ -128,7 +130,6 @@ class Demography(Module):
         self.fertility_sm = np.stack([np.zeros_like(self.fertility_m), self.fertility_m])
         self.fertility_next_sm = np.stack([np.zeros_like(self.fertility_next_m), self.fertility_next_m])
         self.split_age_s = np.array([-1, p.household_split_age * 12], dtype=np.int64)
-        self.group_m = np.where(age_years < 15, 0, np.where(age_years < 65, 1, 2)).astype(np.int64)
         self.scratch = np.zeros(0, dtype=np.uint8)
         self._last = None  # (population, weighted women) of the last month, for birth rates
         self._blocks: tuple[np.ndarray, ...] | None = None  # the kernel's block buffers
@@ -210,8 +211,8 @@ class Demography(Module):
             np.int64(t), sim.seed_key, persons.rng_id, persons.stage, persons.stage_month,
             persons.birth_month,
             persons.sex, persons.province, persons.hunger, persons.resistance,
-            self.hazard_m[year_idx], self.rr_m, float(p.hunger_exponent),
-            self.fertility_sm * birth_scale, self.fertility_next_sm, self.group_m,
+            self.hazard_m[year_idx], self.rr3, float(p.hunger_exponent),
+            self.fertility_sm * birth_scale, self.fertility_next_sm,
             self.split_age_s, float(p.household_split_prob),
             self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next,
             *self._block_buffers(bounds.size - 1))
@@ -278,6 +279,14 @@ def _census(stage, birth_month, sex, t, shape):
 
 #: People per block of the demography kernel: each block is first computed as a whole, in a
 #: loop the compiler turns into SIMD code, then its few events are handled one at a time.
+#: Age classes in years: hunger's relative risk of death is ``hunger_rr_child`` under
+#: RR_CHILD_UNDER, ``hunger_rr_old`` from RR_OLD_FROM and ``hunger_rr_adult`` between; the
+#: recorded age groups are 0-14, 15-64 and 65 and over.
+RR_CHILD_UNDER = 5
+RR_OLD_FROM = 60
+GROUP_0_UNDER = 15
+GROUP_1_UNDER = 65
+
 RNG_BLOCK = 1024
 
 # What the SIMD part of the demography kernel flags for each person of a block (``ev``)
@@ -290,8 +299,8 @@ E_DIED_HOME = np.uint8(16)  # died in North Korea (leaves the household's count)
 
 @nb.njit(parallel=True, cache=True)
 def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
-                       resistance, hazard_m, rr_m, hunger_exp, birth_p_m, shape_next_m,
-                       group_m, split_age, split_p, scratch, bounds, counts, excess,
+                       resistance, hazard_m, rr3, hunger_exp, birth_p_m, shape_next_m,
+                       split_age, split_p, scratch, bounds, counts, excess,
                        prov_deaths, prov_pop, women_w_next, ev, hk_b, h_b, bp_b):
     """One pass over everyone: deaths, births and household splits flagged, stocks counted.
 
@@ -315,6 +324,15 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
     tm = np.uint64(t)
     max_m = hazard_m.shape[1] - 1
     exp2 = hunger_exp == 2.0
+    # hunger's relative risk and the age groups by comparisons of the age in months, not
+    # tables by age (a table read is a gather on SIMD lanes)
+    rr_child = rr3[0]
+    rr_adult = rr3[1]
+    rr_old = rr3[2]
+    child_m = np.uint64(12 * RR_CHILD_UNDER)
+    old_m = np.uint64(12 * RR_OLD_FROM)
+    g0_m = np.uint64(12 * GROUP_0_UNDER)
+    g1_m = np.uint64(12 * GROUP_1_UNDER)
     q = SUM_SCALE
     sa0 = np.int64(split_age[0])
     sa1 = np.int64(split_age[1])
@@ -361,7 +379,8 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                 # the default exponent 2 as a product (exact in float64 for a float32
                 # hunger, as pow is)
                 hk = hg * hg if exp2 else hk_b[c, j]
-                h = h0 * (1.0 + rr_m[am] * hk) if (home & (hg > 0.0)) else h0
+                rr = rr_child if am < child_m else (rr_old if am >= old_m else rr_adult)
+                h = h0 * (1.0 + rr * hk) if (home & (hg > 0.0)) else h0
                 r0 = resistance[i]
                 r = r0 - h
                 dies = alive & (r <= 0.0)
@@ -369,9 +388,8 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                 stage_month[i] = t if dies else stage_month[i]
                 resistance[i] = 0.0 if dies else (r if alive else r0)
                 lives = home & (not dies)
-                g = group_m[am]
-                g0 += np.int64(lives & (g == 0))
-                g1 += np.int64(lives & (g == 1))
+                g0 += np.int64(lives & (am < g0_m))
+                g1 += np.int64(lives & (am >= g0_m) & (am < g1_m))
                 females += np.int64(s) if lives else np.int64(0)
                 n_home += np.int64(lives)
                 ww += np.int64(shape_next_m[s, am] * q) if lives else np.int64(0)
