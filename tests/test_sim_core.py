@@ -239,11 +239,26 @@ def test_tune_malloc_returns_freed_arrays_to_the_system():
     assert not untuned
 
 
-def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
-    # the modules' per-household work arrays are views of one buffer (Sim.household_work);
-    # after a month no module may still refer to it, so the reorder really frees it
-    import weakref
+def _arrays_in(obj, depth=0):
+    """Every numpy array reachable from ``obj``'s attributes (lists, tuples, dicts, objects)."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif depth < 3 and isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _arrays_in(x, depth + 1)
+    elif depth < 3 and isinstance(obj, dict):
+        for x in obj.values():
+            yield from _arrays_in(x, depth + 1)
+    elif depth < 3 and hasattr(obj, "__dict__"):
+        for x in vars(obj).values():
+            yield from _arrays_in(x, depth + 1)
 
+
+def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
+    # the modules' per-household work arrays are views of one buffer (Sim.household_work) in
+    # the Sim's working memory, which the January reorder then uses for its own arrays: after
+    # a month no module may still refer to it (the reorder overwrites it), and the reorder
+    # maps no fresh memory
     sim = Sim("baseline", scale=5000, seed=2)
     for _ in range(3):
         sim.step()
@@ -252,19 +267,52 @@ def test_household_work_is_one_buffer_that_no_module_holds_at_the_reorder():
     assert np.shares_memory(a, b)  # the next call reuses the memory
     assert a.shape[0] >= sim.households.n and c.shape == (a.shape[0], 4)
     assert all(x.ctypes.data % 64 == 0 for x in (a, b, c))
+    assert np.shares_memory(a, sim._pool)
     del a, b, c
-    while sim.t_index < 12:  # months of every module
+    while sim.t_index < 24:  # months of every module, the first reorder (which sizes the pool)
         sim.step()
-    owner = sim._work if sim._work.base is None else sim._work.base  # what holds the memory
-    ref = weakref.ref(owner)
-    del owner
+    pool = sim._pool
+    held = [x for m in sim.modules for x in _arrays_in(m) if np.shares_memory(x, pool)]
+    assert not held, "a module kept a view of the shared work buffer past its step"
+    before = {name: sim.persons.full(name) for name in sim.persons.fields}
     sim.reorder()
-    assert sim._work is None
-    assert ref() is None, "a module kept a view of the shared work buffer past its step"
-    sim.step()  # the next month makes it again
+    assert sim._work is None and sim._pool is pool  # the same memory, not made again
+    # the table keeps its arrays (the fields are scattered through the pool and copied back)
+    assert all(sim.persons.full(name) is before[name] for name in before)
+    sim.step()  # the next month's work buffer is in it again
     assert sim._work is not None and sim._work_rows >= sim.households.n
-    sim.run(until=14)  # and a run releases it before it builds the results
-    assert sim._work is None
+    assert np.shares_memory(sim._work, pool)
+    sim.run(until=26)  # and a run releases it before it builds the results
+    assert sim._work is None and sim._pool is None
+
+
+def test_move_sorts_through_a_spare_and_drops_rows():
+    """PersonTable.move: rows to their new places, dropped rows gone, rows past k zeroed,
+    whether the spare is given or made; a spare too small is refused."""
+    sim = Sim("baseline", scale=20000, seed=3)
+    p = sim.persons
+    n = p.n
+    rng = np.random.default_rng(1)
+    keep = rng.random(n) < 0.8
+    k = int(keep.sum())
+    new_index = np.full(n, -1, dtype=np.int32)
+    new_index[keep] = rng.permutation(k)
+    expect = {name: np.zeros(n, dtype=getattr(p, name).dtype) for name in p.fields}
+    for name in p.fields:
+        expect[name][new_index[keep]] = getattr(p, name)[keep]
+    snap = p.snapshot()
+    p.move(new_index, k)
+    for name in p.fields:
+        np.testing.assert_array_equal(p.full(name)[:n], expect[name], err_msg=name)
+    p.restore(snap, n)
+    spare = np.zeros(4 * n + 64, dtype=np.uint8)
+    spare = spare[-spare.ctypes.data % 64:]
+    p.move(new_index, k, spare)
+    for name in p.fields:
+        np.testing.assert_array_equal(p.full(name)[:n], expect[name], err_msg=name)
+    p.restore(snap, n)
+    with pytest.raises(ValueError, match="spare"):
+        p.move(new_index, k, spare[: n])
 
 
 def test_a_run_is_set_up_and_stepped_without_pandas():

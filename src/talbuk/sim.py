@@ -15,7 +15,7 @@ from talbuk.memory import tune_malloc
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import DEAD, in_country_mask
+from talbuk.state import DEAD, PERSON_DTYPES, in_country_mask
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``reorder`` (each January) drops the dead from the person table and
@@ -41,6 +41,10 @@ N_CHUNKS = 256
 #: Below this many items scanned, range-split sums (:meth:`Sim.parts`) run on one thread:
 #: starting threads costs more than the scan (set by hand; results do not depend on it).
 PARALLEL_MIN_WORK = 1 << 20
+
+#: The Sim's working memory (:meth:`Sim._pool_of`) is made 1/POOL_HEADROOM larger than asked,
+#: so that the growth of the table over a few years does not make it again (set by hand).
+POOL_HEADROOM = 32
 
 #: Months between two reorderings of the person table (:meth:`Sim.reorder`), at the start of
 #: the month (January when the run starts in January); 0: never. A reordering moves people,
@@ -121,6 +125,9 @@ class Sim:
         self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
         self._work: np.ndarray | None = None  # the modules' shared household work buffer
         self._work_rows = 0
+        # working memory kept from month to month: the household work buffer lies in it, and
+        # the January reorder uses it (Sim._pool_of)
+        self._pool: np.ndarray | None = None
         t0 = time.perf_counter()
         numba.set_num_threads(self.threads)
         years = self.n_months / 12.0
@@ -243,14 +250,29 @@ class Sim:
             shapes.append((dtype, shape, total, nbytes))
             total += -(-nbytes // 64) * 64  # each array 64-byte aligned
         if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
-            self._work = None  # free the old buffer before the new one is made
-            raw = np.zeros(total + 64, dtype=np.uint8)
-            start = -raw.ctypes.data % 64
-            self._work = raw[start: start + total]
-            del raw
+            self._work = None
+            self._work = self._pool_of(total)[:total]
             self._work_rows = rows
         return tuple(self._work[off: off + nbytes].view(dtype).reshape(shape)
                      for dtype, shape, off, nbytes in shapes)
+
+    def _pool_of(self, nbytes: int) -> np.ndarray:
+        """At least ``nbytes`` of the Sim's working memory (uint8, 64-byte aligned), made
+        larger (with room for a few years of growth) when asked for more than it holds.
+
+        It holds the modules' household work buffer (:meth:`household_work`) during the months
+        and the reorder's arrays each January (:meth:`reorder`): the same pages serve both, so
+        neither maps fresh memory (late in a whole-population run, fresh memory cost the reorder
+        about 0.3 s of page faults and huge-page compaction each January), and the memory held
+        is the larger of the two, which the reorder needed anyway at the peak."""
+        if self._pool is None or self._pool.shape[0] < nbytes:
+            self._work = None
+            self._pool = None  # free the old memory before the new is made
+            size = nbytes + nbytes // POOL_HEADROOM + 4096
+            raw = np.zeros(size + 64, dtype=np.uint8)
+            start = -raw.ctypes.data % 64
+            self._pool = raw[start: start + size]
+        return self._pool
 
     def defer_members(self, households: np.ndarray, deltas: np.ndarray) -> None:
         """Changes to ``households.members`` (people in the country) made after the demography
@@ -283,16 +305,30 @@ class Sim:
         self._work = None  # the modules' work buffer is made again next month
         p = self.persons
         n = p.n
-        keep = p.stage != DEAD
+        nh = self.households.n
+        # in the Sim's working memory (Sim._pool_of): the spare for the table's fields (which
+        # first holds ``keep`` and the counting sort's starts), then ``new_index``
+        idx_type = np.dtype(np.int32 if n < 2**31 else np.int64)
+        width = max(np.dtype(d).itemsize for d in PERSON_DTYPES.values())
+        a = -(-n * width // 64) * 64
+        pool = self._pool_of(a + n * idx_type.itemsize)
+        spare = pool[:a]
+        new_index = pool[a: a + n * idx_type.itemsize].view(idx_type)
+        ka = -(-n // 64) * 64
+        if ka + 8 * (nh + 1) <= a:
+            keep = spare[:n].view(np.bool_)
+            start = spare[ka: ka + 8 * (nh + 1)].view(np.int64)
+        else:  # more households than fit beside keep (not in a baseline)
+            keep = np.empty(n, dtype=np.bool_)
+            start = np.empty(nh + 1, dtype=np.int64)
+        np.not_equal(p.stage, DEAD, out=keep)
         for m in self.modules:
             hook = getattr(m, "persons_to_keep", None)
             if hook is not None:
                 hook(self, keep)
-        idx_type = np.int32 if n < 2**31 else np.int64
-        new_index = np.empty(n, dtype=idx_type)
-        k = int(_order_by_household(p.household, keep, self.households.n, new_index))
-        del keep
-        p.move(new_index, k)
+        k = int(_order_by_household(p.household, keep, nh, new_index, start))
+        del keep, start
+        p.move(new_index, k, spare)
         self.removed_dead += n - k
         for m in self.modules:
             hook = getattr(m, "reordered", None)
@@ -330,7 +366,7 @@ class Sim:
             if checkpoint_every and checkpoint is not None and self.t_index % checkpoint_every == 0 \
                     and self.t_index < self.n_months:
                 checkpoint(self)
-        self._work = None  # the modules' work buffer is not needed to build the results
+        self._work = self._pool = None  # not needed to build the results
         from talbuk.results import Results  # pandas: only once the months are done
 
         return Results.from_sim(self)
@@ -402,12 +438,14 @@ class Sim:
 
 
 @numba.njit(cache=True)
-def _order_by_household(household, keep, n_households, new_index):
+def _order_by_household(household, keep, n_households, new_index, start):
     """Write into ``new_index`` each person's index once the kept people are sorted by
     household, each household's members in their present order (-1 if dropped), and return
-    how many are kept: a counting sort, two passes over the people, one over the households."""
+    how many are kept: a counting sort, two passes over the people, one over the households
+    (``start``: work array of at least ``n_households + 1`` entries)."""
     n = household.shape[0]
-    start = np.zeros(n_households + 1, dtype=np.int64)
+    for h in range(n_households + 1):
+        start[h] = 0
     # unsigned indices: numba adds no test for negative ones
     for i in range(np.uint64(n)):
         if keep[i]:

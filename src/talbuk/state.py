@@ -181,33 +181,30 @@ class Table:
             grown[: self.n] = arr[: self.n]
             self._data[k] = grown
 
-    def move(self, new_index: np.ndarray, k: int) -> None:
+    def move(self, new_index: np.ndarray, k: int, spare: np.ndarray | None = None) -> None:
         """Move row ``i`` to row ``new_index[i]`` and drop the rows whose ``new_index`` is
         negative; ``new_index`` maps the kept rows one to one onto ``[0, k)`` and ``n``
         becomes ``k``.
 
-        Each field is scattered into a spare array that then replaces it. Fields are taken by
-        item size, largest first; the field's old array becomes the spare of the next field of
-        the same item size and the last one is freed before the next size: besides the table,
-        at most one array of the largest item size is held, never a second table. Rows past
-        ``k`` are left zero, as appends expect.
+        Each field is scattered into ``spare`` (bytes, 64-byte aligned, at least ``n`` times
+        the largest item size; made here if not given) and copied back into its own array, so
+        the table keeps its arrays and no fresh memory is touched: :meth:`talbuk.sim.Sim.reorder`
+        passes memory it keeps from month to month. Late in a whole-population run, memory
+        mapped afresh cost the reorder a few tenths of a second of page faults and compaction
+        of huge pages each January. Rows past ``k`` are left zero, as appends expect.
         """
         n = self.n
-        names = sorted(self._dtypes, key=lambda f: -np.dtype(self._dtypes[f]).itemsize)
-        spare = None
-        for name in names:
-            old = self._data[name]
-            if spare is None or spare.itemsize != old.itemsize:
-                spare = None  # free the last size's spare before allocating this one
-                dst = np.zeros(old.shape[0], dtype=old.dtype)
-            else:
-                dst = spare.view(old.dtype)
-            _scatter(new_index, old, dst, n)
-            dst[k:n] = 0  # a spare holds another field's rows up to n
-            self._data[name] = dst
-            spare = old
-            del old, dst
-        del spare
+        width = max(np.dtype(d).itemsize for d in self._dtypes.values())
+        if spare is None:
+            spare = np.empty(n * width + 64, dtype=np.uint8)
+            spare = spare[-spare.ctypes.data % 64:]
+        if spare.shape[0] < n * width or spare.ctypes.data % 64:
+            raise ValueError(f"spare: need {n * width} bytes, 64-byte aligned")
+        for name in self._dtypes:
+            data = self._data[name]
+            tmp = spare[: n * data.itemsize].view(data.dtype)
+            _scatter(new_index, data, tmp, n)
+            _copy_back(tmp, data, k, n)
         object.__setattr__(self, "n", int(k))
 
     def nbytes(self) -> int:
@@ -227,6 +224,15 @@ class Table:
 
 def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
     return sum(d.itemsize for d in dtypes.values())
+
+
+@nb.njit(parallel=True, cache=True)
+def _copy_back(src, dst, k, n):
+    """``dst[:k] = src[:k]`` and ``dst[k:n] = 0`` (a parallel copy)."""
+    for j in nb.prange(k):
+        dst[j] = src[j]
+    for j in nb.prange(k, n):
+        dst[j] = 0
 
 
 @nb.njit(parallel=True, cache=True)
