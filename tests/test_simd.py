@@ -21,7 +21,6 @@ from talbuk.sim import Sim
 KERNELS = [
     ("attitudes", "_attitude_kernel"),
     ("demography", "_demography_kernel"),
-    ("economy", "_aggregate_par"),
     ("economy", "_household_scan"),
     ("economy", "_household_kernel"),
     ("economy", "_person_kernel"),
@@ -31,6 +30,7 @@ KERNELS = [
 #: kernels whose SIMD loop reads only contiguous rows (no gather): any vector of floats
 CONTIGUOUS = [
     ("attitudes", "_household_loss"),
+    ("economy", "_aggregate_par"),  # its age classes are comparisons, not table reads
 ]
 
 

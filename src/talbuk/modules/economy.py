@@ -83,6 +83,16 @@ _PERSON = np.uint64(rng.STREAMS["economy_person"])
 N_PROV = len(PROVINCES)
 MAX_AGE = 120
 AGE_MONTHS = (MAX_AGE + 1) * 12  # length of the tables by age in months
+#: Age classes in years: a person's need weighs ``need_child`` under NEED_CHILD_UNDER,
+#: ``need_young`` under NEED_YOUNG_UNDER, ``need_old`` from NEED_OLD_FROM and 1 between;
+#: working age is WORK_FROM to WORK_TO. The SIMD loops compare the age in months with these
+#: (a table read would be a gather on SIMD lanes); the scalar ones read the tables ``need_m``
+#: and ``worker_m`` made from them.
+NEED_CHILD_UNDER = 5
+NEED_YOUNG_UNDER = 15
+NEED_OLD_FROM = 60
+WORK_FROM = 16
+WORK_TO = 64
 N_BINS = 512  # priority-score histogram bins for the PDS triage
 EV_NONE, EV_ENTER, EV_QUIT = 0, 1, 2
 # Bits of ``hbits``, what a household's members are (OR over members: order-free). Bits 0-2:
@@ -197,12 +207,14 @@ class Economy(Module):
     def init(self, sim) -> None:
         p = self.params
         ages = np.arange(MAX_AGE + 1)
-        self.need_w = np.where(ages < 5, p.need_child, np.where(ages < 15, p.need_young,
-                               np.where(ages >= 60, p.need_old, 1.0))).astype(np.float32)
+        self.need_w = np.where(ages < NEED_CHILD_UNDER, p.need_child,
+                               np.where(ages < NEED_YOUNG_UNDER, p.need_young,
+                                        np.where(ages >= NEED_OLD_FROM, p.need_old, 1.0))
+                               ).astype(np.float32)
         # the same by age in months (no division per person): age // 12, capped at MAX_AGE
         age_m = np.minimum(np.arange(AGE_MONTHS) // 12, MAX_AGE)
         self.need_m = self.need_w[age_m]
-        self.worker_m = ((age_m >= 16) & (age_m <= 64)).astype(np.uint8)
+        self.worker_m = ((age_m >= WORK_FROM) & (age_m <= WORK_TO)).astype(np.uint8)
         self.prov_priority = np.array(
             [p.priority_pyongyang if pr.name == "Pyongyang" else
              (p.priority_northeast if pr.northeast else p.priority_other) for pr in PROVINCES])
@@ -539,6 +551,17 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
     """
     amax = need_m.shape[0] - 1
     mg_w = 1.0 + mg_bonus
+    # need weights and working age by comparisons of the age in months (the classes of the
+    # tables need_m and worker_m, whose values they take)
+    nd_child = need_m[12 * NEED_CHILD_UNDER - 1]
+    nd_young = need_m[12 * NEED_YOUNG_UNDER - 1]
+    nd_adult = need_m[12 * NEED_YOUNG_UNDER]
+    nd_old = need_m[12 * NEED_OLD_FROM]
+    child_m = np.uint64(12 * NEED_CHILD_UNDER)
+    young_m = np.uint64(12 * NEED_YOUNG_UNDER)
+    old_m = np.uint64(12 * NEED_OLD_FROM)
+    work0_m = np.uint64(12 * WORK_FROM)
+    work1_m = np.uint64(12 * (WORK_TO + 1))
     for c in nb.prange(hbounds.shape[0] - 1):
         for h in range(hbounds[c], hbounds[c + 1]):
             need[h] = 0.0
@@ -571,10 +594,11 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 a = a if a < amax else amax
                 a = a if act else 0
                 a = np.uint64(a)
-                need_b[j] = need_m[a]
+                need_b[j] = nd_child if a < child_m else (
+                    nd_young if a < young_m else (nd_old if a >= old_m else nd_adult))
                 sb = songbun[i]
                 bits = np.int64(1 << sb) if sb < 3 else np.int64(B_SB_OTHER)
-                wk = np.int64(worker_m[a] != 0) & np.int64(st <= PREPARING)
+                wk = np.int64((a >= work0_m) & (a < work1_m)) & np.int64(st <= PREPARING)
                 mg = np.int64(bm >= mg_birth)
                 tr = np.int64((flags[i] & F_TRADER) != 0)
                 fem = np.int64(sex[i] == SEX_FEMALE)
@@ -1344,6 +1368,8 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
     tm = np.uint64(t)
     inv = 1.0 / (1.0 - h_thr)
     amax = worker_m.shape[0] - 1
+    work0_m = np.uint64(12 * WORK_FROM)  # working age by comparisons (the classes of worker_m)
+    work1_m = np.uint64(12 * (WORK_TO + 1))
     q = HSUM_Q
     for c in nb.prange(bounds.shape[0] - 1):
         pop = np.int64(0)
@@ -1394,11 +1420,11 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
                 pmin = pmn if pmn < pmin else pmin
                 pmax = pmx if pmx > pmax else pmax
                 # trading
-                a = t - bm  # age in months: working age (16-64) from a table
+                a = t - bm  # age in months: working age (16-64)
                 a = a if a < amax else amax
                 a = a if act else 0
                 a = np.uint64(a)
-                worker = (worker_m[a] != 0) & (st <= PREPARING)
+                worker = (a >= work0_m) & (a < work1_m) & (st <= PREPARING)
                 ev = event[h]
                 # Whether a person trades is close to a coin toss from one person to the
                 # next, so the skill is updated without a branch on it: a trader who stays
