@@ -105,3 +105,43 @@ def test_attitudes_stay_bounded():
         x = getattr(sim.persons, field)
         assert np.isfinite(x).all()
         assert x.min() >= 0.0 and x.max() <= 2.0  # targets are sums of weights below 2
+
+
+def test_the_economy_counts_watchers_for_the_information_module(monkeypatch):
+    """With the economy in the run, its pass over everyone counts each household's people 10+
+    and watchers for the information module, which then skips its own pass: the counts are
+    the ones its own kernel gives on the same people (and without the economy it counts them
+    itself)."""
+    from talbuk.modules import information as im
+
+    sim = Sim("baseline", scale=5000, seed=4)
+    sim.run(until=150)  # media spread, people born and moved since the last reorder
+    own_calls = []
+    seen = {}
+    for name in ("_scatter_households", "_scatter_households_par"):
+        f = getattr(im, name)
+        monkeypatch.setattr(im, name, lambda *a, _f=f: (own_calls.append(1), _f(*a))[1])
+    f_cells = im._household_cells
+    watching_min = np.float32(next(m for m in sim.modules if m.name == "information").params.watching_min)
+
+    def cells(*a):
+        # the people as the economy counted them (nothing a count reads has changed since:
+        # the media kernel, which changes exposure, comes after this), counted again here
+        q, nh = sim.persons, sim.households.n
+        w = np.zeros(nh, dtype=np.int32)
+        n = np.zeros(nh, dtype=np.int32)
+        im._count_range(np.int64(sim.month), 0, q.n, q.stage, q.birth_month, q.flags,
+                        q.household, q.media_exposure, watching_min, im.MEDIA_MIN_AGE * 12, n, w)
+        seen.update(watch=a[7].copy(), n=a[8].copy(), own_watch=w, own_n=n)
+        return f_cells(*a)
+
+    monkeypatch.setattr(im, "_household_cells", cells)
+    sim.step()
+    assert not own_calls, "the information module counted again what the economy counted"
+    np.testing.assert_array_equal(seen["watch"], seen["own_watch"])
+    np.testing.assert_array_equal(seen["n"], seen["own_n"])
+    assert seen["n"].sum() > 0 and seen["watch"].sum() > 0
+    # without the economy, the module counts them itself
+    alone = Sim("baseline", scale=5000, seed=4, modules=("demography", "information"))
+    alone.step()
+    assert own_calls

@@ -69,6 +69,7 @@ from talbuk.modules.base import Module, ModuleParams, Output
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_MARKET_GEN,
+    F_MEDIA_EVER,
     F_TRADER,
     H_FARM,
     H_TRADING,
@@ -276,13 +277,16 @@ class Economy(Module):
         it is read within the step (need, members' bits, trading power and workers by the
         sum of members; the triage score by the household scan; the event by the household
         pass)."""
-        (self.need,  # adult-equivalent need of the members
+        (self.m_watch,  # the information module's watchers and people 10+ (see step):
+         self.m_n,  # first, at the offsets of its own two first work arrays
+         self.need,  # adult-equivalent need of the members
          self.hbits,  # B_* bits of the members
          self.power,  # trading power of the members
          self.n_workers,
          self.event,  # EV_* of the household pass, read by the person pass
          self.hx,  # triage score in histogram units
-         ) = sim.household_work(np.float32, np.uint8, np.float32, np.int16, np.uint8, np.float64)
+         ) = sim.household_work(np.int32, np.int32, np.float32, np.uint8, np.float32, np.int16,
+                                np.uint8, np.float64)
 
     def _grow(self, hcap: int) -> None:
         if self.entry_res.shape[0] < hcap:
@@ -365,10 +369,19 @@ class Economy(Module):
         defer_end = np.empty(nc0, dtype=np.int64)
         n_movers = np.empty(nc0, dtype=np.int64)
         ok = np.empty(nc0, dtype=np.bool_)
+        # The same pass counts, for the information module, each household's people 10+ at
+        # home and its watchers of foreign media (a pass of its own over everyone saved):
+        # the module publishes what it counts (sim.shared["media_count_params"]: watching
+        # threshold, minimum age in months) and reads the counts in its step, which comes
+        # next (sim.shared["media_counts"]). Integer counts: the same as its own.
+        mcp = sim.shared.get("media_count_params")
+        watching_min, media_age_m = (np.float32(mcp[0]), np.int64(mcp[1])) if mcp else (
+            np.float32(0.0), np.int64(0))
         args = (np.int64(t), persons.stage, persons.birth_month, persons.sex, persons.household,
                 persons.songbun, persons.flags, persons.market_skill, self.need_m,
                 self.worker_m, np.int64(self.mg_birth), float(p.skill_floor),
-                float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers)
+                float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers,
+                persons.media_exposure, watching_min, media_age_m, self.m_watch, self.m_n)
         while True:
             if self.movers.shape[0] < nc0 * self.movers_per_chunk:
                 self.movers = np.zeros(nc0 * self.movers_per_chunk, dtype=np.int32)
@@ -385,6 +398,9 @@ class Economy(Module):
                                  self.movers, np.int64(self.movers_per_chunk), n_movers, *args)
         else:
             _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
+        if mcp:
+            sim.shared["media_counts"] = (sim.t_index, watching_min, media_age_m,
+                                          self.m_watch[:nh], self.m_n[:nh])
         # 2. households: new ones (serial), then cell trading shares, triage scores and
         #    histogram, need sums (parallel, exact: integer counts, sums of float32 needs)
         n_cells = sim.cell_province.shape[0]
@@ -465,6 +481,7 @@ class Economy(Module):
         sim.record("redenomination_loss_usd", hc[K_REDENOM] * s)
         # no reference to the shared work buffer past the step (Sim.household_work)
         self.need = self.hbits = self.power = self.n_workers = self.event = self.hx = None
+        self.m_watch = self.m_n = None
         sim.record_province("hungry_people", prov_hungry.sum(axis=0) * s)
         sim.record_province("pds_fed", prov_fed.sum(axis=0) * s)
 
@@ -484,7 +501,8 @@ FIXUP_WORK_PER_PERSON = 16
 # would pass the arrays with reference counting, which costs more than the sum itself.
 @nb.njit(inline="always", cache=True)
 def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
-                mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax):
+                mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax,
+                exposure, watching_min, media_age_m, m_watch, m_n):
     # Without branches on the person's traits: who is a worker, a woman, of the market
     # generation or a trader is close to a coin toss from one person to the next, and a
     # mispredicted branch costs more than the arithmetic. Every household field is written
@@ -511,31 +529,40 @@ def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m,
     w *= (1.0 + mg_bonus) if mg else 1.0
     power[h] += w * (wk & tr)
     hbits[h] |= bits
+    ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
+    m_n[h] += ma
+    m_watch[h] += ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
 
 
 @nb.njit(cache=True)
 def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
-               worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
-    """Serial scatter of persons into household sums (need, traders, workers, songbun)."""
+               worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
+               exposure, watching_min, media_age_m, m_watch, m_n):
+    """Serial scatter of persons into household sums (need, traders, workers, songbun; the
+    information module's counts of people 10+ and watchers, see Economy.step)."""
     amax = need_m.shape[0] - 1
     for h in range(nh):
         need[h] = 0.0
         hbits[h] = 0
         power[h] = 0.0
         n_workers[h] = 0
+        m_watch[h] = 0
+        m_n[h] = 0
     for i in range(stage.shape[0]):
         st = stage[i]
         if not in_country(st):
             continue
         h = household[i]
         _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
-                    mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax)
+                    mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax,
+                    exposure, watching_min, media_age_m, m_watch, m_n)
 
 
 @nb.njit(parallel=True, cache=True)
 def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
                    t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
-                   worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
+                   worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
+                   exposure, watching_min, media_age_m, m_watch, m_n):
     """Parallel part of the scatter, over the initial population ``[0, pbounds[-1])``.
 
     Its members of households ``< h0`` come in household order, so a chunk owns every
@@ -568,6 +595,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             hbits[h] = 0
             power[h] = 0.0
             n_workers[h] = 0
+            m_watch[h] = 0
+            m_n[h] = 0
     for c in nb.prange(pbounds.shape[0] - 1):
         hf = np.int64(-1)
         prev = np.int64(-1)
@@ -580,6 +609,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
         power_b = np.zeros(nbuf, dtype=np.float64)
         bits_b = np.zeros(nbuf, dtype=np.int64)
         wk_b = np.zeros(nbuf, dtype=np.int64)
+        ma_b = np.zeros(nbuf, dtype=np.int32)  # counted by the information module: 10+
+        mw_b = np.zeros(nbuf, dtype=np.int32)  # and watching
         for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, pbounds[c + 1])
             # unsigned indices: numba adds no test for negative ones
@@ -608,6 +639,10 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 w = skill_floor + skill[i]
                 w = w * mg_w if mg else w  # (w * 1.0 is w)
                 power_b[j] = w * (wk & tr)
+                ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
+                ma_b[j] = ma
+                mw_b[j] = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0)
+                                        & (exposure[i] >= watching_min))
             for j in range(b1 - b0):
                 hh = hh_b[j]
                 if hh < 0:
@@ -630,6 +665,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 hbits[uh] |= bits_b[j]
                 n_workers[uh] += wk_b[j]
                 power[uh] += power_b[j]
+                m_n[uh] += ma_b[j]
+                m_watch[uh] += mw_b[j]
         first_h[c] = hf
         last_h[c] = prev
         defer_end[c] = dend
@@ -654,7 +691,8 @@ def _prefix_in_order(pbounds, first_h, last_h, ok):
 @nb.njit(parallel=True, cache=True)
 def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, n_movers,
                          t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
-                         worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers):
+                         worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
+                         exposure, watching_min, media_age_m, m_watch, m_n):
     """Rest of the scatter (after :func:`_aggregate_par`, once :func:`_prefix_in_order`):
     the chunks' first households, the initial people who moved to a new household, and the
     born. Each range of ``hparts`` owns the households in it and scans the three lists in
@@ -674,7 +712,8 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, 
                 if in_country(stage[i]) and household[i] == hf:
                     _add_person(i, hf, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
-                                power, n_workers, amax)
+                                power, n_workers, amax, exposure, watching_min, media_age_m,
+                                m_watch, m_n)
         for c in range(nc):
             base = c * mcap
             for j in range(n_movers[c]):
@@ -683,14 +722,16 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, 
                 if h >= hlo and h < hhi:
                     _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
-                                power, n_workers, amax)
+                                power, n_workers, amax, exposure, watching_min, media_age_m,
+                                m_watch, m_n)
         for i in range(p0, n):
             if in_country(stage[i]):
                 h = household[i]
                 if h >= hlo and h < hhi:
                     _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
-                                power, n_workers, amax)
+                                power, n_workers, amax, exposure, watching_min, media_age_m,
+                                m_watch, m_n)
 
 
 @nb.njit(cache=True)

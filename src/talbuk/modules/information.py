@@ -137,6 +137,9 @@ class Information(Module):
         self.border = np.array([p.borders_china for p in PROVINCES], dtype=np.bool_)
         self.level = np.zeros(N_PROV, dtype=np.float64)  # availability L_p, carried
         self.n_cells = int(sim.cell_province.shape[0])
+        # the economy's pass over everyone counts each household's people 10+ and watchers
+        # for this module (Economy.step), with these
+        sim.shared["media_count_params"] = (np.float32(self.params.watching_min), MEDIA_MIN_AGE * 12)
 
     def checkpoint_state(self) -> dict:
         return {"level": self.level.copy()}
@@ -163,13 +166,25 @@ class Information(Module):
         # per-household work arrays from the modules' shared buffer (Sim.household_work):
         # hh_watch and hh_n are zeroed by the counting kernels (_count_range), hh_social and
         # hh_caught written for every household by _household_cells
+        # the counts may come from the economy's pass this month (Economy.step: the same
+        # integers, in the first two arrays of its work buffer, which are these)
+        counted = sim.shared.pop("media_counts", None)
+        if counted is not None and not (counted[0] == sim.t_index and counted[3].shape[0] == nh
+                                        and counted[1] == np.float32(p.watching_min)
+                                        and counted[2] == MEDIA_MIN_AGE * 12):
+            counted = None
         parts = sim.parts(persons.n, persons.n)
-        n_partial = max(parts.size - 2, 0)  # ranges of people after the first
+        n_partial = 0 if counted is not None else max(parts.size - 2, 0)  # ranges after the first
         hh_watch, hh_n, hh_social, hh_caught, partial = sim.household_work(
             np.int32, np.int32, np.float32, np.uint8, (np.int16, (2, n_partial)))
         hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in (hh_watch, hh_n, hh_social,
                                                                   hh_caught))
-        if parts.size > 2:  # counts per range of people, then added per household (exact)
+        if counted is not None:
+            if counted[3].ctypes.data != hh_watch.ctypes.data:  # the buffer was made again
+                hh_watch[:] = counted[3]
+                hh_n[:] = counted[4]
+            del counted
+        elif parts.size > 2:  # counts per range of people, then added per household (exact)
             _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
                                     persons.flags, persons.household, persons.media_exposure,
                                     np.float32(p.watching_min), hh_watch, hh_n, parts,
