@@ -200,7 +200,7 @@ def _aggregates(sim: Sim, econ: Economy, parallel: bool, n_ranges: int = 1) -> l
     P = sim.persons
     econ._work(sim)  # the month's work arrays (the shared buffer, as in a step)
     out = (econ.need, econ.hbits, econ.power, econ.n_workers)
-    counts = (econ.m_watch, econ.m_n)  # the information module's counts, also summed here
+    counts = (econ.m_nw,)  # the information module's counts, also summed here
     args = (np.int64(sim.month), P.stage, P.birth_month, P.sex, P.household, P.songbun, P.flags,
             P.market_skill, econ.need_m, econ.worker_m, np.int64(econ.mg_birth),
             float(p.skill_floor), float(p.mg_income_bonus), *out, P.media_exposure,

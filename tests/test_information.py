@@ -128,19 +128,18 @@ def test_the_economy_counts_watchers_for_the_information_module(monkeypatch):
         # the people as the economy counted them (nothing a count reads has changed since:
         # the media kernel, which changes exposure, comes after this), counted again here
         q, nh = sim.persons, sim.households.n
-        w = np.zeros(nh, dtype=np.int32)
-        n = np.zeros(nh, dtype=np.int32)
+        nw = np.zeros(nh, dtype=np.int32)
         im._count_range(np.int64(sim.month), 0, q.n, q.stage, q.birth_month, q.flags,
-                        q.household, q.media_exposure, watching_min, im.MEDIA_MIN_AGE * 12, n, w)
-        seen.update(watch=a[7].copy(), n=a[8].copy(), own_watch=w, own_n=n)
+                        q.household, q.media_exposure, watching_min, im.MEDIA_MIN_AGE * 12, nw)
+        seen.update(nw=a[7].copy(), own_nw=nw)
         return f_cells(*a)
 
     monkeypatch.setattr(im, "_household_cells", cells)
     sim.step()
     assert not own_calls, "the information module counted again what the economy counted"
-    np.testing.assert_array_equal(seen["watch"], seen["own_watch"])
-    np.testing.assert_array_equal(seen["n"], seen["own_n"])
-    assert seen["n"].sum() > 0 and seen["watch"].sum() > 0
+    np.testing.assert_array_equal(seen["nw"], seen["own_nw"])
+    n, w = seen["nw"] & im.COUNT_MASK, seen["nw"] // im.WATCH_UNIT
+    assert n.sum() > 0 and w.sum() > 0 and np.all(w <= n)
     # without the economy, the module counts them itself
     alone = Sim("baseline", scale=5000, seed=4, modules=("demography", "information"))
     alone.step()

@@ -66,6 +66,7 @@ from pydantic import Field
 
 from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
+from talbuk.modules.information import WATCH_UNIT
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_MARKET_GEN,
@@ -277,16 +278,16 @@ class Economy(Module):
         it is read within the step (need, members' bits, trading power and workers by the
         sum of members; the triage score by the household scan; the event by the household
         pass)."""
-        (self.m_watch,  # the information module's watchers and people 10+ (see step):
-         self.m_n,  # first, at the offsets of its own two first work arrays
+        (self.m_nw,  # the information module's people 10+ and watchers (see step): first, at
+         # the offset of its own first work array
          self.need,  # adult-equivalent need of the members
          self.hbits,  # B_* bits of the members
          self.power,  # trading power of the members
          self.n_workers,
          self.event,  # EV_* of the household pass, read by the person pass
          self.hx,  # triage score in histogram units
-         ) = sim.household_work(np.int32, np.int32, np.float32, np.uint8, np.float32, np.int16,
-                                np.uint8, np.float64)
+         ) = sim.household_work(np.int32, np.float32, np.uint8, np.float32, np.int16, np.uint8,
+                                np.float64)
 
     def _grow(self, hcap: int) -> None:
         if self.entry_res.shape[0] < hcap:
@@ -381,7 +382,7 @@ class Economy(Module):
                 persons.songbun, persons.flags, persons.market_skill, self.need_m,
                 self.worker_m, np.int64(self.mg_birth), float(p.skill_floor),
                 float(p.mg_income_bonus), self.need, self.hbits, self.power, self.n_workers,
-                persons.media_exposure, watching_min, media_age_m, self.m_watch, self.m_n)
+                persons.media_exposure, watching_min, media_age_m, self.m_nw)
         while True:
             if self.movers.shape[0] < nc0 * self.movers_per_chunk:
                 self.movers = np.zeros(nc0 * self.movers_per_chunk, dtype=np.int32)
@@ -399,8 +400,7 @@ class Economy(Module):
         else:
             _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
         if mcp:
-            sim.shared["media_counts"] = (sim.t_index, watching_min, media_age_m,
-                                          self.m_watch[:nh], self.m_n[:nh])
+            sim.shared["media_counts"] = (sim.t_index, watching_min, media_age_m, self.m_nw[:nh])
         # 2. households: new ones (serial), then cell trading shares, triage scores and
         #    histogram, need sums (parallel, exact: integer counts, sums of float32 needs)
         n_cells = sim.cell_province.shape[0]
@@ -481,7 +481,7 @@ class Economy(Module):
         sim.record("redenomination_loss_usd", hc[K_REDENOM] * s)
         # no reference to the shared work buffer past the step (Sim.household_work)
         self.need = self.hbits = self.power = self.n_workers = self.event = self.hx = None
-        self.m_watch = self.m_n = None
+        self.m_nw = None
         sim.record_province("hungry_people", prov_hungry.sum(axis=0) * s)
         sim.record_province("pds_fed", prov_fed.sum(axis=0) * s)
 
@@ -502,7 +502,7 @@ FIXUP_WORK_PER_PERSON = 16
 @nb.njit(inline="always", cache=True)
 def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
                 mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax,
-                exposure, watching_min, media_age_m, m_watch, m_n):
+                exposure, watching_min, media_age_m, m_nw):
     # Without branches on the person's traits: who is a worker, a woman, of the market
     # generation or a trader is close to a coin toss from one person to the next, and a
     # mispredicted branch costs more than the arithmetic. Every household field is written
@@ -530,14 +530,14 @@ def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m,
     power[h] += w * (wk & tr)
     hbits[h] |= bits
     ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
-    m_n[h] += ma
-    m_watch[h] += ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
+    mw = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
+    m_nw[h] += ma + mw * np.int32(WATCH_UNIT)
 
 
 @nb.njit(cache=True)
 def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
-               exposure, watching_min, media_age_m, m_watch, m_n):
+               exposure, watching_min, media_age_m, m_nw):
     """Serial scatter of persons into household sums (need, traders, workers, songbun; the
     information module's counts of people 10+ and watchers, see Economy.step)."""
     amax = need_m.shape[0] - 1
@@ -546,8 +546,7 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
         hbits[h] = 0
         power[h] = 0.0
         n_workers[h] = 0
-        m_watch[h] = 0
-        m_n[h] = 0
+        m_nw[h] = 0
     for i in range(stage.shape[0]):
         st = stage[i]
         if not in_country(st):
@@ -555,14 +554,14 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
         h = household[i]
         _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m, worker_m,
                     mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers, amax,
-                    exposure, watching_min, media_age_m, m_watch, m_n)
+                    exposure, watching_min, media_age_m, m_nw)
 
 
 @nb.njit(parallel=True, cache=True)
 def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
                    t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                    worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
-                   exposure, watching_min, media_age_m, m_watch, m_n):
+                   exposure, watching_min, media_age_m, m_nw):
     """Parallel part of the scatter, over the initial population ``[0, pbounds[-1])``.
 
     Its members of households ``< h0`` come in household order, so a chunk owns every
@@ -595,8 +594,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             hbits[h] = 0
             power[h] = 0.0
             n_workers[h] = 0
-            m_watch[h] = 0
-            m_n[h] = 0
+            m_nw[h] = 0
     for c in nb.prange(pbounds.shape[0] - 1):
         hf = np.int64(-1)
         prev = np.int64(-1)
@@ -609,8 +607,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
         power_b = np.zeros(nbuf, dtype=np.float64)
         bits_b = np.zeros(nbuf, dtype=np.int64)
         wk_b = np.zeros(nbuf, dtype=np.int64)
-        ma_b = np.zeros(nbuf, dtype=np.int32)  # counted by the information module: 10+
-        mw_b = np.zeros(nbuf, dtype=np.int32)  # and watching
+        mnw_b = np.zeros(nbuf, dtype=np.int32)  # the information module's counts (10+, watching)
         for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
             b1 = min(b0 + BLOCK, pbounds[c + 1])
             # unsigned indices: numba adds no test for negative ones
@@ -640,9 +637,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 w = w * mg_w if mg else w  # (w * 1.0 is w)
                 power_b[j] = w * (wk & tr)
                 ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
-                ma_b[j] = ma
-                mw_b[j] = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0)
-                                        & (exposure[i] >= watching_min))
+                mw = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
+                mnw_b[j] = ma + mw * np.int32(WATCH_UNIT)
             for j in range(b1 - b0):
                 hh = hh_b[j]
                 if hh < 0:
@@ -665,8 +661,7 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 hbits[uh] |= bits_b[j]
                 n_workers[uh] += wk_b[j]
                 power[uh] += power_b[j]
-                m_n[uh] += ma_b[j]
-                m_watch[uh] += mw_b[j]
+                m_nw[uh] += mnw_b[j]
         first_h[c] = hf
         last_h[c] = prev
         defer_end[c] = dend
@@ -692,7 +687,7 @@ def _prefix_in_order(pbounds, first_h, last_h, ok):
 def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, n_movers,
                          t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                          worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
-                         exposure, watching_min, media_age_m, m_watch, m_n):
+                         exposure, watching_min, media_age_m, m_nw):
     """Rest of the scatter (after :func:`_aggregate_par`, once :func:`_prefix_in_order`):
     the chunks' first households, the initial people who moved to a new household, and the
     born. Each range of ``hparts`` owns the households in it and scans the three lists in
@@ -713,7 +708,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, 
                     _add_person(i, hf, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax, exposure, watching_min, media_age_m,
-                                m_watch, m_n)
+                                m_nw)
         for c in range(nc):
             base = c * mcap
             for j in range(n_movers[c]):
@@ -723,7 +718,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, 
                     _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax, exposure, watching_min, media_age_m,
-                                m_watch, m_n)
+                                m_nw)
         for i in range(p0, n):
             if in_country(stage[i]):
                 h = household[i]
@@ -731,7 +726,7 @@ def _aggregate_fixup_par(p0, hparts, pbounds, first_h, defer_end, movers, mcap, 
                     _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill,
                                 need_m, worker_m, mg_birth, skill_floor, mg_bonus, need, hbits,
                                 power, n_workers, amax, exposure, watching_min, media_age_m,
-                                m_watch, m_n)
+                                m_nw)
 
 
 @nb.njit(cache=True)

@@ -50,6 +50,10 @@ _CRACKDOWN = np.uint64(rng.STREAMS["media_crackdown"])
 _TRAIT = np.uint64(rng.STREAMS["trait"])
 N_PROV = len(PROVINCES)
 MEDIA_MIN_AGE = 10  # years: children watch too; adults (16+) are reported
+#: A household's people 10+ and its watchers are counted in one int32 (one add per person):
+#: people 10+ in the low 16 bits, watchers times WATCH_UNIT (no household has 65,536 members)
+WATCH_UNIT = 1 << 16
+COUNT_MASK = WATCH_UNIT - 1
 ADULT_AGE = 16
 C_ADULTS, C_EVER, C_B_ADULTS, C_B_EVER, C_CAUGHT = range(5)
 N_COUNTS = 5
@@ -164,10 +168,11 @@ class Information(Module):
             self.level += (target - self.level) / lag
         nh = households.n
         # per-household work arrays from the modules' shared buffer (Sim.household_work):
-        # hh_watch and hh_n are zeroed by the counting kernels (_count_range), hh_social and
-        # hh_caught written for every household by _household_cells
+        # hh_nw (people 10+ and watchers, WATCH_UNIT) is zeroed by the counting kernels
+        # (_count_range), hh_social and hh_caught written for every household by
+        # _household_cells
         # the counts may come from the economy's pass this month (Economy.step: the same
-        # integers, in the first two arrays of its work buffer, which are these)
+        # integers, in the first array of its work buffer, which is this one)
         counted = sim.shared.pop("media_counts", None)
         if counted is not None and not (counted[0] == sim.t_index and counted[3].shape[0] == nh
                                         and counted[1] == np.float32(p.watching_min)
@@ -175,30 +180,28 @@ class Information(Module):
             counted = None
         parts = sim.parts(persons.n, persons.n)
         n_partial = 0 if counted is not None else max(parts.size - 2, 0)  # ranges after the first
-        hh_watch, hh_n, hh_social, hh_caught, partial = sim.household_work(
-            np.int32, np.int32, np.float32, np.uint8, (np.int16, (2, n_partial)))
-        hh_watch, hh_n, hh_social, hh_caught = (a[:nh] for a in (hh_watch, hh_n, hh_social,
-                                                                  hh_caught))
+        hh_nw, hh_social, hh_caught, partial = sim.household_work(
+            np.int32, np.float32, np.uint8, (np.int32, (n_partial,)))
+        hh_nw, hh_social, hh_caught = (a[:nh] for a in (hh_nw, hh_social, hh_caught))
         if counted is not None:
-            if counted[3].ctypes.data != hh_watch.ctypes.data:  # the buffer was made again
-                hh_watch[:] = counted[3]
-                hh_n[:] = counted[4]
+            if counted[3].ctypes.data != hh_nw.ctypes.data:  # the buffer was made again
+                hh_nw[:] = counted[3]
             del counted
         elif parts.size > 2:  # counts per range of people, then added per household (exact)
             _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
                                     persons.flags, persons.household, persons.media_exposure,
-                                    np.float32(p.watching_min), hh_watch, hh_n, parts,
-                                    partial, sim.chunk_bounds(nh))
+                                    np.float32(p.watching_min), hh_nw, parts, partial,
+                                    sim.chunk_bounds(nh))
         else:
             _scatter_households(np.int64(t), persons.stage, persons.birth_month, persons.flags,
                                 persons.household, persons.media_exposure,
-                                np.float32(p.watching_min), hh_watch, hh_n)
+                                np.float32(p.watching_min), hh_nw)
         cell_kin = np.zeros(self.n_cells, dtype=np.float32)
         cell_raided = np.zeros(self.n_cells, dtype=np.uint8)
         share_cut = 1.0 - p.crackdown_sharing_cut * crackdown
         _household_cells(np.int64(t), sim.seed_key, households.cell, households.flags,
                          households.kin_abroad, households.members, households.surveillance,
-                         hh_watch, hh_n, float(p.family_weight * share_cut),
+                         hh_nw, float(p.family_weight * share_cut),
                          float(p.friends_weight * share_cut), float(p.inspect_rate * crackdown),
                          float(p.catch_prob), np.float32(p.caught_surveillance),
                          hh_social, hh_caught, cell_kin, cell_raided, sim.parts(nh, nh),
@@ -222,56 +225,51 @@ class Information(Module):
 
 @nb.njit(inline="always", cache=True)
 def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
-                 min_age, pn, pw):
-    """Zero ``pn`` (people 10+) and ``pw`` (watchers) and count people ``[lo, hi)`` into them.
+                 min_age, pnw):
+    """Zero ``pnw`` and count people ``[lo, hi)`` into it: people 10+ plus watchers times
+    WATCH_UNIT per household.
 
-    Without a branch: every person adds 1 or 0 to the row of their household (row 0 for those
-    not counted, which adds nothing). A scatter-add, so not vectorised; the branches it replaces
+    Without a branch: every person adds to the row of their household (row 0 for those not
+    counted, which adds nothing). A scatter-add, so not vectorised; the branches it replaces
     (on stage, age and watching, which the processor cannot predict) cost more than the adds."""
-    for h in range(pn.shape[0]):
-        pn[h] = 0
-        pw[h] = 0
+    for h in range(pnw.shape[0]):
+        pnw[h] = 0
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
         st = stage[i]
-        a = np.uint64(((st == RESIDENT) | (st == PREPARING)) & (t - birth_month[i] >= min_age))
-        h = np.uint64(household[i]) * a  # the household's row, or row 0 adding nothing
-        w = a & np.uint64((flags[i] & F_MEDIA_EVER) != 0) & np.uint64(exposure[i] >= watching_min)
-        pn[h] += a
-        pw[h] += w
+        a = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - birth_month[i] >= min_age))
+        h = np.uint64(household[i]) * np.uint64(a)  # the household's row, or row 0 adding nothing
+        w = a & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
+        pnw[h] += a + w * np.int32(WATCH_UNIT)
 
 
 @nb.njit(cache=True)
-def _scatter_households(t, stage, birth_month, flags, household, exposure, watching_min,
-                        hh_watch, hh_n):
-    """Serial scatter: watchers and people 10+ per household (integer counts)."""
+def _scatter_households(t, stage, birth_month, flags, household, exposure, watching_min, hh_nw):
+    """Serial scatter: people 10+ and watchers per household (integer counts, WATCH_UNIT)."""
     _count_range(t, 0, stage.shape[0], stage, birth_month, flags, household, exposure,
-                 watching_min, MEDIA_MIN_AGE * 12, hh_n, hh_watch)
+                 watching_min, MEDIA_MIN_AGE * 12, hh_nw)
 
 
 @nb.njit(parallel=True, cache=True)
 def _scatter_households_par(t, stage, birth_month, flags, household, exposure, watching_min,
-                            hh_watch, hh_n, parts, partial, hbounds):
+                            hh_nw, parts, partial, hbounds):
     """:func:`_scatter_households` by ranges of people: the first range counts into
-    ``hh_n``/``hh_watch``, range ``r > 0`` into ``partial[0, r - 1]`` (people 10+) and
-    ``partial[1, r - 1]`` (watchers); the counts are then added per household. Integer
-    counts, the same whatever the ranges."""
+    ``hh_nw``, range ``r > 0`` into ``partial[r - 1]``; the counts are then added per
+    household. Integer counts, the same whatever the ranges."""
     min_age = MEDIA_MIN_AGE * 12
-    nh = hh_n.shape[0]
+    nh = hh_nw.shape[0]
     for r in nb.prange(parts.shape[0] - 1):
         if r == 0:
             _count_range(t, parts[0], parts[1], stage, birth_month, flags, household, exposure,
-                         watching_min, min_age, hh_n, hh_watch)
+                         watching_min, min_age, hh_nw)
         else:
             _count_range(t, parts[r], parts[r + 1], stage, birth_month, flags, household,
-                         exposure, watching_min, min_age, partial[0, r - 1, :nh],
-                         partial[1, r - 1, :nh])
+                         exposure, watching_min, min_age, partial[r - 1, :nh])
     # range by range (a loop over households the compiler vectorises; integer sums, so the
     # same whatever the order)
     for c in nb.prange(hbounds.shape[0] - 1):
         for r in range(parts.shape[0] - 2):
             for h in range(np.uint64(hbounds[c]), np.uint64(hbounds[c + 1])):
-                hh_n[h] += partial[0, r, h]
-                hh_watch[h] += partial[1, r, h]
+                hh_nw[h] += partial[r, h]
 
 
 #: Households per block of the household pass of :func:`_household_cells`
@@ -279,8 +277,8 @@ CELL_BLOCK = 1024
 
 
 @nb.njit(parallel=True, cache=True)
-def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance, hh_watch,
-                     hh_n, w_family, w_friends, inspect_p, catch_p, caught_surv, hh_social,
+def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance, hh_nw,
+                     w_family, w_friends, inspect_p, catch_p, caught_surv, hh_social,
                      hh_caught, cell_kin, cell_raided, parts, hbounds):
     """Cell shares of watchers and of families with kin abroad; searches and catches.
 
@@ -324,8 +322,9 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
                 pc = c
             occ = members[h] > 0
             kin = (kin_abroad[h] > 0) | ((hh_flags[h] & 12) != 0)  # H_KIN_CHINA | H_KIN_SOUTH
-            sw += hh_watch[h]
-            sn += hh_n[h]
+            x = hh_nw[h]
+            sw += x >> np.int32(16)
+            sn += x & np.int32(COUNT_MASK)
             so += np.int32(occ)
             sk += np.int32(occ & kin)
         acc[r, pc, 0] += sw
@@ -356,8 +355,9 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
             m = np.int64(0)
             for j in range(nbk):
                 h = ub0 + j
-                n = hh_n[h]
-                w = hh_watch[h]
+                x = hh_nw[h]
+                n = x & np.int32(COUNT_MASK)
+                w = x >> np.int32(16)
                 c = np.uint64(cell[h])
                 nn = n if n != 0 else np.int32(1)
                 soc = w_family * (w / nn) + w_friends * cell_share[c]
