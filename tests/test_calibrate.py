@@ -200,6 +200,24 @@ def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
             assert not p.name.startswith("lever.")
 
 
+def test_the_short_tie_priors_differ_from_the_full_ones_only_in_the_half_life():
+    """priors_tie_short.toml (calibration 16): the nine priors of priors_tie.toml, the ties'
+    half-life held to 1-4 years and its source saying the range was chosen against a target."""
+    from importlib import resources
+
+    full = {p.name: p for p in load_priors()}
+    path = resources.files("talbuk").joinpath("calibration", "priors_tie_short.toml")
+    short = {p.name: p for p in load_priors(str(path))}
+    assert len(short) == 9
+    for name, p in short.items():
+        q = full[name]
+        if name == "journey.kin_tie_half_life_years":
+            assert (p.distribution, p.low, p.high) == ("loguniform", 1.0, 4.0)
+            assert "chosen against" in p.source
+        else:
+            assert (p.distribution, p.low, p.high, p.source) == (q.distribution, q.low, q.high, q.source), name
+
+
 def test_each_rule_has_its_own_location_parameter(tmp_path):
     """priors_rules.toml: five shared parameters and one location per rule; ``rules`` is
     checked when the file is read, and a posterior's empty cells are never applied."""
