@@ -13,7 +13,7 @@ import talbuk.sim as sim_module
 from talbuk.modules import decision as dm
 from talbuk.modules import information as im
 from talbuk.sim import Sim
-from talbuk.state import F_MEDIA_EVER, H_KIN_SOUTH
+from talbuk.state import F_MEDIA_EVER, H_KIN_SOUTH, PREPARING, RESIDENT
 
 SCALE = 5000
 
@@ -56,15 +56,21 @@ def test_media_household_counts_by_ranges_of_people(sim_8y, k):
     exposure[::2] = 0.1
     args = (np.int64(sim_8y.month), p.stage, p.birth_month, flags, p.household, exposure,
             np.float32(0.05))
-    watch, n10 = np.zeros(hh.n, dtype=np.int32), np.zeros(hh.n, dtype=np.int32)
-    im._scatter_households(*args, watch, n10)
-    watch_k, n10_k = np.full(hh.n, 9, dtype=np.int32), np.full(hh.n, 9, dtype=np.int32)
-    partial = np.full((2, k - 1, hh.n + 5), 3, dtype=np.int16)  # stale counts must be cleared
-    im._scatter_households_par(*args, watch_k, n10_k, np.linspace(0, p.n, k + 1).astype(np.int64),
+    nw = np.zeros(hh.n, dtype=np.int32)  # people 10+ plus watchers times WATCH_UNIT
+    im._scatter_households(*args, nw)
+    nw_k = np.full(hh.n, 9, dtype=np.int32)
+    partial = np.full((k - 1, hh.n + 5), 3, dtype=np.int32)  # stale counts must be cleared
+    im._scatter_households_par(*args, nw_k, np.linspace(0, p.n, k + 1).astype(np.int64),
                                partial, sim_8y.chunk_bounds(hh.n))
-    np.testing.assert_array_equal(watch, watch_k)
-    np.testing.assert_array_equal(n10, n10_k)
-    assert watch.sum() > 0 and n10.sum() > watch.sum()
+    np.testing.assert_array_equal(nw, nw_k)
+    watch, n10 = nw // im.WATCH_UNIT, nw & im.COUNT_MASK
+    assert watch.sum() > 0 and n10.sum() > watch.sum() and np.all(watch <= n10)
+    # the same as counting person by person
+    t = sim_8y.month
+    counted = ((p.stage == RESIDENT) | (p.stage == PREPARING)) & (t - p.birth_month >= im.MEDIA_MIN_AGE * 12)
+    watching = counted & ((flags & F_MEDIA_EVER) != 0) & (exposure >= np.float32(0.05))
+    np.testing.assert_array_equal(n10, np.bincount(p.household[counted], minlength=hh.n))
+    np.testing.assert_array_equal(watch, np.bincount(p.household[watching], minlength=hh.n))
 
 
 def test_parallel_ranges_same_state_as_one_thread(monkeypatch):
@@ -101,7 +107,8 @@ def test_household_cells_by_ranges(sim_8y, k):
         kin = np.zeros(n_cells, dtype=np.float32)
         raided = np.zeros(n_cells, dtype=np.uint8)
         im._household_cells(np.int64(sim_8y.month), sim_8y.seed_key, hh.cell, hh.flags,
-                            hh.kin_abroad, hh.members, surv, watch, n10, 0.6, 0.5, 0.3, 0.5,
+                            hh.kin_abroad, hh.members, surv, n10 + watch * im.WATCH_UNIT, 0.6,
+                            0.5, 0.3, 0.5,
                             np.float32(0.3), social, caught, kin, raided, parts, hbounds)
         return social, caught, surv, kin, raided
 
