@@ -15,7 +15,7 @@ from talbuk.memory import tune_malloc
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import DEAD, PERSON_DTYPES, in_country_mask
+from talbuk.state import DEAD, in_country_mask
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``reorder`` (each January) drops the dead from the person table and
@@ -250,7 +250,6 @@ class Sim:
             shapes.append((dtype, shape, total, nbytes))
             total += -(-nbytes // 64) * 64  # each array 64-byte aligned
         if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
-            self._work = None
             self._work = self._pool_of(total)[:total]
             self._work_rows = rows
         return tuple(self._work[off: off + nbytes].view(dtype).reshape(shape)
@@ -309,18 +308,13 @@ class Sim:
         # in the Sim's working memory (Sim._pool_of): the spare for the table's fields (which
         # first holds ``keep`` and the counting sort's starts), then ``new_index``
         idx_type = np.dtype(np.int32 if n < 2**31 else np.int64)
-        width = max(np.dtype(d).itemsize for d in PERSON_DTYPES.values())
-        a = -(-n * width // 64) * 64
+        ka = -(-n // 64) * 64
+        a = -(-max(n * p.widest, ka + 8 * (nh + 1)) // 64) * 64
         pool = self._pool_of(a + n * idx_type.itemsize)
         spare = pool[:a]
         new_index = pool[a: a + n * idx_type.itemsize].view(idx_type)
-        ka = -(-n // 64) * 64
-        if ka + 8 * (nh + 1) <= a:
-            keep = spare[:n].view(np.bool_)
-            start = spare[ka: ka + 8 * (nh + 1)].view(np.int64)
-        else:  # more households than fit beside keep (not in a baseline)
-            keep = np.empty(n, dtype=np.bool_)
-            start = np.empty(nh + 1, dtype=np.int64)
+        keep = spare[:n].view(np.bool_)
+        start = spare[ka: ka + 8 * (nh + 1)].view(np.int64)
         np.not_equal(p.stage, DEAD, out=keep)
         for m in self.modules:
             hook = getattr(m, "persons_to_keep", None)

@@ -150,6 +150,11 @@ class Table:
         return next(iter(self._data.values())).shape[0]
 
     @property
+    def widest(self) -> int:
+        """The largest item size of the fields, in bytes (:meth:`move` needs ``n`` times it)."""
+        return max(np.dtype(d).itemsize for d in self._dtypes.values())
+
+    @property
     def fields(self) -> tuple[str, ...]:
         return tuple(self._dtypes)
 
@@ -194,7 +199,7 @@ class Table:
         of huge pages each January. Rows past ``k`` are left zero, as appends expect.
         """
         n = self.n
-        width = max(np.dtype(d).itemsize for d in self._dtypes.values())
+        width = self.widest
         if spare is None:
             spare = np.empty(n * width + 64, dtype=np.uint8)
             spare = spare[-spare.ctypes.data % 64:]

@@ -277,8 +277,6 @@ def _census(stage, birth_month, sex, t, shape):
     return pop, w
 
 
-#: People per block of the demography kernel: each block is first computed as a whole, in a
-#: loop the compiler turns into SIMD code, then its few events are handled one at a time.
 #: Age classes in years: hunger's relative risk of death is ``hunger_rr_child`` under
 #: RR_CHILD_UNDER, ``hunger_rr_old`` from RR_OLD_FROM and ``hunger_rr_adult`` between; the
 #: recorded age groups are 0-14, 15-64 and 65 and over.
@@ -287,6 +285,8 @@ RR_OLD_FROM = 60
 GROUP_0_UNDER = 15
 GROUP_1_UNDER = 65
 
+#: People per block of the demography kernel: each block is first computed as a whole, in a
+#: loop the compiler turns into SIMD code, then its few events are handled one at a time.
 RNG_BLOCK = 1024
 
 # What the SIMD part of the demography kernel flags for each person of a block (``ev``)

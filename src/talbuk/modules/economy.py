@@ -66,11 +66,10 @@ from pydantic import Field
 
 from talbuk import rng
 from talbuk.modules.base import Module, ModuleParams, Output
-from talbuk.modules.information import WATCH_UNIT
+from talbuk.modules.information import count_term
 from talbuk.population import PROVINCES
 from talbuk.state import (
     F_MARKET_GEN,
-    F_MEDIA_EVER,
     F_TRADER,
     H_FARM,
     H_TRADING,
@@ -400,7 +399,7 @@ class Economy(Module):
         else:
             _aggregate(nh, *args)  # the prefix was not sorted: plain serial scatter
         if mcp:
-            sim.shared["media_counts"] = (sim.t_index, watching_min, media_age_m, self.m_nw[:nh])
+            sim.shared["media_counts"] = (sim.t_index, self.m_nw[:nh])
         # 2. households: new ones (serial), then cell trading shares, triage scores and
         #    histogram, need sums (parallel, exact: integer counts, sums of float32 needs)
         n_cells = sim.cell_province.shape[0]
@@ -529,9 +528,7 @@ def _add_person(i, h, t, stage, birth_month, sex, songbun, flags, skill, need_m,
     w *= (1.0 + mg_bonus) if mg else 1.0
     power[h] += w * (wk & tr)
     hbits[h] |= bits
-    ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
-    mw = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
-    m_nw[h] += ma + mw * np.int32(WATCH_UNIT)
+    m_nw[h] += count_term(st, t - bm, flags[i], exposure[i], watching_min, media_age_m)
 
 
 @nb.njit(cache=True)
@@ -636,9 +633,8 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
                 w = skill_floor + skill[i]
                 w = w * mg_w if mg else w  # (w * 1.0 is w)
                 power_b[j] = w * (wk & tr)
-                ma = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - bm >= media_age_m))
-                mw = ma & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
-                mnw_b[j] = ma + mw * np.int32(WATCH_UNIT)
+                mnw_b[j] = count_term(st, t - bm, flags[i], exposure[i], watching_min,
+                                      media_age_m)
             for j in range(b1 - b0):
                 hh = hh_b[j]
                 if hh < 0:

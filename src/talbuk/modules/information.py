@@ -51,8 +51,9 @@ _TRAIT = np.uint64(rng.STREAMS["trait"])
 N_PROV = len(PROVINCES)
 MEDIA_MIN_AGE = 10  # years: children watch too; adults (16+) are reported
 #: A household's people 10+ and its watchers are counted in one int32 (one add per person):
-#: people 10+ in the low 16 bits, watchers times WATCH_UNIT (no household has 65,536 members)
-WATCH_UNIT = 1 << 16
+#: people 10+ in the low WATCH_SHIFT bits, watchers above (no household has 65,536 members)
+WATCH_SHIFT = 16
+WATCH_UNIT = 1 << WATCH_SHIFT
 COUNT_MASK = WATCH_UNIT - 1
 ADULT_AGE = 16
 C_ADULTS, C_EVER, C_B_ADULTS, C_B_EVER, C_CAUGHT = range(5)
@@ -174,9 +175,7 @@ class Information(Module):
         # the counts may come from the economy's pass this month (Economy.step: the same
         # integers, in the first array of its work buffer, which is this one)
         counted = sim.shared.pop("media_counts", None)
-        if counted is not None and not (counted[0] == sim.t_index and counted[3].shape[0] == nh
-                                        and counted[1] == np.float32(p.watching_min)
-                                        and counted[2] == MEDIA_MIN_AGE * 12):
+        if counted is not None and not (counted[0] == sim.t_index and counted[1].shape[0] == nh):
             counted = None
         parts = sim.parts(persons.n, persons.n)
         n_partial = 0 if counted is not None else max(parts.size - 2, 0)  # ranges after the first
@@ -184,8 +183,8 @@ class Information(Module):
             np.int32, np.float32, np.uint8, (np.int32, (n_partial,)))
         hh_nw, hh_social, hh_caught = (a[:nh] for a in (hh_nw, hh_social, hh_caught))
         if counted is not None:
-            if counted[3].ctypes.data != hh_nw.ctypes.data:  # the buffer was made again
-                hh_nw[:] = counted[3]
+            if counted[1].ctypes.data != hh_nw.ctypes.data:  # the buffer was made again
+                hh_nw[:] = counted[1]
             del counted
         elif parts.size > 2:  # counts per range of people, then added per household (exact)
             _scatter_households_par(np.int64(t), persons.stage, persons.birth_month,
@@ -224,6 +223,16 @@ class Information(Module):
 
 
 @nb.njit(inline="always", cache=True)
+def count_term(st, age_m, fl, exposure, watching_min, min_age_m):
+    """What one person adds to their household's count (int32): 1 if 10+ and at home
+    (resident or preparing to leave), plus WATCH_UNIT if also still watching foreign media.
+    Without branches, for SIMD loops (the economy's sums into households take it too)."""
+    a = np.int32(((st == RESIDENT) | (st == PREPARING)) & (age_m >= min_age_m))
+    w = a & np.int32(((fl & F_MEDIA_EVER) != 0) & (exposure >= watching_min))
+    return a + w * np.int32(WATCH_UNIT)
+
+
+@nb.njit(inline="always", cache=True)
 def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watching_min,
                  min_age, pnw):
     """Zero ``pnw`` and count people ``[lo, hi)`` into it: people 10+ plus watchers times
@@ -235,11 +244,9 @@ def _count_range(t, lo, hi, stage, birth_month, flags, household, exposure, watc
     for h in range(pnw.shape[0]):
         pnw[h] = 0
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
-        st = stage[i]
-        a = np.int32(((st == RESIDENT) | (st == PREPARING)) & (t - birth_month[i] >= min_age))
-        h = np.uint64(household[i]) * np.uint64(a)  # the household's row, or row 0 adding nothing
-        w = a & np.int32(((flags[i] & F_MEDIA_EVER) != 0) & (exposure[i] >= watching_min))
-        pnw[h] += a + w * np.int32(WATCH_UNIT)
+        x = count_term(stage[i], t - birth_month[i], flags[i], exposure[i], watching_min, min_age)
+        h = np.uint64(household[i]) * np.uint64(x != 0)  # the household's row, or row 0 adding nothing
+        pnw[h] += x
 
 
 @nb.njit(cache=True)
@@ -323,7 +330,7 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
             occ = members[h] > 0
             kin = (kin_abroad[h] > 0) | ((hh_flags[h] & 12) != 0)  # H_KIN_CHINA | H_KIN_SOUTH
             x = hh_nw[h]
-            sw += x >> np.int32(16)
+            sw += x >> np.int32(WATCH_SHIFT)
             sn += x & np.int32(COUNT_MASK)
             so += np.int32(occ)
             sk += np.int32(occ & kin)
@@ -357,7 +364,7 @@ def _household_cells(t, seed, cell, hh_flags, kin_abroad, members, surveillance,
                 h = ub0 + j
                 x = hh_nw[h]
                 n = x & np.int32(COUNT_MASK)
-                w = x >> np.int32(16)
+                w = x >> np.int32(WATCH_SHIFT)
                 c = np.uint64(cell[h])
                 nn = n if n != 0 else np.int32(1)
                 soc = w_family * (w / nn) + w_friends * cell_share[c]

@@ -839,7 +839,8 @@ def _journey_gather(t, seed, n, idx_person, stage, sex, province, household, rng
     each read waits for memory), with the person's draw of the month. A person's fields are
     written by the kernel only while it handles that person, so the values are the ones it
     would read. ``g_hf`` (the household's flags, which the kernel reads live, as an arrival
-    earlier in the index may change them) only brings the households' lines into the cache."""
+    earlier in the index may change them) only brings the households' lines into the cache
+    (not measured apart from the gather: the kernel's 12 -> 3 + 4 ms is for both)."""
     tm = np.uint64(t)
     for j in nb.prange(n):
         i = idx_person[j]
