@@ -118,8 +118,8 @@ N_K = 23
  P_CROSS_OK, P_CROSS_DIE, P_CAUGHT_FAIL, P_REP, P_SETTLE_M, P_SETTLE_F, P_DIE_CHINA, P_ONWARD,
  P_FEMALE, P_FEE_FACTOR, P_KIN_ONWARD, P_ARRIVE, P_TRANSIT_CAUGHT, P_TRANSIT_DIE, P_RELEASE,
  P_DIE_DETAINED, P_FEAR, P_GOODS, P_SETTLED_ON, P_PLANNED, P_FEE_FULL, P_PLANNED_ON, P_KIN_PLANNED,
- P_AIRLIFT, P_RETURN) = range(32)
-N_P = 32
+ P_AIRLIFT, P_RETURN, P_CREDIT) = range(33)
+N_P = 33
 
 # mean-field stages (rows of ``mf``); M_PLANNED: in China on a planned escape
 M_PREP, M_CROSS, M_CHINA, M_TRANSIT, M_DETAINED, M_SETTLED, M_PLANNED = range(7)
@@ -168,6 +168,8 @@ class JourneyParams(ModuleParams):
     female_ramp_start: int = Field(2004, ge=1990, le=2030, description="assumption: year the women's onward factor starts to rise")
     female_ramp_end: int = Field(2008, ge=1990, le=2030, description="revised by hand (2009 -> 2008); assumption: year the women's onward factor reaches its late value")
     onward_fee_half_usd: float = Field(15000.0, ge=100, le=1e6, description="assumption: onward fee (USD) that halves the onward rate of people without kin in South Korea")
+    broker_credit_usd: float = Field(0.0, ge=0, le=100000, description="assumption, 0 = no broker credit (the model up to 2026-11-30): the part of the broker fee (USD) that a mature broker network advances to a person without kin in South Korea, repaid after arrival out of the resettlement money South Korea pays every arrival; a fixed sum, not a share, so the fees of the 2010s (over $10,000, broker_fees.csv) bind again. Evidence: broker_fees.csv 2003-2006 (26% of the arrivals KINU surveyed paid nothing before leaving, most paid 2-6 million KRW) and brokers paid on arrival (Washington Post 2007, BBC 2011). It grows with the people who have already reached the South (broker_credit_half), whoever they were: a driver of the rise of the 2000s that does not run through a family's own members, which the kin terms cover (prior: priors_broker.toml)")
+    broker_credit_half: float = Field(10000.0, ge=100, le=1e7, description="assumption: people arrived in South Korea since 1990 (the mean-field copy's cumulative arrivals, low noise) at which the credit reaches half of broker_credit_usd: the network of brokers, many of them earlier defectors, grows with each arrival (cumulative arrivals since 1990: 2,525 by the end of 2002, 11,674 by the end of 2007, arrivals_rok.csv; prior: priors_broker.toml)")
     kin_onward_mult: float = Field(2.0, ge=1, le=10, description="revised by hand (4 -> 2) with kin_prepare_mult; set by hand (2 -> 4), as kin_prepare_mult: kin in South Korea pay the onward broker and speed the route (DESIGN 4.5)")
     planned_share: float = Field(1.0, ge=0, le=1, description="assumption, set by hand (2026-11-29) against the months abroad of 2009 arrivals (targets.csv: 12-24): after the ramp, the chance that a crosser who can pay the whole broker fee (or whose kin in South Korea pay it) is on a planned escape, the broker taking them from the river to a third country in one trip (broker_fees.csv 2006-2007: up to $10,000 for a planned escape with papers, Washington Post 2007, Lintner; 2011: one fee for both legs, BBC 2011)")
     kin_planned_share: float = Field(0.5, ge=0, le=1, description="assumption, set by hand (2026-11-29; 0, 0.3 and 1 tried, see docs/journey.md): share of the whole fee of a planned escape that kin in South Korea pay directly (on top of the remittances already in the household's savings)")
@@ -216,6 +218,7 @@ class Journey(Module):
         Output("returned_punished", "flow", "people", "detainees released home, punished"),
         Output("returned_home", "flow", "people", "people back home from hiding in China of their own accord, unseen (famine years)"),
         Output("households_kin_south", "stock", "households", "households with a member in South Korea"),
+        Output("broker_credit", "stock", "share", "share of the month's broker fee advanced on credit to people without kin in South Korea (broker_credit_usd, grown with cumulative arrivals, over the fee; at most 1)"),
     )
 
     def init(self, sim) -> None:
@@ -458,7 +461,9 @@ class Journey(Module):
         pr[P_GIVEUP] = min(0.5, p.giveup_base + p.giveup_security * border)
         pr[P_PREP_BASE] = p.prepare_rate
         pr[P_AFFORD_FLOOR] = p.afford_floor
-        pr[P_FEE_CROSS] = max(1.0, p.crossing_fee_share * fee)
+        credit = self.broker_credit(sim)
+        pr[P_CREDIT] = credit
+        pr[P_FEE_CROSS] = max(1.0, (1.0 - credit) * p.crossing_fee_share * fee)
         pr[P_EXCHANGE] = max(1e-6, sim.lever("exchange_rate"))
         pr[P_KIN_PREP] = p.kin_prepare_mult
         pr[P_SURV_BLOCK] = p.surveillance_block
@@ -475,7 +480,7 @@ class Journey(Module):
         year = month_year(sim.month) + (sim.month % 12) / 12.0
         w = _ramp(year, p.female_ramp_start, p.female_ramp_end)
         pr[P_FEMALE] = p.female_onward_early + w * (p.female_onward_late - p.female_onward_early)
-        onward_fee = (1.0 - p.crossing_fee_share) * fee
+        onward_fee = (1.0 - credit) * ((1.0 - p.crossing_fee_share) * fee)
         pr[P_FEE_FACTOR] = p.onward_fee_half_usd / (p.onward_fee_half_usd + onward_fee)
         pr[P_KIN_ONWARD] = p.kin_onward_mult
         pr[P_ARRIVE] = 1.0 / p.transit_months
@@ -494,6 +499,19 @@ class Journey(Module):
         pr[P_AIRLIFT] = self.airlift_share(sim)
         pr[P_RETURN] = p.return_rate * (1.0 - _ramp(year, p.return_ramp_start, p.return_ramp_end))
         return pr
+
+    def broker_credit(self, sim) -> float:
+        """Share of this month's broker fee ``F`` advanced on credit to people without kin in
+        the South: ``min(1, C / F)`` with ``C = broker_credit_usd * A / (A + broker_credit_half)``,
+        ``A`` the people who have reached South Korea up to last month in the mean-field copy
+        (its cumulative arrivals times the scale: the same low-noise value for the agents and
+        the copy, and nearly the same at every scale)."""
+        p = self.params
+        if p.broker_credit_usd <= 0.0:
+            return 0.0
+        arrived = float(self.mf_exits[X_ARRIVED].sum()) * sim.scale
+        credit = p.broker_credit_usd * arrived / (arrived + p.broker_credit_half)
+        return min(1.0, credit / max(1.0, float(sim.lever("broker_fee_usd"))))
 
     def airlift_share(self, sim) -> float:
         """Chance this month of being flown out at once (the ``airlift`` lever, in people)
@@ -515,6 +533,7 @@ class Journey(Module):
         if len(uids):
             self.enroll(sim, uids, push, pull)
         pr = self.probabilities(sim)
+        sim.record("broker_credit", pr[P_CREDIT])
         n = self.n_idx
         counts = np.zeros(N_K, dtype=np.int64)
         sums = np.zeros((N_U, 2), dtype=np.float64)
@@ -940,13 +959,16 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                 p_die = p_ok + pr[P_CROSS_DIE]
                 p_caught = p_die + (1.0 - p_die) * pr[P_CAUGHT_FAIL]
                 # chance of a planned escape should the crossing succeed: the whole fee paid
-                # from savings, or by kin in South Korea
+                # from savings, by kin in South Korea, or advanced by the broker on credit
+                # (whichever of the last two covers more)
                 q = 0.0
                 kin = (hh_flags[h] & H_KIN_SOUTH) != 0
                 if pr[P_PLANNED] > 0.0:
                     full = (hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]) / pr[P_FEE_FULL]
                     if kin:
-                        full += pr[P_KIN_PLANNED]
+                        full += max(pr[P_KIN_PLANNED], pr[P_CREDIT])
+                    else:
+                        full += pr[P_CREDIT]
                     q = pr[P_PLANNED] * (full if full < 1.0 else 1.0)
                 sums[U_CROSS_N, s] += 1.0
                 sums[U_CROSS_P, s] += q
