@@ -618,3 +618,102 @@ def test_found_in_is_isin():
         values = rng.integers(0, 60, rng.integers(0, 25))
         pool = rng.integers(0, 60, rng.integers(0, 50))
         assert np.array_equal(_found_in(values, pool), np.isin(values, pool))
+
+
+def test_broker_credit_is_a_fixed_sum_that_grows_with_arrivals():
+    """``broker_credit``: the share of the month's fee that the network advances,
+    min(1, C / F) with C = broker_credit_usd * A / (A + broker_credit_half), A the copy's
+    cumulative arrivals in people; it lowers the fees the kernel reads for people without kin."""
+    from talbuk.modules.journey import P_CREDIT, P_FEE_CROSS, P_FEE_FACTOR, X_ARRIVED
+
+    sim = _sim(13)
+    j = _module(sim, "journey")
+    _fix_lever(sim, "broker_fee_usd", 6000.0)
+    p = j.params
+    base = j.probabilities(sim)
+    assert j.broker_credit(sim) == 0.0 and base[P_CREDIT] == 0.0  # default: no credit
+    _set_params(sim, "journey", broker_credit_usd=3000.0, broker_credit_half=10000.0)
+    assert j.broker_credit(sim) == 0.0  # nobody has arrived yet: no network
+    j.mf_exits[X_ARRIVED, 0] = 10000.0 / SCALE  # 10,000 people arrived (in agents)
+    assert j.broker_credit(sim) == pytest.approx(1500.0 / 6000.0)
+    pr = j.probabilities(sim)
+    assert pr[P_CREDIT] == pytest.approx(0.25)
+    assert pr[P_FEE_CROSS] == base[P_FEE_CROSS]  # the credit is added to the money (kernel)
+    h = p.onward_fee_half_usd
+    assert pr[P_FEE_FACTOR] == pytest.approx(h / (h + 0.75 * (1.0 - p.crossing_fee_share) * 6000.0))
+    assert pr[P_FEE_FACTOR] > base[P_FEE_FACTOR]
+    # a fixed sum: the same network covers less of a dearer fee, all of a cheap one
+    _fix_lever(sim, "broker_fee_usd", 15000.0)
+    assert j.broker_credit(sim) == pytest.approx(0.1)
+    _fix_lever(sim, "broker_fee_usd", 1000.0)
+    assert j.broker_credit(sim) == 1.0
+    # the same number of people arrived at another scale gives the same credit
+    j.mf_exits[X_ARRIVED, 0] = 5000.0 / SCALE
+    j.mf_exits[X_ARRIVED, 1] = 5000.0 / SCALE
+    _fix_lever(sim, "broker_fee_usd", 6000.0)
+    assert j.broker_credit(sim) == pytest.approx(0.25)
+
+
+def _credit_run(credit_usd: float, kin: bool, crossing: bool = False):
+    """600 penniless adults in 1990 who have decided to leave (fee $6,000, border and China
+    quiet), in households with or without kin in the South, the network mature (10 million
+    arrivals). Returns the share who set off from preparing in their first month, or with
+    ``crossing`` (they start at the river) the share of those who got through that are on a
+    planned escape, and how many got through. One month each: the kin flags are the ones set
+    here (the journey's recount at the month's end would clear them)."""
+    from talbuk.modules.journey import X_ARRIVED
+
+    sim = _sim(14)
+    for lever, v in (("broker_fee_usd", 6000.0), ("border_security", 0.0),
+                     ("china_repatriation", 0.0)):
+        _fix_lever(sim, lever, v)
+    _set_params(sim, "journey", broker_credit_usd=credit_usd, broker_credit_half=100.0,
+                prepare_rate=0.9, distance_scale_km=2000.0, giveup_base=0.0, giveup_security=0.0,
+                surveillance_block=0.0, afford_floor=0.05, goods_usd=0.0, planned_share=1.0,
+                planned_ramp_start=1980, planned_ramp_end=1981, kin_planned_share=0.3)
+    j = _module(sim, "journey")
+    j.mf_exits[X_ARRIVED, 0] = 1e7 / SCALE
+    who = _adults(sim, 600, seed=4)
+    hh = sim.persons.household[who]
+    sim.households.savings_usd[hh] = 0.0
+    sim.households.savings_won[hh] = 0.0
+    if kin:
+        sim.households.flags[hh] |= np.uint8(H_KIN_SOUTH)
+    else:
+        sim.households.flags[hh] &= np.uint8(0xFF ^ H_KIN_SOUTH)
+    _decide(sim, who)
+    if crossing:
+        j.enroll(sim, who)
+        sim.persons.stage[who] = CROSSING
+        j.flows[PREPARING, CROSSING] += len(who)  # as if the module had moved them
+        j.idx_last[: j.n_idx] = CROSSING
+    sim.step()
+    if not crossing:
+        return float(np.isin(sim.persons.stage[who], (CROSSING, IN_CHINA)).mean())
+    d = j.finish_tables(sim)["defectors"].set_index("uid").loc[sim.persons.uid[who]]
+    crossed = d["in_china"].notna()
+    return float(d.loc[crossed, "planned"].mean()), int(crossed.sum())
+
+
+def test_broker_credit_lets_the_penniless_without_kin_go():
+    # no credit: held to afford_floor (0.05 x 0.9); credit of the whole fee: as if they could pay
+    # (affordability = own money / crossing fee + credit share)
+    assert _credit_run(0.0, kin=False) < 0.15
+    assert _credit_run(6000.0, kin=False) > 0.6
+    # at the river: the broker advances the whole planned escape, or half of it
+    for usd, lo, hi in ((0.0, 0.0, 0.0), (6000.0, 1.0, 1.0), (3000.0, 0.35, 0.65)):
+        planned, n = _credit_run(usd, kin=False, crossing=True)
+        assert n > 400 and lo <= planned <= hi, (usd, planned, n)
+
+
+def test_broker_credit_does_not_add_to_what_kin_pay():
+    # with kin in the South, setting off does not depend on credit (kin_prepare_mult), and a
+    # planned escape takes the larger of kin's share (0.3) and the credit's, not their sum
+    went = [_credit_run(usd, kin=True) for usd in (0.0, 1200.0, 6000.0)]
+    assert went[0] > 0.6 and went[0] == went[1] == went[2]
+    plan0, n0 = _credit_run(0.0, kin=True, crossing=True)
+    plan_small, _ = _credit_run(1200.0, kin=True, crossing=True)  # credit 0.2 < kin's 0.3
+    plan1, _ = _credit_run(6000.0, kin=True, crossing=True)
+    assert n0 > 400 and 0.2 < plan0 < 0.4
+    assert plan_small == plan0
+    assert plan1 == 1.0

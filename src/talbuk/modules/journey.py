@@ -463,7 +463,7 @@ class Journey(Module):
         pr[P_AFFORD_FLOOR] = p.afford_floor
         credit = self.broker_credit(sim)
         pr[P_CREDIT] = credit
-        pr[P_FEE_CROSS] = max(1.0, (1.0 - credit) * p.crossing_fee_share * fee)
+        pr[P_FEE_CROSS] = max(1.0, p.crossing_fee_share * fee)
         pr[P_EXCHANGE] = max(1e-6, sim.lever("exchange_rate"))
         pr[P_KIN_PREP] = p.kin_prepare_mult
         pr[P_SURV_BLOCK] = p.surveillance_block
@@ -930,7 +930,8 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                     afford = pr[P_KIN_PREP]
                 else:
                     money = hh_usd[h] + hh_won[h] / pr[P_EXCHANGE] + pr[P_GOODS]
-                    afford = money / pr[P_FEE_CROSS]
+                    # own money and the broker's credit (a share of every fee) against the fee
+                    afford = money / pr[P_FEE_CROSS] + pr[P_CREDIT]
                     if afford > 1.0:
                         afford = 1.0
                     if afford < pr[P_AFFORD_FLOOR]:
