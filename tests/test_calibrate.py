@@ -183,14 +183,14 @@ def test_unit_cube_parameters_map_through_the_priors():
 
 
 def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
-    """priors_core.toml (the calibration of six parameters) repeats six priors of priors.toml
+    """priors_core.toml (the calibration of six parameters) and the other subsets repeat priors of priors.toml
     with the same ranges and sources, and only module parameters (a baseline applying the
     posterior's mean never applies lever points)."""
     from importlib import resources
 
     full = {p.name: p for p in load_priors()}
     for name, size in (("priors_core.toml", 6), ("priors_settled.toml", 8), ("priors_media.toml", 9),
-                       ("priors_tie.toml", 9)):
+                       ("priors_tie.toml", 9), ("priors_broker.toml", 10)):
         path = resources.files("talbuk").joinpath("calibration", name)
         core = load_priors(str(path))
         assert len(core) == size, name

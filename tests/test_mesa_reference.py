@@ -171,3 +171,24 @@ def test_mesa_agrees_with_talbuk_1990_2019():
     talbuk = [Sim(sc, scale=10000, seed=s, threads=1).run().annual for s in TALBUK_SEEDS]
     results = compare(mesa, talbuk, LONG_CHECKS)
     assert all(r.passed for r in results), report(results)
+
+
+@pytest.mark.parametrize("month", ["2009-06", "2016-06"])
+def test_journey_levers_and_broker_credit_ported(month):
+    """The Mesa model's journey probabilities from the same state equal talbuk's, with broker
+    credit on (a network of some size in 2009, near its full size in 2016) and, in 2016, the
+    settled people's onward ramp under way."""
+    from talbuk.calendar import parse_month
+    from talbuk.modules.journey import P_CREDIT, P_FEE_CROSS, P_FEE_FACTOR, P_SETTLED_ON
+
+    theta = {"journey.broker_credit_usd": 4000.0, "journey.broker_credit_half": 8000.0}
+    sc = apply_params(load_scenario("baseline"), theta)
+    sim = Sim(sc, scale=5000, seed=2, threads=1)
+    sim.run(until=parse_month(month) - sim.start_month)
+    journey = next(m for m in sim.modules if m.name == "journey")
+    pr = journey.probabilities(sim)
+    mesa = TalbukMesa(sc, scale=sim.scale, seed=sim.seed, state=sim)._journey_probabilities()
+    assert 0.05 < pr[P_CREDIT] < 1.0
+    for key, col in (("credit", P_CREDIT), ("fee_factor", P_FEE_FACTOR), ("fee_cross", P_FEE_CROSS),
+                     ("settled_on", P_SETTLED_ON)):
+        assert mesa[key] == pytest.approx(pr[col], rel=1e-12), key

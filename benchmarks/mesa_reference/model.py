@@ -22,8 +22,11 @@ is made, quantised as talbuk's trait word is (8, 16 and 8 bits). The dead are re
 model (``agent.remove()``), as Mesa models do. :meth:`TalbukMesa.from_sim` builds the model in
 the exact state of a talbuk ``Sim``, so that one month of both can be compared rule by rule.
 
-The port follows talbuk as of commit 17477c1 (journey's mean-field fallback). When a rule
-changes in talbuk, ``tests/test_mesa_reference.py`` (one month from the same state) shows it.
+The port follows talbuk as of commit 17477c1 (journey's mean-field fallback), with the
+journey's broker credit and the settled people's onward ramp added on 2026-11-30. Not ported:
+kin ties that fade (``journey.kin_tie_half_life_years``; the shipped parameters keep its
+default, 0, ties that never fade). When a rule changes in talbuk,
+``tests/test_mesa_reference.py`` (one month from the same state) shows it.
 
 It is not vectorised and not slowed on purpose. Only a few outputs are recorded (those the
 agreement test and the benchmarks need).
@@ -541,6 +544,7 @@ class TalbukMesa(mesa.Model):
         self.ema = [[0.3, 0.3], [1.0, 1.0], [0.3, 0.3]]
         self.mf_settled = [0.0, 0.0]  # expected settled in China, by sex
         self.mf_planned = [0.0, 0.0]  # expected in China on a planned escape, by sex
+        self.mf_arrived = 0.0  # expected arrivals so far, in agents (the broker network)
         weights = [pr.population_2008 for pr in PROVINCES]
         self.dist_ref = sum(f * w for f, w in zip(self.dist_factor, weights, strict=True)) / sum(weights)
         self.phase_seconds: dict[str, float] = {}
@@ -671,11 +675,12 @@ class TalbukMesa(mesa.Model):
                        "arrived": int(jr.rec_months[r, R_ARRIVED]) if jr.rec_months[r, R_ARRIVED] >= 0 else None,
                        "planned": bool(jr.rec_planned[r])}
                 self.pipeline.append([self.by_uid[i], rec])
-        from talbuk.modules.journey import M_PLANNED, M_SETTLED
+        from talbuk.modules.journey import M_PLANNED, M_SETTLED, X_ARRIVED
 
         self.mf = [[float(x) for x in row] for row in jr.mf[:5]]
         self.mf_settled = [float(x) for x in jr.mf[M_SETTLED]]
         self.mf_planned = [float(x) for x in jr.mf[M_PLANNED]]
+        self.mf_arrived = float(jr.mf_exits[X_ARRIVED].sum())
         self.ema = [[float(x) for x in row] for row in jr.ema]
         self.watched = [self._h_objs[int(h)] for h in mods["left_behind"].watched]
 
@@ -995,7 +1000,14 @@ class TalbukMesa(mesa.Model):
         stock = sum(self.mf[2]) + sum(self.mf[3]) + sum(self.mf_planned)
         people = self.lever("airlift")
         air = min(1.0, people / (self.scale * stock)) if people > 0 and stock > 0 else 0.0
+        # broker credit: a sum that grows with the people arrived so far, as a share of the fee
+        credit = 0.0
+        if p.broker_credit_usd > 0.0:
+            arrived = self.mf_arrived * self.scale
+            usd = p.broker_credit_usd * arrived / (arrived + p.broker_credit_half)
+            credit = min(1.0, usd / max(1.0, fee))
         return {
+            "credit": credit,
             "airlift": air,
             "return": p.return_rate * (1.0 - w_r),
             "planned": p.planned_share * w_p,
@@ -1008,9 +1020,11 @@ class TalbukMesa(mesa.Model):
             "caught_fail": min(1.0, p.caught_base + p.caught_security * border),
             "rep": min(0.5, p.repatriation_rate * rep),
             "onward": p.onward_rate * self.lever("onward_route"),
-            "settled_on": min(0.5, p.settled_onward_rate * self.lever("onward_route")),
+            "settled_on": min(0.5, p.settled_onward_rate * self.lever("onward_route") * (
+                1.0 + _ramp(year, p.settled_ramp_start, p.settled_ramp_end) * (p.settled_onward_late - 1.0))),
             "female": p.female_onward_early + w * (p.female_onward_late - p.female_onward_early),
-            "fee_factor": p.onward_fee_half_usd / (p.onward_fee_half_usd + (1.0 - p.crossing_fee_share) * fee),
+            "fee_factor": p.onward_fee_half_usd / (p.onward_fee_half_usd
+                                                   + (1.0 - credit) * (1.0 - p.crossing_fee_share) * fee),
             "arrive": 1.0 / p.transit_months,
             "transit_caught": min(0.3, p.transit_arrest * rep),
             "release": 1.0 / (p.detention_months_base + p.detention_months_severity * severity),
@@ -1053,7 +1067,7 @@ class TalbukMesa(mesa.Model):
                         afford = p.kin_prepare_mult
                     else:
                         money = h.savings_usd + h.savings_won / pr["exchange"] + p.goods_usd
-                        afford = max(p.afford_floor, min(1.0, money / pr["fee_cross"]))
+                        afford = max(p.afford_floor, min(1.0, money / pr["fee_cross"] + pr["credit"]))
                     p_go = (p.prepare_rate * self.dist_factor[a.province] * afford
                             * (1.0 - p.surveillance_block * h.surveillance))
                     p_go = min(p_go, 0.95 - pr["giveup"])
@@ -1067,11 +1081,13 @@ class TalbukMesa(mesa.Model):
                     p_ok = pr["cross_ok"]
                     p_die = p_ok + pr["cross_die"]
                     p_caught = p_die + (1.0 - p_die) * pr["caught_fail"]
-                    q = 0.0  # chance of a planned escape: the whole fee paid, kin help
+                    q = 0.0  # chance of a planned escape: the whole fee paid, kin or credit help
                     if pr["planned"] > 0.0:
                         full = (h.savings_usd + h.savings_won / pr["exchange"]) / pr["fee_full"]
                         if h.flags & H_KIN_SOUTH:
-                            full += p.kin_planned_share
+                            full += max(p.kin_planned_share, pr["credit"])
+                        else:
+                            full += pr["credit"]
                         q = pr["planned"] * min(1.0, full)
                     sums[4][s] += 1.0
                     sums[5][s] += q
@@ -1235,6 +1251,7 @@ class TalbukMesa(mesa.Model):
             self.mf_settled[s] += st - son
             self.mf_planned[s] = planned - rep_p - dh_p - on_p - air_p + okp
             arrived += arr + air + air_p
+        self.mf_arrived += arrived
         return arrived, (mf[2][0] + mf[2][1] + self.mf_settled[0] + self.mf_settled[1]
                          + self.mf_planned[0] + self.mf_planned[1])
 
