@@ -215,6 +215,12 @@ def main() -> None:
                          "mesa_speed_ratio_scale<K>)")
     ap.add_argument("--curve-threads", type=int, default=2, help="threads of the scaling curve (2: key 'scaling'; n: 'scaling_<n>t')")
     ap.add_argument("--repeats", type=int, default=2, help="tries per point of the scaling curve (fastest kept)")
+    ap.add_argument("--curve-end", default=None, metavar="YYYY-MM",
+                    help="last month of the scaling curve's window (default 1991-12: key 'scaling'; "
+                         "another month: key 'scaling_to_<YYYY-MM>'). The first month of a run "
+                         "pays one-time costs (first touches of the state and work arrays: about "
+                         "85 ms at 1 million agents, five normal months), which a longer window "
+                         "spreads (docs/performance.md)")
     ap.add_argument("--out", default=None, help="default benchmarks/results.json (--quick: a temp file)")
     ap.add_argument("--worker", nargs=3, metavar=("SCALE", "THREADS", "END"), help=argparse.SUPPRESS)
     ap.add_argument("--mesa-worker", nargs=3, metavar=("SCALE", "END", "THREADS"), help=argparse.SUPPRESS)
@@ -254,7 +260,7 @@ def main() -> None:
         mesa_scale, mesa_end = 5000.0, "1991-12"
     else:
         run_scales, run_end = [100.0, 10.0], None
-        curve_scales, curve_end = [20.0, 4.0, 2.0, 1.0], "1991-12"
+        curve_scales, curve_end = [20.0, 4.0, 2.0, 1.0], args.curve_end or "1991-12"
         mesa_scale, mesa_end = args.mesa_scale, "1995-12"
 
     # 1. whole-period runs
@@ -331,6 +337,8 @@ def main() -> None:
         costs = [r["ns_per_agent_month"] for r in curve]
         spread = max(costs) / min(costs)
         key = "scaling" if args.curve_threads == 2 else f"scaling_{args.curve_threads}t"
+        if args.curve_end and args.curve_end != "1991-12" and not args.quick:
+            key += f"_to_{args.curve_end}"
         sections[key] = {"threads": args.curve_threads, "window": curve[0]["window"], "points": curve,
                                "repeats": args.repeats, "measured_at": stamp, "command": command,
                                "cost_max_over_min": spread, "flat_within_20_percent": spread <= 1.2}
