@@ -220,7 +220,7 @@ def main() -> None:
                          "another month: key 'scaling_to_<YYYY-MM>'). The first month of a run "
                          "pays one-time costs (first touches of the state and work arrays: about "
                          "85 ms at 1 million agents, five normal months), which a longer window "
-                         "spreads (docs/performance.md)")
+                         "spreads; it did not make the curve flat (docs/performance.md)")
     ap.add_argument("--out", default=None, help="default benchmarks/results.json (--quick: a temp file)")
     ap.add_argument("--worker", nargs=3, metavar=("SCALE", "THREADS", "END"), help=argparse.SUPPRESS)
     ap.add_argument("--mesa-worker", nargs=3, metavar=("SCALE", "END", "THREADS"), help=argparse.SUPPRESS)

@@ -495,7 +495,9 @@ class Journey(Module):
         pr[P_PLANNED] = p.planned_share * _ramp(year, p.planned_ramp_start, p.planned_ramp_end)
         pr[P_FEE_FULL] = max(1.0, fee)
         pr[P_PLANNED_ON] = min(0.5, p.planned_onward_rate * route)
-        pr[P_KIN_PLANNED] = p.kin_planned_share
+        # share of a planned escape's fee paid by others: kin in the South pay their share, or
+        # the broker's credit covers more where it is larger
+        pr[P_KIN_PLANNED] = max(p.kin_planned_share, credit)
         pr[P_AIRLIFT] = self.airlift_share(sim)
         pr[P_RETURN] = p.return_rate * (1.0 - _ramp(year, p.return_ramp_start, p.return_ramp_end))
         return pr
@@ -960,16 +962,13 @@ def _journey_kernel(t, seed, n, idx_person, idx_rec, idx_last, flows, rec_months
                 p_die = p_ok + pr[P_CROSS_DIE]
                 p_caught = p_die + (1.0 - p_die) * pr[P_CAUGHT_FAIL]
                 # chance of a planned escape should the crossing succeed: the whole fee paid
-                # from savings, by kin in South Korea, or advanced by the broker on credit
-                # (whichever of the last two covers more)
+                # from savings, with kin in South Korea or the broker's credit paying a share
+                # (P_KIN_PLANNED: the larger of the two)
                 q = 0.0
                 kin = (hh_flags[h] & H_KIN_SOUTH) != 0
                 if pr[P_PLANNED] > 0.0:
                     full = (hh_usd[h] + hh_won[h] / pr[P_EXCHANGE]) / pr[P_FEE_FULL]
-                    if kin:
-                        full += max(pr[P_KIN_PLANNED], pr[P_CREDIT])
-                    else:
-                        full += pr[P_CREDIT]
+                    full += pr[P_KIN_PLANNED] if kin else pr[P_CREDIT]
                     q = pr[P_PLANNED] * (full if full < 1.0 else 1.0)
                 sums[U_CROSS_N, s] += 1.0
                 sums[U_CROSS_P, s] += q
