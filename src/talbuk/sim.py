@@ -40,7 +40,12 @@ N_CHUNKS = 256
 
 #: Below this many items scanned, range-split sums (:meth:`Sim.parts`) run on one thread:
 #: starting threads costs more than the scan (set by hand; results do not depend on it).
-PARALLEL_MIN_WORK = 1 << 20
+#: Until 2026-11-30 (session 18) it was a million (1 << 20), which kept the household passes
+#: of the decision, information and demography modules on one thread below four million
+#: agents (a million households): the million-agent point of the scaling curve paid for it
+#: (docs/performance.md, "The scaling curve's small end"). A parallel region costs tens of
+#: microseconds; 65,536 items take a few hundred.
+PARALLEL_MIN_WORK = 1 << 16
 
 #: The Sim's working memory (:meth:`Sim._pool_of`) is made 1/POOL_HEADROOM larger than asked,
 #: so that the growth of the table over a few years does not make it again (set by hand).
