@@ -190,7 +190,8 @@ def test_the_six_parameter_priors_are_a_subset_of_the_full_ones():
 
     full = {p.name: p for p in load_priors()}
     for name, size in (("priors_core.toml", 6), ("priors_settled.toml", 8), ("priors_media.toml", 9),
-                       ("priors_tie.toml", 9), ("priors_broker.toml", 10), ("priors_loss.toml", 11)):
+                       ("priors_tie.toml", 9), ("priors_broker.toml", 10), ("priors_loss.toml", 11),
+                       ("priors_credit.toml", 5)):
         path = resources.files("talbuk").joinpath("calibration", name)
         core = load_priors(str(path))
         assert len(core) == size, name
