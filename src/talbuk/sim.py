@@ -43,8 +43,9 @@ N_CHUNKS = 256
 #: Until 2026-11-30 (session 18) it was a million (1 << 20), which kept the household passes
 #: of the decision, information and demography modules on one thread below four million
 #: agents (a million households): the million-agent point of the scaling curve paid for it
-#: (docs/performance.md, "The scaling curve's small end"). A parallel region costs tens of
-#: microseconds; 65,536 items take a few hundred.
+#: (docs/performance.md, "The scaling curve's small end"). 65,536 scanned items take of the
+#: order of 100 microseconds (1-2 ns each), more than starting a parallel region is thought to
+#: cost (tens of microseconds; not measured per region here).
 PARALLEL_MIN_WORK = 1 << 16
 
 #: The Sim's working memory (:meth:`Sim._pool_of`) is made 1/POOL_HEADROOM larger than asked,
