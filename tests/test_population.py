@@ -61,3 +61,11 @@ def test_seed_changes_population():
     a, _, _ = synthesise(scale=1000, seed=1, start_month=START)
     b, _, _ = synthesise(scale=1000, seed=2, start_month=START)
     assert not np.array_equal(a.birth_month, b.birth_month)
+
+
+def test_stable_order_is_a_stable_argsort():
+    from talbuk.population import stable_order
+    gen = np.random.default_rng(4)
+    for n_keys in (1, 7, 1000):
+        keys = gen.integers(0, n_keys, size=20_000)
+        assert np.array_equal(stable_order(keys, n_keys), np.argsort(keys, kind="stable"))

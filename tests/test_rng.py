@@ -54,3 +54,12 @@ def test_stream_registry_is_explicit_and_unique():
     assert len(set(rng.STREAMS.values())) == len(rng.STREAMS)
     with pytest.raises(KeyError, match="unknown random stream"):
         rng.stream_id("no-such-stream")
+
+
+def test_uniform_lane_is_that_column_of_uniforms():
+    uids = np.arange(50_000, dtype=np.int64) * 7 + 3
+    four = rng.uniforms(11, "trait", 5, uids, sub=2)
+    for lane in range(4):
+        assert np.array_equal(rng.uniform_lane(11, "trait", 5, uids, sub=2, lane=lane), four[:, lane])
+    with pytest.raises(ValueError, match="lane"):
+        rng.uniform_lane(11, "trait", 5, uids, lane=4)

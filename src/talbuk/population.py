@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
+import numba as nb
 import numpy as np
 
 from talbuk import rng
@@ -168,6 +169,24 @@ def _rescale_shares(weights: np.ndarray, pops: np.ndarray, target: float) -> np.
     return np.clip(weights * (target / mean), 0.0, 0.98)
 
 
+@nb.njit(cache=True)
+def stable_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for integer keys in ``[0, n_keys)``, by a counting
+    sort (two passes instead of a comparison sort: 0.2 s instead of 2.7 s for the whole
+    population's household numbers)."""
+    start = np.zeros(n_keys + 1, dtype=np.int64)
+    for i in range(keys.shape[0]):
+        start[keys[i] + 1] += 1
+    for k in range(n_keys):
+        start[k + 1] += start[k]
+    order = np.empty(keys.shape[0], dtype=np.int64)
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        order[start[k]] = i
+        start[k] += 1
+    return order
+
+
 def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: float = 1.45,
                household_capacity_factor: float = 1.5) -> tuple[Table, Table, np.ndarray]:
     """Build the person and household tables for the start month.
@@ -226,7 +245,7 @@ def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: fl
         hh_of = np.empty(n, dtype=np.int64)
         hh_of[heads] = np.arange(h)
         hh_of[rest] = np.repeat(np.arange(h), sizes - 1)
-        order = np.argsort(hh_of, kind="stable")
+        order = stable_order(hh_of, h)  # np.argsort(hh_of, kind="stable"), in O(n)
         # songbun and farming are family attributes, drawn per household
         u = gen.random(h)
         songbun = np.where(u < core_w[p.code], 0, np.where(u < 1.0 - host_w[p.code], 1, 2))
@@ -258,7 +277,7 @@ def synthesise(*, scale: float, seed: int, start_month: int, capacity_factor: fl
     uids = np.arange(n_total, dtype=np.int64)
     persons.uid[:] = uids
     persons.rng_id[:] = uids
-    persons.resistance[:] = -np.log(rng.uniforms(seed, "trait", 0, uids)[:, 0]).astype(np.float32)
+    persons.resistance[:] = -np.log(rng.uniform_lane(seed, "trait", 0, uids)).astype(np.float32)
 
     households = Table(HOUSEHOLD_DTYPES, capacity=int(hh_offset * household_capacity_factor) + 16,
                        n=hh_offset)

@@ -133,6 +133,26 @@ def uniforms(seed: int, stream: str, month: int, uids: np.ndarray, sub: int = 0)
     return out
 
 
+@nb.njit(parallel=True, cache=True)
+def _uniform_lane_kernel(seed, stream, month, uids, sub, lane, out):
+    for i in nb.prange(uids.shape[0]):
+        w = uniform4(seed, stream, month, uids[i], sub)
+        out[i] = w[0] if lane == 0 else (w[1] if lane == 1 else (w[2] if lane == 2 else w[3]))
+
+
+def uniform_lane(seed: int, stream: str, month: int, uids: np.ndarray, sub: int = 0,
+                 lane: int = 0) -> np.ndarray:
+    """Column ``lane`` of :func:`uniforms` alone, without the other three (1-D, float64):
+    ``uniform_lane(...) == uniforms(...)[:, lane]``, bit for bit."""
+    if lane not in (0, 1, 2, 3):
+        raise ValueError(f"lane must be 0-3, got {lane}")
+    uids = np.ascontiguousarray(uids, dtype=np.int64)
+    out = np.empty(uids.shape[0], dtype=np.float64)
+    _uniform_lane_kernel(np.uint64(seed & 0xFFFFFFFF), np.uint64(stream_id(stream)),
+                         np.uint64(month), uids, np.uint64(sub), np.int64(lane), out)
+    return out
+
+
 def seed_key(seed: int) -> np.uint64:
     """The 32-bit key word for a user seed (seeds are taken modulo 2**32)."""
     if seed < 0:

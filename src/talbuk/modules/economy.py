@@ -249,8 +249,8 @@ class Economy(Module):
         self.movers_per_chunk = 64
         self.movers = np.zeros(0, dtype=np.int32)
         self.entry_res = np.zeros(hh.capacity, dtype=np.float32)
-        self.entry_res[:n] = -np.log(rng.uniforms(sim.seed, "economy_household", 0,
-                                                  np.arange(n))[:, 0])
+        self.entry_res[:n] = -np.log(rng.uniform_lane(sim.seed, "economy_household", 0,
+                                                      np.arange(n)))
         self.shortfall = np.zeros(hh.capacity, dtype=np.float32)
         self.hh_u = np.zeros(hh.capacity, dtype=np.float32)
         self._fill_hh_u(sim.seed, 0, n)
@@ -268,7 +268,7 @@ class Economy(Module):
     def _fill_hh_u(self, seed: int, lo: int, hi: int) -> None:
         """Fixed per-household triage jitter: the same draw as the prepass gives new ones."""
         if hi > lo:
-            u = rng.uniforms(seed, "economy_household", 0, np.arange(lo, hi), sub=7)[:, 2]
+            u = rng.uniform_lane(seed, "economy_household", 0, np.arange(lo, hi), sub=7, lane=2)
             self.hh_u[lo:hi] = u
 
     def _work(self, sim) -> None:
