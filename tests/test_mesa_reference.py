@@ -73,7 +73,12 @@ ONE_MONTH_TOLERANCE = {  # output: relative tolerance
     # births and splits (Python's generator, in its agents' order) can move two or three:
     # 1e-3 failed at 1997-03 once the person table was reordered each January (0.18% and
     # 0.27%), which changed the order the Mesa model copies its agents in
-    "hunger_mean": 0.01, "trading_share": 4e-3, "pds_share": 4e-3,
+    "hunger_mean": 0.01, "trading_share": 4e-3,
+    # pds_share is not compared after the demography's random events: the PDS's triage cut
+    # falls within a bin of household scores, and a birth or a split on one side but not the
+    # other moved it by 0.82% at 2009-06 on the baseline of calibration 21 (seed 2; 0.04-0.22%
+    # on seeds 1 and 3-5). test_the_economy_alone_agrees compares it, from the same state,
+    # without them: exactly.
     # who becomes a trader this month is drawn at random, and traders desire more
     # (attitudes.desire_trader): in the famine months many households enter the markets
     "mean_desire": 1e-3, "expected_decisions": 0.01,
@@ -84,7 +89,8 @@ ONE_MONTH_TOLERANCE = {  # output: relative tolerance
 ONE_MONTH_PHASES = ("demography", "economy", "information", "attitudes", "decision", "journey")
 
 
-def _one_month(month: str, theta: dict | None = None):
+def _one_month(month: str, theta: dict | None = None, phases=ONE_MONTH_PHASES,
+               outputs=tuple(ONE_MONTH_TOLERANCE)):
     from talbuk.calendar import parse_month
 
     sim = Sim("baseline", scale=5000, seed=2, threads=1)
@@ -95,10 +101,21 @@ def _one_month(month: str, theta: dict | None = None):
     model = TalbukMesa(sc, scale=sim.scale, seed=sim.seed, state=sim)
     model.levers["media_crackdown"][:] = 0.0
     by_name = {m.name: m for m in sim.modules}
-    for phase in ONE_MONTH_PHASES:
+    for phase in phases:
         by_name[phase].step(sim)
         getattr(model, phase)()
-    return {n: (float(sim.monthly[n][k]), float(model.monthly[n][k])) for n in ONE_MONTH_TOLERANCE}
+    return {n: (float(sim.monthly[n][k]), float(model.monthly[n][k])) for n in outputs}
+
+
+@pytest.mark.parametrize("month", ["1997-03", "2009-06"])
+def test_the_economy_alone_agrees(month):
+    """The economy's month from the same state, without the demography's random events
+    before it: rations, trading and hunger agree to rounding (hunger is float32 in talbuk)."""
+    values = _one_month(month, phases=("economy",),
+                        outputs=("pds_share", "trading_share", "hunger_mean"))
+    assert values["pds_share"][0] > 0 and values["trading_share"][0] > 0
+    bad = {n: v for n, v in values.items() if abs(v[1] - v[0]) > 1e-6 * max(abs(v[0]), 1e-12)}
+    assert not bad, f"(talbuk, Mesa) differ in {month}: {bad}"
 
 
 @pytest.mark.parametrize("month", ["1997-03", "2009-06"])
@@ -116,7 +133,12 @@ def test_one_month_negative_control():
     hazard = load_scenario("baseline").params["decision"].hazard
     values = _one_month("2009-06", {"decision.hazard": 1.1 * hazard})
     talbuk, mesa = values["expected_decisions"]
-    assert abs(mesa / talbuk - 1.1) < 1e-3  # 10% more, far beyond the tolerance of 1%
+    base_t, base_m = _one_month("2009-06")["expected_decisions"]
+    assert base_t == talbuk  # talbuk's own run is the same: only the Mesa model was changed
+    # 10% more, far beyond the tolerance of 1%; measured against the two models' ratio
+    # without the change (1.003 on the baseline of calibration 21: the demography's random
+    # events of the month differ between them)
+    assert abs((mesa / talbuk) / (base_m / base_t) - 1.1) < 1e-3
 
 
 def test_same_starting_population():
