@@ -315,6 +315,38 @@ def test_move_sorts_through_a_spare_and_drops_rows():
         p.move(new_index, k, spare[: n])
 
 
+def test_move_copies_runs_when_the_table_is_mostly_in_order():
+    """PersonTable.move as a reorder uses it: most rows keep their order (some dropped, the
+    last ones placed among them), so it copies runs; the rows land as a row-by-row scatter
+    puts them, and a shuffle falls back to that scatter."""
+    from talbuk.state import _runs_of
+
+    sim = Sim("baseline", scale=2000, seed=3)
+    p = sim.persons
+    n = p.n
+    rng = np.random.default_rng(2)
+    keep = rng.random(n) < 0.98
+    key = np.arange(n, dtype=np.float64)
+    tail = np.arange(n - n // 40, n)
+    key[tail] = rng.random(tail.size) * n  # "newborns" placed among everyone
+    order = np.flatnonzero(keep)[np.argsort(key[keep], kind="stable")]
+    k = order.size
+    new_index = np.full(n, -1, dtype=np.int32)
+    new_index[order] = np.arange(k, dtype=np.int32)
+    runs = _runs_of(new_index, n)
+    assert runs is not None and 1 < runs[0].size < n // 8
+    assert int(runs[2].sum()) == k  # the runs cover every kept row once
+    expect = {name: np.zeros(n, dtype=getattr(p, name).dtype) for name in p.fields}
+    for name in p.fields:
+        expect[name][new_index[keep]] = getattr(p, name)[keep]
+    p.move(new_index, k)
+    for name in p.fields:
+        np.testing.assert_array_equal(p.full(name)[:n], expect[name], err_msg=name)
+    shuffled = np.full(n, -1, dtype=np.int32)
+    shuffled[keep] = rng.permutation(k)
+    assert _runs_of(shuffled, n) is None
+
+
 def test_a_run_is_set_up_and_stepped_without_pandas():
     # pandas (with pyarrow) is about 70 MB that a whole-population run would hold through its
     # peak; the set-up (data files, the shipped posterior) and the months must not import it

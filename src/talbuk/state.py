@@ -205,10 +205,14 @@ class Table:
             spare = spare[-spare.ctypes.data % 64:]
         if spare.shape[0] < n * width or spare.ctypes.data % 64:
             raise ValueError(f"spare: need {n * width} bytes, 64-byte aligned")
+        runs = _runs_of(new_index, n)
         for name in self._dtypes:
             data = self._data[name]
             tmp = spare[: n * data.itemsize].view(data.dtype)
-            _scatter(new_index, data, tmp, n)
+            if runs is None:
+                _scatter(new_index, data, tmp, n)
+            else:
+                _copy_runs(*runs, data, tmp)
             _copy_back(tmp, data, k, n)
         object.__setattr__(self, "n", int(k))
 
@@ -229,6 +233,86 @@ class Table:
 
 def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
     return sum(d.itemsize for d in dtypes.values())
+
+
+#: Chunks of the person table for the run search of :meth:`Table.move` (a run never crosses
+#: a chunk's start; results do not depend on the number).
+MOVE_CHUNKS = 64
+#: :meth:`Table.move` copies runs when there are at most ``n // MOVE_MAX_RUN_SHARE`` of them
+#: (12 bytes of work memory per run), and scatters row by row otherwise.
+MOVE_MAX_RUN_SHARE = 8
+
+
+def _runs_of(new_index: np.ndarray, n: int):
+    """The moves of :meth:`Table.move` as runs: maximal stretches of kept rows ``i .. i+L-1``
+    that land on ``new_index[i] .. new_index[i]+L-1``. A reorder moves the table mostly in
+    such stretches (everyone already in household order keeps their order; a newborn placed
+    with their household, a person dropped or moved ends one), and copying a stretch costs
+    far less than placing each row through the index. None when there are too many runs
+    for that to pay (then every row is scattered)."""
+    if n == 0:
+        return None
+    bounds = np.linspace(0, n, min(MOVE_CHUNKS, n) + 1).astype(np.int64)
+    counts = np.zeros(bounds.size - 1, dtype=np.int64)
+    _count_runs(new_index, bounds, counts)
+    total = int(counts.sum())
+    if total > n // MOVE_MAX_RUN_SHARE:
+        return None
+    offsets = np.zeros(bounds.size, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    src0 = np.empty(total, dtype=np.int32 if n < 2**31 else np.int64)
+    dst0 = np.empty(total, dtype=src0.dtype)
+    length = np.empty(total, dtype=src0.dtype)
+    _fill_runs(new_index, bounds, offsets, src0, dst0, length)
+    rb = np.linspace(0, total, min(MOVE_CHUNKS, max(total, 1)) + 1).astype(np.int64)
+    return src0, dst0, length, rb
+
+
+@nb.njit(parallel=True, cache=True)
+def _count_runs(new_index, bounds, counts):
+    for c in nb.prange(bounds.shape[0] - 1):
+        cnt = 0
+        prev = np.int64(-2)
+        for i in range(bounds[c], bounds[c + 1]):
+            j = np.int64(new_index[i])
+            if j >= 0:
+                if j != prev + 1 or i == bounds[c]:
+                    cnt += 1
+                prev = j
+            else:
+                prev = -2  # a dropped row ends a run (its neighbours are not contiguous)
+        counts[c] = cnt
+
+
+@nb.njit(parallel=True, cache=True)
+def _fill_runs(new_index, bounds, offsets, src0, dst0, length):
+    for c in nb.prange(bounds.shape[0] - 1):
+        r = offsets[c] - 1
+        prev = np.int64(-2)
+        for i in range(bounds[c], bounds[c + 1]):
+            j = np.int64(new_index[i])
+            if j >= 0:
+                if j != prev + 1 or i == bounds[c]:
+                    r += 1
+                    src0[r] = i
+                    dst0[r] = j
+                    length[r] = 1
+                else:
+                    length[r] += 1
+                prev = j
+            else:
+                prev = -2
+
+
+@nb.njit(parallel=True, cache=True)
+def _copy_runs(src0, dst0, length, rbounds, src, dst):
+    """``dst[dst0[r] + k] = src[src0[r] + k]`` for every run ``r`` and ``k < length[r]``."""
+    for c in nb.prange(rbounds.shape[0] - 1):
+        for r in range(rbounds[c], rbounds[c + 1]):
+            s = np.uint64(src0[r])
+            d = np.uint64(dst0[r])
+            for k in range(np.uint64(length[r])):
+                dst[d + k] = src[s + k]
 
 
 @nb.njit(parallel=True, cache=True)
