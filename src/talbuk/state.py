@@ -254,54 +254,48 @@ def _runs_of(new_index: np.ndarray, n: int):
         return None
     bounds = np.linspace(0, n, min(MOVE_CHUNKS, n) + 1).astype(np.int64)
     counts = np.zeros(bounds.size - 1, dtype=np.int64)
-    _count_runs(new_index, bounds, counts)
+    offsets = np.zeros(bounds.size, dtype=np.int64)
+    idx = np.int32 if n < 2**31 else np.int64
+    none = np.empty(0, dtype=idx)
+    _scan_runs(new_index, bounds, offsets, counts, none, none, none, False)
     total = int(counts.sum())
     if total > n // MOVE_MAX_RUN_SHARE:
         return None
-    offsets = np.zeros(bounds.size, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    src0 = np.empty(total, dtype=np.int32 if n < 2**31 else np.int64)
-    dst0 = np.empty(total, dtype=src0.dtype)
-    length = np.empty(total, dtype=src0.dtype)
-    _fill_runs(new_index, bounds, offsets, src0, dst0, length)
+    src0 = np.empty(total, dtype=idx)
+    dst0 = np.empty(total, dtype=idx)
+    length = np.empty(total, dtype=idx)
+    _scan_runs(new_index, bounds, offsets, counts, src0, dst0, length, True)
     rb = np.linspace(0, total, min(MOVE_CHUNKS, max(total, 1)) + 1).astype(np.int64)
     return src0, dst0, length, rb
 
 
 @nb.njit(parallel=True, cache=True)
-def _count_runs(new_index, bounds, counts):
+def _scan_runs(new_index, bounds, offsets, counts, src0, dst0, length, fill):
+    """Per chunk of rows: count its runs into ``counts``; with ``fill``, also write each run's
+    first row, its new place and its length from ``offsets[c]`` on. A run starts at a chunk's
+    first row and wherever a kept row's new place does not follow the previous row's (a
+    dropped row ends a run: its neighbours are not contiguous)."""
     for c in nb.prange(bounds.shape[0] - 1):
+        r = offsets[c] - 1
         cnt = 0
         prev = np.int64(-2)
         for i in range(bounds[c], bounds[c + 1]):
             j = np.int64(new_index[i])
-            if j >= 0:
-                if j != prev + 1 or i == bounds[c]:
-                    cnt += 1
-                prev = j
-            else:
-                prev = -2  # a dropped row ends a run (its neighbours are not contiguous)
-        counts[c] = cnt
-
-
-@nb.njit(parallel=True, cache=True)
-def _fill_runs(new_index, bounds, offsets, src0, dst0, length):
-    for c in nb.prange(bounds.shape[0] - 1):
-        r = offsets[c] - 1
-        prev = np.int64(-2)
-        for i in range(bounds[c], bounds[c + 1]):
-            j = np.int64(new_index[i])
-            if j >= 0:
-                if j != prev + 1 or i == bounds[c]:
+            if j < 0:
+                prev = -2
+                continue
+            if j != prev + 1 or i == bounds[c]:
+                cnt += 1
+                if fill:
                     r += 1
                     src0[r] = i
                     dst0[r] = j
-                    length[r] = 1
-                else:
-                    length[r] += 1
-                prev = j
-            else:
-                prev = -2
+                    length[r] = 0
+            if fill:
+                length[r] += 1
+            prev = j
+        counts[c] = cnt
 
 
 @nb.njit(parallel=True, cache=True)
