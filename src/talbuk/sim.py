@@ -15,7 +15,7 @@ from talbuk.memory import tune_malloc
 from talbuk.modules import MODULE_CLASSES
 from talbuk.population import PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
-from talbuk.state import DEAD, in_country_mask
+from talbuk.state import DEAD, in_country_mask, order_by_household
 
 #: The order of the phases of a month (DESIGN section 3). ``policy`` reads the scenario's
 #: levers for the month; ``reorder`` (each January) drops the dead from the person table and
@@ -326,7 +326,7 @@ class Sim:
             hook = getattr(m, "persons_to_keep", None)
             if hook is not None:
                 hook(self, keep)
-        k = int(_order_by_household(p.household, keep, nh, new_index, start))
+        k = int(order_by_household(p.household, keep, nh, new_index, start))
         del keep, start
         p.move(new_index, k, spare)
         self.removed_dead += n - k
@@ -435,29 +435,3 @@ class Sim:
         for table, cols in tables.items():
             self.tables[table] = [cols]
         self.t_index = t_index
-
-
-@numba.njit(cache=True)
-def _order_by_household(household, keep, n_households, new_index, start):
-    """Write into ``new_index`` each person's index once the kept people are sorted by
-    household, each household's members in their present order (-1 if dropped), and return
-    how many are kept: a counting sort, two passes over the people, one over the households
-    (``start``: work array of at least ``n_households + 1`` entries)."""
-    n = household.shape[0]
-    for h in range(n_households + 1):
-        start[h] = 0
-    # unsigned indices: numba adds no test for negative ones
-    for i in range(np.uint64(n)):
-        if keep[i]:
-            start[np.uint64(household[i]) + np.uint64(1)] += 1
-    for h in range(n_households):
-        start[h + 1] += start[h]
-    for i in range(np.uint64(n)):
-        if keep[i]:
-            h = np.uint64(household[i])
-            j = start[h]
-            new_index[i] = j
-            start[h] = j + 1
-        else:
-            new_index[i] = -1
-    return start[n_households]

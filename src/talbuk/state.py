@@ -235,6 +235,34 @@ def bytes_per_row(dtypes: dict[str, np.dtype]) -> int:
     return sum(d.itemsize for d in dtypes.values())
 
 
+@nb.njit(cache=True)
+def order_by_household(household, keep, n_households, new_index, start):
+    """Write into ``new_index`` each person's index once the kept people are sorted by
+    household, each household's members in their present order (-1 if dropped), and return
+    how many are kept: a counting sort, two passes over the people, one over the households
+    (``start``: work array of at least ``n_households + 1`` entries). Used by
+    :meth:`talbuk.sim.Sim.reorder` and, to build the initial population, by
+    :func:`talbuk.population.stable_order`."""
+    n = household.shape[0]
+    for h in range(n_households + 1):
+        start[h] = 0
+    # unsigned indices: numba adds no test for negative ones
+    for i in range(np.uint64(n)):
+        if keep[i]:
+            start[np.uint64(household[i]) + np.uint64(1)] += 1
+    for h in range(n_households):
+        start[h + 1] += start[h]
+    for i in range(np.uint64(n)):
+        if keep[i]:
+            h = np.uint64(household[i])
+            j = start[h]
+            new_index[i] = j
+            start[h] = j + 1
+        else:
+            new_index[i] = -1
+    return start[n_households]
+
+
 #: Chunks of the person table for the run search of :meth:`Table.move` (a run never crosses
 #: a chunk's start; results do not depend on the number).
 MOVE_CHUNKS = 64
