@@ -264,10 +264,12 @@ def order_by_household(household, keep, n_households, new_index, start):
 
 
 #: Chunks of the person table for the run search of :meth:`Table.move` (a run never crosses
-#: a chunk's start; results do not depend on the number).
+#: a chunk's start; set by hand, not tuned; results do not depend on the number).
 MOVE_CHUNKS = 64
 #: :meth:`Table.move` copies runs when there are at most ``n // MOVE_MAX_RUN_SHARE`` of them
-#: (12 bytes of work memory per run), and scatters row by row otherwise.
+#: (12 bytes of work memory per run), and scatters row by row otherwise. Set by hand, not
+#: tuned: a whole-population January reorder has far fewer runs than that; results do not
+#: depend on it.
 MOVE_MAX_RUN_SHARE = 8
 
 
