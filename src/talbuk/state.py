@@ -268,7 +268,7 @@ def order_by_household(household, keep, n_households, new_index, start):
 MOVE_CHUNKS = 64
 #: :meth:`Table.move` copies runs when there are at most ``n // MOVE_MAX_RUN_SHARE`` of them
 #: (12 bytes of work memory per run), and scatters row by row otherwise. Set by hand, not
-#: tuned: a whole-population January reorder has far fewer runs than that; results do not
+#: tuned: the whole-population January reorder measured took the run path; results do not
 #: depend on it.
 MOVE_MAX_RUN_SHARE = 8
 
