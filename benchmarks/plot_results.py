@@ -13,6 +13,14 @@ HERE = Path(__file__).resolve().parent
 PHASES = ("demography", "economy", "information", "attitudes", "decision", "journey", "left_behind")
 
 
+def _when(*measured: dict) -> str:
+    """The days the figures were measured, for a legend: machines and their load differ from
+    one day to the next, so figures of different days are not comparable as absolute
+    speeds."""
+    days = sorted({str(r.get("measured_at", ""))[:10] for r in measured} - {""})
+    return f"; {', '.join(days)}" if days else ""
+
+
 def plot(results: dict, png: Path) -> None:
     import matplotlib
 
@@ -30,16 +38,18 @@ def plot(results: dict, png: Path) -> None:
         th = sc.get("threads", 2)
         ax1.plot([p["agents_initial"] for p in pts], [p["agent_months_per_second"] / 1e6 for p in pts],
                  "o-" if th == 2 else "o--",
-                 label=f"talbuk, {th} thread{'s' if th > 1 else ''}, {sc.get('window', '')} (scale {scales})")
+                 label=f"talbuk, {th} thread{'s' if th > 1 else ''}, {sc.get('window', '')} (scale {scales})"
+                       f"{_when(sc)}")
     for th, marker in ((1, "s"), (2, "^")):
         runs = [r for r in results.get("runs", []) if r["threads"] == th]
         if runs:
             ax1.plot([r["agents_initial"] for r in runs], [r["agent_months_per_second"] / 1e6 for r in runs],
-                     marker, ms=8, label=f"talbuk, {th} thread{'s' if th > 1 else ''}, whole 1990-2025 runs")
+                     marker, ms=8, label=f"talbuk, {th} thread{'s' if th > 1 else ''}, whole 1990-2025 runs"
+                                             f"{_when(*runs)}")
     m = results.get("mesa")
     if m:
         ax1.plot([m["agents_initial"]], [m["mesa"]["agent_months_per_second"] / 1e6], "x", ms=10, mew=2,
-                 color="crimson", label=f"Mesa reference, {m['window']}")
+                 color="crimson", label=f"Mesa reference, {m['window']}{_when(m)}")
         for th, r in m["talbuk"].items():
             ax1.plot([m["agents_initial"]], [r["agent_months_per_second"] / 1e6], "+", ms=10, mew=2,
                      label=f"talbuk, {th} thread(s), same population as Mesa")

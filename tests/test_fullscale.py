@@ -42,3 +42,19 @@ def test_hamgyong_provinces_lose_most_per_head():
     per_head = (total / 3) / total.index.map(pop)
     top2 = set(per_head.sort_values(ascending=False).index[:2])
     assert top2 == {"North Hamgyong", "South Hamgyong"}, per_head.sort_values()
+
+
+def test_oversample_below_scale_one_counts_people():
+    """Scale 0.8 (the scaling curve's 25 million agents): 1.25 agents per person, the same
+    people as at scale 1."""
+    import dataclasses
+
+    from talbuk.population import initial_population_total
+    from talbuk.scenario import load_scenario
+
+    sc = dataclasses.replace(load_scenario("baseline"), end="1990-03")
+    sim = Sim(sc, scale=0.8, seed=1, threads=2)
+    total = initial_population_total(sim.start_month)
+    assert abs(sim.initial_persons - total / 0.8) <= 1
+    m = sim.run().monthly["population"]
+    assert abs(m.iloc[0] / total - 1) < 0.005

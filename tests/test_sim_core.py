@@ -49,6 +49,15 @@ def test_results_in_people_not_agents():
     assert 19.9e6 < pa < 20.6e6 and 19.9e6 < pb < 20.6e6
 
 
+def test_scale_below_the_oversample_floor_is_refused():
+    from talbuk.population import MIN_SCALE
+
+    with pytest.raises(ValueError, match=f"at least {MIN_SCALE:g}"):
+        Sim("baseline", scale=MIN_SCALE * 0.9, seed=1)
+    with pytest.raises(ValueError, match="at least"):
+        Sim("baseline", scale=float("nan"), seed=1)
+
+
 def test_checkpoint_resume_is_identical(tmp_path):
     full = Sim("baseline", scale=5000, seed=11).run()
     sim = Sim("baseline", scale=5000, seed=11)

@@ -13,7 +13,7 @@ from talbuk import rng
 from talbuk.calendar import format_month
 from talbuk.memory import tune_malloc
 from talbuk.modules import MODULE_CLASSES
-from talbuk.population import PROVINCE_NAMES, synthesise
+from talbuk.population import MIN_SCALE, PROVINCE_NAMES, synthesise
 from talbuk.scenario import Scenario, load_scenario
 from talbuk.state import DEAD, in_country_mask, order_by_household
 
@@ -75,7 +75,8 @@ class Sim:
     >>> results = sim.run()                                # doctest: +SKIP
     >>> results.annual[["year", "population", "births", "deaths"]]  # doctest: +SKIP
 
-    ``scale`` is people per agent (1 = every person); results are always in people.
+    ``scale`` is people per agent (1 = every person; down to :data:`MIN_SCALE`, an oversample
+    with more agents than people, for benchmarks); results are always in people.
     ``threads`` sets numba's thread count (default: all cores); results do not depend on it.
     ``modules`` runs only the named modules (demography is required), for benchmarks and tests.
     ``reorder_every`` sets the months between reorderings of the person table (0: never;
@@ -87,8 +88,9 @@ class Sim:
                  modules: tuple[str, ...] | None = None, reorder_every: int = REORDER_EVERY):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         tune_malloc()  # freed month-to-month arrays go back to the system (talbuk.memory)
-        if not scale >= 1:
-            raise ValueError(f"scale must be at least 1 (people per agent), got {scale}")
+        if not scale >= MIN_SCALE:
+            raise ValueError(f"scale must be at least {MIN_SCALE:g} (people per agent; below 1 "
+                             f"the agents outnumber the people), got {scale}")
         self.scale = float(scale)
         self.seed = int(seed)
         self.seed_key = rng.seed_key(self.seed)
