@@ -2,8 +2,8 @@
 "Person passes on SIMD lanes"). A small edit (a branch around a store, a slice assignment in
 the kernel, an ordered floating-point sum, a call in the loop) silently turns a loop back
 into scalar code, 1.5-2 times slower, with the same results: no other test would notice.
-These tests compile each kernel afresh (numba's cached code cannot be inspected) on the
-arguments of one month of a small run and look for SIMD gathers (``llvm.masked.gather``,
+These tests compile each kernel afresh (numba's cached code cannot be inspected) for the
+argument types of one month of a small run and look for SIMD gathers (``llvm.masked.gather``,
 the vector loads of household rows and age tables) in its parallel loop.
 
 The kernels are compiled for one fixed target, :data:`TARGET`, not for the machine the tests
