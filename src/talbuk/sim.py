@@ -38,6 +38,18 @@ STEP_ORDER: tuple[str, ...] = (
 #: and then added in chunk order, so results never depend on the number of threads.
 N_CHUNKS = 256
 
+def even_bounds(n: int, k: int) -> np.ndarray:
+    """Bounds of ``k`` near-equal ranges of ``[0, n)``: ``np.linspace(0, n, k + 1)`` cast to
+    int64, the same numbers by the same float64 operations (``i * (n / k)``, truncated; the
+    last bound ``n``), in a few microseconds instead of tens (the bounds of a month's table
+    sizes are made anew each month, as births change the size)."""
+    y = np.arange(k + 1, dtype=np.float64)
+    y *= float(n) / k
+    b = y.astype(np.int64)
+    b[k] = n
+    return b
+
+
 #: Below this many items scanned, range-split sums (:meth:`Sim.parts`) run on one thread:
 #: starting threads costs more than the scan (set by hand; results do not depend on it).
 #: Until 2026-11-30 (session 18) it was a million (1 << 20), which kept the household passes
@@ -133,6 +145,7 @@ class Sim:
         self.shared: dict = {}  # values modules pass each other within a month (e.g. expected_decisions)
         self._work: np.ndarray | None = None  # the modules' shared household work buffer
         self._work_rows = 0
+        self._work_layouts: dict = {}  # (request, rows) -> layout (household_work)
         # working memory kept from month to month: the household work buffer lies in it, and
         # the January reorder uses it (Sim._pool_of)
         self._pool: np.ndarray | None = None
@@ -170,7 +183,7 @@ class Sim:
         b = self._bounds_cache.get(n)
         if b is None:
             k = max(1, min(N_CHUNKS, n))
-            b = np.linspace(0, n, k + 1).astype(np.int64)
+            b = even_bounds(n, k)
             if len(self._bounds_cache) > 16:
                 self._bounds_cache.clear()
             self._bounds_cache[n] = b
@@ -184,7 +197,7 @@ class Sim:
         k = max(1, min(self.threads if work >= PARALLEL_MIN_WORK else 1, n))
         b = self._parts_cache.get((n, k))
         if b is None:
-            b = np.linspace(0, n, k + 1).astype(np.int64)
+            b = even_bounds(n, k)
             if len(self._parts_cache) > 16:
                 self._parts_cache.clear()
             self._parts_cache[(n, k)] = b
@@ -245,18 +258,27 @@ class Sim:
         rows = self._work_rows
         if self._work is None or rows < nh:
             rows = nh + nh // 50 + 64  # room for the households founded in the next months
-        shapes = []  # (dtype, shape, offset and size in bytes)
-        total = 0
-        for spec in specs:
-            dtype, width = spec if isinstance(spec, tuple) else (spec, 1)
-            dtype = np.dtype(dtype)
-            if isinstance(width, tuple):
-                shape = (*width, rows)
-            else:
-                shape = (rows, width) if width > 1 else (rows,)
-            nbytes = int(np.prod(shape)) * dtype.itemsize
-            shapes.append((dtype, shape, total, nbytes))
-            total += -(-nbytes // 64) * 64  # each array 64-byte aligned
+        # the layout of a request, worked out once per (request, rows): a module asks for the
+        # same arrays every month and the rows change once in a few months (its dtype and
+        # shape arithmetic cost about as much as a small population's whole month of a module)
+        layout = self._work_layouts.get((specs, rows))
+        if layout is None:
+            shapes = []  # (dtype, shape, offset and size in bytes)
+            total = 0
+            for spec in specs:
+                dtype, width = spec if isinstance(spec, tuple) else (spec, 1)
+                dtype = np.dtype(dtype)
+                if isinstance(width, tuple):
+                    shape = (*width, rows)
+                else:
+                    shape = (rows, width) if width > 1 else (rows,)
+                nbytes = int(np.prod(shape)) * dtype.itemsize
+                shapes.append((dtype, shape, total, nbytes))
+                total += -(-nbytes // 64) * 64  # each array 64-byte aligned
+            if len(self._work_layouts) > 64:
+                self._work_layouts.clear()
+            layout = self._work_layouts[(specs, rows)] = (tuple(shapes), total)
+        shapes, total = layout
         if self._work is None or rows != self._work_rows or self._work.shape[0] < total:
             self._work = self._pool_of(total)[:total]
             self._work_rows = rows

@@ -128,6 +128,18 @@ def kin_weight(hh_flags, tie):
     return south if ((hh_flags & H_KIN_SOUTH) != 0) & (south > kin) else kin
 
 
+@nb.njit(cache=True)
+def column_sums_in_order(a):
+    """Sums of the columns of a 2-D float64 array, each added row after row from 0.0: the
+    float64 additions of a Python loop over the rows, in the same order (so the same bits),
+    without its cost (a few hundred rows a month, one per chunk)."""
+    out = np.zeros(a.shape[1], dtype=np.float64)
+    for r in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            out[k] += a[r, k]
+    return out
+
+
 def in_country_mask(stage: np.ndarray) -> np.ndarray:
     """Who is in the country (:data:`IN_COUNTRY_STAGES`), for array code."""
     return np.isin(stage, IN_COUNTRY_STAGES)

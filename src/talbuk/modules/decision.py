@@ -58,6 +58,7 @@ from talbuk.state import (
     PREPARING,
     RESIDENT,
     SEX_FEMALE,
+    column_sums_in_order,
     kin_weight,
 )
 
@@ -188,15 +189,8 @@ class Decision(Module):
             out_idx, out_vals, self._theta_table(loc, p.threshold_scale))
         tot = counts.sum(axis=0)
         # expected flow: per-chunk partials added in chunk order (thread-independent)
-        exp_all = 0.0
-        exp_fem = 0.0
-        exp_kin = 0.0
-        exp_fem_kin = 0.0
-        for e_all, e_fem, e_kin, e_fem_kin in expected.tolist():
-            exp_all += e_all
-            exp_fem += e_fem
-            exp_kin += e_kin
-            exp_fem_kin += e_fem_kin
+        exp_all, exp_fem, exp_kin, exp_fem_kin = (
+            float(x) for x in column_sums_in_order(expected))
         sim.shared["expected_decisions"] = exp_all
         sim.shared["expected_decisions_female"] = exp_fem
         # of which people whose household has a member in South Korea (the journey's

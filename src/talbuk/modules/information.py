@@ -183,7 +183,9 @@ class Information(Module):
             np.int32, np.float32, np.uint8, (np.int32, (n_partial,)))
         hh_nw, hh_social, hh_caught = (a[:nh] for a in (hh_nw, hh_social, hh_caught))
         if counted is not None:
-            if counted[1].ctypes.data != hh_nw.ctypes.data:  # the buffer was made again
+            # the buffer was made again (its address from the array interface: ``.ctypes``
+            # makes a ctypes object, tens of microseconds)
+            if counted[1].__array_interface__["data"][0] != hh_nw.__array_interface__["data"][0]:
                 hh_nw[:] = counted[1]
             del counted
         elif parts.size > 2:  # counts per range of people, then added per household (exact)

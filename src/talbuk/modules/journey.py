@@ -249,7 +249,7 @@ class Journey(Module):
         self.mf_age = np.zeros((N_M, 2), dtype=np.float64)
         self.mf_decisions = 0.0
         # moving averages of the ratio of agents' mean personal probabilities to a reference
-        # probability computed from this month's levers alone (see _reference); the fallback
+        # probability computed from this month's levers alone (see _reference_p); the fallback
         # when a stage holds no agent, as it often does at coarse scales. A ratio, not a
         # probability, so that the fallback follows the levers (the onward route opening 50
         # times wider from 1999 to 2007, say) rather than freezing an old value. Starting
@@ -640,68 +640,10 @@ class Journey(Module):
     def _advance(self, mf, age, ex, ema, sums, pr: np.ndarray, cols) -> tuple[np.ndarray, float]:
         """One month of a mean-field copy: ``cols`` lists (column, sex, kin) with kin -1 for
         a copy pooled over kin. Returns the expected arrivals per column and the expected
-        months abroad summed over them."""
+        months abroad summed over them (:func:`_advance_mean_field`)."""
         arrived = np.zeros(mf.shape[1], dtype=np.float64)
-        months = 0.0
-        for c, s, kin in cols:
-            avgs = [0.0, 0.0, 0.0]
-            for row, (n_col, p_col) in enumerate(((U_PREP_N, U_PREP_P), (U_CHINA_N, U_CHINA_P),
-                                                  (U_CROSS_N, U_CROSS_P))):
-                ref = self._reference(pr, row, s, kin)
-                if sums[n_col, c] > 0:
-                    avg = sums[p_col, c] / sums[n_col, c]
-                    if ref > 0:
-                        ema[row, c] = 0.8 * ema[row, c] + 0.2 * (avg / ref)
-                else:
-                    avg = ema[row, c] * ref
-                avgs[row] = avg
-            p_go, p_on, q_plan = avgs
-            prep, cross, china, transit, det, settled, planned = mf[:, c]
-            gu, go = prep * pr[P_GIVEUP], prep * p_go
-            ok, dd = cross * pr[P_CROSS_OK], cross * pr[P_CROSS_DIE]
-            cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
-            tb = cross - ok - dd - cau
-            okp = ok * q_plan  # crossers on a planned escape
-            settle = pr[P_SETTLE_F] if s == SEX_FEMALE else pr[P_SETTLE_M]
-            # as the kernel: an airlift takes its share pa first, the other exits the rest
-            pa = pr[P_AIRLIFT]
-            qa = 1.0 - pa
-            air, air_p = china * pa, planned * pa
-            rep, dh = china * (qa * pr[P_REP]), china * (qa * pr[P_DIE_CHINA])
-            st, on = china * (qa * settle), china * (qa * p_on)
-            ret = china * (qa * pr[P_RETURN])
-            arr = transit * (pa + qa * pr[P_ARRIVE])
-            tc, td = transit * (qa * pr[P_TRANSIT_CAUGHT]), transit * (qa * pr[P_TRANSIT_DIE])
-            rel, ddd = det * pr[P_RELEASE], det * pr[P_DIE_DETAINED]
-            son = settled * pr[P_SETTLED_ON]
-            rep_p, dh_p = planned * (qa * pr[P_REP]), planned * (qa * pr[P_DIE_CHINA])
-            on_p = planned * (qa * pr[P_PLANNED_ON])
-            # first moments, one month older; mean age of each stage's mass
-            a_c = age[M_CHINA, c] + china
-            a_t = age[M_TRANSIT, c] + transit
-            a_s = age[M_SETTLED, c] + settled
-            a_p = age[M_PLANNED, c] + planned
-            m_c = a_c / china if china > 0 else 0.0
-            m_t = a_t / transit if transit > 0 else 0.0
-            m_s = a_s / settled if settled > 0 else 0.0
-            m_p = a_p / planned if planned > 0 else 0.0
-            age[M_CHINA, c] = a_c - m_c * (rep + dh + st + on + air + ret)
-            age[M_TRANSIT, c] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
-            age[M_SETTLED, c] = a_s - m_s * son + m_c * st
-            age[M_PLANNED, c] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
-            months += m_t * arr + m_c * air + m_p * air_p
-            mf[M_PREP, c] = prep - gu - go + tb
-            mf[M_CROSS, c] = cross - ok - dd - cau - tb + go
-            mf[M_CHINA, c] = china - rep - dh - st - on - air - ret + ok - okp
-            mf[M_TRANSIT, c] = transit - arr - tc - td + on + son + on_p
-            mf[M_DETAINED, c] = det - rel - ddd + cau + rep + tc + rep_p
-            mf[M_SETTLED, c] = settled + st - son
-            mf[M_PLANNED, c] = planned - rep_p - dh_p - on_p - air_p + okp
-            ex[X_GAVE_UP, c] += gu
-            ex[X_DIED, c] += dd + dh + td + ddd + dh_p
-            ex[X_ARRIVED, c] += arr + air + air_p
-            ex[X_RELEASED, c] += rel + ret
-            arrived[c] += arr + air + air_p
+        months = _advance_mean_field(mf, age, ex, ema, sums, pr, np.array(cols, dtype=np.int64),
+                                     float(self.dist_ref), arrived)
         return arrived, months
 
     def check(self, sim) -> None:
@@ -728,20 +670,6 @@ class Journey(Module):
         held_k = float(self.mf_k.sum() + self.mf_k_exits.sum())
         if abs(dec - held_k) > 1e-6 * max(1.0, dec):
             raise InvariantError(f"journey: kin-split mean-field mass {held_k} != expected decisions {dec}")
-
-    def _reference(self, pr: np.ndarray, row: int, s: int, kin: int = -1) -> float:
-        """Lever-only probability of a representative person: setting off from preparation
-        (row 0: base rate times the population's mean distance factor, affordability 1, not
-        watched), leaving China onward (row 1: no kin in South Korea) or a crosser's chance
-        of a planned escape (row 2: the whole fee can be paid). For the kin-split copy's
-        columns with kin (``kin`` 1), kin's affordability and onward factor replace them."""
-        if row == 0:
-            afford = pr[P_KIN_PREP] if kin == 1 else 1.0
-            return min(pr[P_PREP_BASE] * self.dist_ref * afford, 0.95 - pr[P_GIVEUP])
-        if row == 2:
-            return pr[P_PLANNED]
-        factor = pr[P_KIN_ONWARD] if kin == 1 else pr[P_FEE_FACTOR]
-        return min(0.5, pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * factor)
 
     def mean_field_balance(self) -> tuple[float, float]:
         """(cumulative expected decisions, expected mass in all stages plus all exits)."""
@@ -1374,3 +1302,115 @@ def _remit(t, seed, n, idx_person, idx_rec, rec_months, stage, household, rng_id
         sent += monthly
         n_hh += 1
     return sent, n_hh
+
+
+# ---------------------------------------------------------------------- the mean-field copies
+# Compiled (numba), not Python: their few hundred float operations a month on numpy scalars
+# cost a small population's month about half a millisecond. The same float64 operations in
+# the same order as the Python they replace, so the same bits; ``min(a, b)`` is written as
+# Python evaluates it (``b if b < a else a``).
+@nb.njit(cache=True)
+def _reference_p(pr, row, s, kin, dist_ref):
+    """Lever-only probability of a representative person: setting off from preparation
+    (row 0: base rate times the population's mean distance factor ``dist_ref``, affordability
+    1, not watched), leaving China onward (row 1: no kin in South Korea) or a crosser's chance
+    of a planned escape (row 2: the whole fee can be paid). For the kin-split copy's columns
+    with kin (``kin`` 1), kin's affordability and onward factor replace them."""
+    if row == 0:
+        afford = pr[P_KIN_PREP] if kin == 1 else 1.0
+        a = pr[P_PREP_BASE] * dist_ref * afford
+        b = 0.95 - pr[P_GIVEUP]
+        return b if b < a else a
+    if row == 2:
+        return pr[P_PLANNED]
+    factor = pr[P_KIN_ONWARD] if kin == 1 else pr[P_FEE_FACTOR]
+    b = pr[P_ONWARD] * (pr[P_FEMALE] if s == SEX_FEMALE else 1.0) * factor
+    return b if b < 0.5 else 0.5
+
+
+@nb.njit(cache=True)
+def _advance_mean_field(mf, age, ex, ema, sums, pr, cols, dist_ref, arrived):
+    """One month of a mean-field copy (see :meth:`Journey._advance`): ``cols`` rows of
+    (column, sex, kin); adds the expected arrivals per column into ``arrived`` and returns the
+    expected months abroad summed over them."""
+    months = 0.0
+    avgs = np.zeros(3, dtype=np.float64)
+    for q in range(cols.shape[0]):
+        c = cols[q, 0]
+        s = cols[q, 1]
+        kin = cols[q, 2]
+        for row in range(3):
+            n_col = U_PREP_N if row == 0 else (U_CHINA_N if row == 1 else U_CROSS_N)
+            p_col = U_PREP_P if row == 0 else (U_CHINA_P if row == 1 else U_CROSS_P)
+            ref = _reference_p(pr, row, s, kin, dist_ref)
+            if sums[n_col, c] > 0:
+                avg = sums[p_col, c] / sums[n_col, c]
+                if ref > 0:
+                    ema[row, c] = 0.8 * ema[row, c] + 0.2 * (avg / ref)
+            else:
+                avg = ema[row, c] * ref
+            avgs[row] = avg
+        p_go = avgs[0]
+        p_on = avgs[1]
+        q_plan = avgs[2]
+        prep = mf[M_PREP, c]
+        cross = mf[M_CROSS, c]
+        china = mf[M_CHINA, c]
+        transit = mf[M_TRANSIT, c]
+        det = mf[M_DETAINED, c]
+        settled = mf[M_SETTLED, c]
+        planned = mf[M_PLANNED, c]
+        gu = prep * pr[P_GIVEUP]
+        go = prep * p_go
+        ok = cross * pr[P_CROSS_OK]
+        dd = cross * pr[P_CROSS_DIE]
+        cau = (cross - ok - dd) * pr[P_CAUGHT_FAIL]
+        tb = cross - ok - dd - cau
+        okp = ok * q_plan  # crossers on a planned escape
+        settle = pr[P_SETTLE_F] if s == SEX_FEMALE else pr[P_SETTLE_M]
+        # as the kernel: an airlift takes its share pa first, the other exits the rest
+        pa = pr[P_AIRLIFT]
+        qa = 1.0 - pa
+        air = china * pa
+        air_p = planned * pa
+        rep = china * (qa * pr[P_REP])
+        dh = china * (qa * pr[P_DIE_CHINA])
+        st = china * (qa * settle)
+        on = china * (qa * p_on)
+        ret = china * (qa * pr[P_RETURN])
+        arr = transit * (pa + qa * pr[P_ARRIVE])
+        tc = transit * (qa * pr[P_TRANSIT_CAUGHT])
+        td = transit * (qa * pr[P_TRANSIT_DIE])
+        rel = det * pr[P_RELEASE]
+        ddd = det * pr[P_DIE_DETAINED]
+        son = settled * pr[P_SETTLED_ON]
+        rep_p = planned * (qa * pr[P_REP])
+        dh_p = planned * (qa * pr[P_DIE_CHINA])
+        on_p = planned * (qa * pr[P_PLANNED_ON])
+        # first moments, one month older; mean age of each stage's mass
+        a_c = age[M_CHINA, c] + china
+        a_t = age[M_TRANSIT, c] + transit
+        a_s = age[M_SETTLED, c] + settled
+        a_p = age[M_PLANNED, c] + planned
+        m_c = a_c / china if china > 0 else 0.0
+        m_t = a_t / transit if transit > 0 else 0.0
+        m_s = a_s / settled if settled > 0 else 0.0
+        m_p = a_p / planned if planned > 0 else 0.0
+        age[M_CHINA, c] = a_c - m_c * (rep + dh + st + on + air + ret)
+        age[M_TRANSIT, c] = a_t - m_t * (arr + tc + td) + m_c * on + m_s * son + m_p * on_p
+        age[M_SETTLED, c] = a_s - m_s * son + m_c * st
+        age[M_PLANNED, c] = a_p - m_p * (rep_p + dh_p + on_p + air_p)
+        months += m_t * arr + m_c * air + m_p * air_p
+        mf[M_PREP, c] = prep - gu - go + tb
+        mf[M_CROSS, c] = cross - ok - dd - cau - tb + go
+        mf[M_CHINA, c] = china - rep - dh - st - on - air - ret + ok - okp
+        mf[M_TRANSIT, c] = transit - arr - tc - td + on + son + on_p
+        mf[M_DETAINED, c] = det - rel - ddd + cau + rep + tc + rep_p
+        mf[M_SETTLED, c] = settled + st - son
+        mf[M_PLANNED, c] = planned - rep_p - dh_p - on_p - air_p + okp
+        ex[X_GAVE_UP, c] += gu
+        ex[X_DIED, c] += dd + dh + td + ddd + dh_p
+        ex[X_ARRIVED, c] += arr + air + air_p
+        ex[X_RELEASED, c] += rel + ret
+        arrived[c] += arr + air + air_p
+    return months
