@@ -50,6 +50,12 @@ def even_bounds(n: int, k: int) -> np.ndarray:
     return b
 
 
+#: Groups of consecutive chunks that the threads of a parallel kernel take
+#: (:meth:`Sim.chunk_groups`): each group makes its block buffers once (set by hand: at 256
+#: chunks of a small population, a buffer per chunk cost more than the chunk's work; 32
+#: groups still share out evenly over a few threads). Results never depend on it.
+N_GROUPS = 32
+
 #: Below this many items scanned, range-split sums (:meth:`Sim.parts`) run on one thread:
 #: starting threads costs more than the scan (set by hand; results do not depend on it).
 #: Until 2026-11-30 (session 18) it was a million (1 << 20), which kept the household passes
@@ -187,6 +193,23 @@ class Sim:
             if len(self._bounds_cache) > 16:
                 self._bounds_cache.clear()
             self._bounds_cache[n] = b
+        return b
+
+    def chunk_groups(self, n_chunks: int) -> np.ndarray:
+        """Bounds over the chunk indices ``[0, n_chunks)`` of at most :data:`N_GROUPS` groups
+        of consecutive chunks: a parallel kernel's threads take groups, and each group makes
+        its block buffers once for all its chunks. Every chunk's sums are still its own,
+        formed in person order: results never depend on the groups."""
+        return self.chunk_bounds_of(n_chunks, N_GROUPS)
+
+    def chunk_bounds_of(self, n: int, k: int) -> np.ndarray:
+        key = (n, max(1, min(k, n)))
+        b = self._parts_cache.get(key)
+        if b is None:
+            b = even_bounds(n, key[1])
+            if len(self._parts_cache) > 16:
+                self._parts_cache.clear()
+            self._parts_cache[key] = b
         return b
 
     def parts(self, n: int, work: int) -> np.ndarray:

@@ -128,6 +128,20 @@ def kin_weight(hh_flags, tie):
     return south if ((hh_flags & H_KIN_SOUTH) != 0) & (south > kin) else kin
 
 
+@nb.njit(inline="always", cache=True)
+def group_rows(bounds, groups, g, block):
+    """Rows of a block buffer for the chunks of group ``g`` (``groups``: bounds over the chunk
+    indices, :meth:`talbuk.sim.Sim.chunk_groups`): the longest of its chunks, at most
+    ``block``. A kernel makes its buffers once per group, not per chunk: at small
+    populations (256 chunks of a few dozen people) the allocations of every chunk cost more
+    than its work."""
+    m = 0
+    for c in range(groups[g], groups[g + 1]):
+        d = bounds[c + 1] - bounds[c]
+        m = d if d > m else m
+    return block if m > block else m
+
+
 @nb.njit(cache=True)
 def column_sums_in_order(a):
     """Sums of the columns of a 2-D float64 array, each added row after row from 0.0: the

@@ -185,7 +185,8 @@ class Decision(Module):
             persons.sex, persons.province, persons.household, persons.grievance,
             persons.desire, persons.fear, hh_pack, households.cell, households.savings_won,
             households.savings_usd, cell_kin, self.dist, lv, w,
-            np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds, counts, expected,
+            np.int64(p.min_age * 12), np.int64(p.max_age * 12), bounds,
+            sim.chunk_groups(bounds.size - 1), counts, expected,
             out_idx, out_vals, self._theta_table(loc, p.threshold_scale))
         tot = counts.sum(axis=0)
         # expected flow: per-chunk partials added in chunk order (thread-independent)
@@ -453,12 +454,13 @@ def _x_rule2(lo, nbk, t, min_age, max_age, stage, birth_month, household, provin
 
 
 @nb.njit(forceinline=True, cache=True)
-def _chunk(rule, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
+def _chunks(rule, c0, c1, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
            province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
            savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
            out_idx, out_vals, theta_tab):
-    """Chunk ``c`` of the decision kernel under ``rule`` (a constant at each call: the
-    compiled chunk holds only that rule's loop)."""
+    """Chunks ``c0`` to ``c1 - 1`` of the decision kernel under ``rule`` (a constant at each
+    call: the compiled function holds only that rule's loop), each with its own counts and
+    sums; the block buffers are made once for all of them."""
     china, severity, fee, inv_rate, border = lv[1], lv[2], lv[3], lv[4], lv[5]
     r_bc = w[0] * lv[0] + w[1] * lv[1]  # risk weights w[0:6] and border factor lv[0]: _risk_s
     w2, w3, w4, w5 = w[2], w[3], w[4], w[5]
@@ -472,106 +474,107 @@ def _chunk(rule, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_mo
     u64 = np.uint64
     # success chance before kin (utility rule); access through the border (planned rule)
     p_succ0 = (1.0 - border) * (1.0 - 0.5 * china)
-    k = 0
-    pushed = 0
-    fem = 0
-    e_all = 0.0
-    e_fem = 0.0
-    e_kin = 0.0
-    e_fem_kin = 0.0
     xb = np.empty(BLOCK, dtype=np.float64)  # x of the block's people (0 if not eligible)
     rb = np.empty(BLOCK, dtype=np.float32)  # their risk R
     pm = np.zeros(BLOCK // 64, dtype=np.uint64)  # bit j % 64 of word j // 64: x > 0
-    for b0 in range(bounds[c], bounds[c + 1], BLOCK):
-        lo = u64(b0)
-        nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
-        npos = 0
-        for _again in range(2):
-            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-            if rule == 0:
-                npos, miss = _x_rule0(
-                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
-                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
-                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
-                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
-                    rb, pm)
-            elif rule == 1:
-                npos, miss = _x_rule1(
-                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
-                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
-                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
-                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
-                    rb, pm)
-            else:
-                npos, miss = _x_rule2(
-                    lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
-                    grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
-                    dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
-                    u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
-                    rb, pm)
-            if miss == 0:
-                break
-            # rare (people who come of age): their trait words drawn, then the block again
-            for jm in range(nbk):
-                im = lo + jm
-                age_m = t - birth_month[im]
-                if stage[im] == RESIDENT and age_m >= min_age and age_m <= max_age:
-                    person_traits(seed, traits, rng_id, im)
-        if npos == 0:
-            continue
-        # the block's people with x > 0, in table order
-        for q in range((nbk + u64(63)) >> u64(6)):
-            m = pm[q]
-            while m != 0:
-                low = m & (u64(0) - m)  # lowest set bit
-                m = m ^ low
-                j = (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
-                i = lo + j
-                p = xb[j] / ramp
-                if p > 1.0:
-                    p = 1.0
-                female = sex[i] == SEX_FEMALE
-                p = p * (hz_f if female else hz)
-                if p > 1.0:
-                    p = 1.0
-                e_all += p
-                if female:
-                    e_fem += p
-                # a member already in South Korea (the journey's kin-split copy)
-                if hh_pack[u64(household[i]), 2] != 0:
-                    e_kin += p
+    for c in range(c0, c1):
+        k = 0
+        pushed = 0
+        fem = 0
+        e_all = 0.0
+        e_fem = 0.0
+        e_kin = 0.0
+        e_fem_kin = 0.0
+        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+            lo = u64(b0)
+            nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
+            npos = 0
+            for _again in range(2):
+                # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+                if rule == 0:
+                    npos, miss = _x_rule0(
+                        lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                        grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                        dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                        u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                        rb, pm)
+                elif rule == 1:
+                    npos, miss = _x_rule1(
+                        lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                        grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                        dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                        u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                        rb, pm)
+                else:
+                    npos, miss = _x_rule2(
+                        lo, nbk, t, min_age, max_age, stage, birth_month, household, province, traits,
+                        grievance, desire, fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin,
+                        dist, theta_tab, r_bc, w2, w3, w4, w5, own, kin_help, inv_rate, fee, p_succ0,
+                        u_ab, u_st, u_co, u_pu, severity, border, p_a, p_g, p_n, p_c, p_r, dscale, xb,
+                        rb, pm)
+                if miss == 0:
+                    break
+                # rare (people who come of age): their trait words drawn, then the block again
+                for jm in range(nbk):
+                    im = lo + jm
+                    age_m = t - birth_month[im]
+                    if stage[im] == RESIDENT and age_m >= min_age and age_m <= max_age:
+                        person_traits(seed, traits, rng_id, im)
+            if npos == 0:
+                continue
+            # the block's people with x > 0, in table order
+            for q in range((nbk + u64(63)) >> u64(6)):
+                m = pm[q]
+                while m != 0:
+                    low = m & (u64(0) - m)  # lowest set bit
+                    m = m ^ low
+                    j = (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
+                    i = lo + j
+                    p = xb[j] / ramp
+                    if p > 1.0:
+                        p = 1.0
+                    female = sex[i] == SEX_FEMALE
+                    p = p * (hz_f if female else hz)
+                    if p > 1.0:
+                        p = 1.0
+                    e_all += p
                     if female:
-                        e_fem_kin += p
-                if rng.uniform1(seed, _DECISION, tm, rng_id[i], u64(0)) < p:
-                    G = grievance[i]
-                    D = desire[i]
-                    stage[i] = PREPARING
-                    stage_month[i] = t
-                    flags[i] |= F_DECIDED
-                    if k < cap:
-                        out_idx[c, k] = i
-                        out_vals[c, k, 0] = G
-                        out_vals[c, k, 1] = D
-                        out_vals[c, k, 2] = rb[j]
-                    k += 1
-                    if G > D:
-                        pushed += 1
-                    if female:
-                        fem += 1
-    counts[c, C_DEC] = k
-    counts[c, C_PUSHED] = pushed
-    counts[c, C_FEM] = fem
-    expected[c, 0] = e_all
-    expected[c, 1] = e_fem
-    expected[c, 2] = e_kin
-    expected[c, 3] = e_fem_kin
+                        e_fem += p
+                    # a member already in South Korea (the journey's kin-split copy)
+                    if hh_pack[u64(household[i]), 2] != 0:
+                        e_kin += p
+                        if female:
+                            e_fem_kin += p
+                    if rng.uniform1(seed, _DECISION, tm, rng_id[i], u64(0)) < p:
+                        G = grievance[i]
+                        D = desire[i]
+                        stage[i] = PREPARING
+                        stage_month[i] = t
+                        flags[i] |= F_DECIDED
+                        if k < cap:
+                            out_idx[c, k] = i
+                            out_vals[c, k, 0] = G
+                            out_vals[c, k, 1] = D
+                            out_vals[c, k, 2] = rb[j]
+                        k += 1
+                        if G > D:
+                            pushed += 1
+                        if female:
+                            fem += 1
+        counts[c, C_DEC] = k
+        counts[c, C_PUSHED] = pushed
+        counts[c, C_FEM] = fem
+        expected[c, 0] = e_all
+        expected[c, 1] = e_fem
+        expected[c, 2] = e_kin
+        expected[c, 3] = e_fem_kin
 
 
 @nb.njit(parallel=True, cache=True)
 def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
                      province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
-                     savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
-                     out_idx, out_vals, theta_tab):
+                     savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, groups, counts,
+                     expected, out_idx, out_vals, theta_tab):
     # Written so that LLVM vectorises the pass over people (SIMD lanes): per block of BLOCK
     # people, one loop per rule computes every person's R and x without a branch (eligible
     # or not; ``h`` is a valid row for all lanes) into block buffers, with a bit per person
@@ -581,23 +584,22 @@ def _decision_kernel(rule, t, seed, rng_id, traits, stage, stage_month, flags, b
     # vectorised loop, measured no faster: they are too few. Each person's arithmetic is the
     # same float operations in the same order as the scalar loop, so every result is
     # bit-identical to it.
-    # one loop over chunks per rule, so that each holds only its rule's code
-    nch = bounds.shape[0] - 1
+    # one loop over groups of chunks per rule, so that each holds only its rule's code
     if rule == 0:
-        for c in nb.prange(nch):
-            _chunk(0, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
-                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
-                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
-                   out_idx, out_vals, theta_tab)
+        for grp in nb.prange(groups.shape[0] - 1):
+            _chunks(0, groups[grp], groups[grp + 1], t, seed, rng_id, traits, stage,
+                    stage_month, flags, birth_month, sex, province, household, grievance, desire,
+                    fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
+                    min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab)
     elif rule == 1:
-        for c in nb.prange(nch):
-            _chunk(1, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
-                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
-                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
-                   out_idx, out_vals, theta_tab)
+        for grp in nb.prange(groups.shape[0] - 1):
+            _chunks(1, groups[grp], groups[grp + 1], t, seed, rng_id, traits, stage,
+                    stage_month, flags, birth_month, sex, province, household, grievance, desire,
+                    fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
+                    min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab)
     else:
-        for c in nb.prange(nch):
-            _chunk(2, c, t, seed, rng_id, traits, stage, stage_month, flags, birth_month, sex,
-                   province, household, grievance, desire, fear, hh_pack, hh_cell, savings_won,
-                   savings_usd, cell_kin, dist, lv, w, min_age, max_age, bounds, counts, expected,
-                   out_idx, out_vals, theta_tab)
+        for grp in nb.prange(groups.shape[0] - 1):
+            _chunks(2, groups[grp], groups[grp + 1], t, seed, rng_id, traits, stage,
+                    stage_month, flags, birth_month, sex, province, household, grievance, desire,
+                    fear, hh_pack, hh_cell, savings_won, savings_usd, cell_kin, dist, lv, w,
+                    min_age, max_age, bounds, counts, expected, out_idx, out_vals, theta_tab)

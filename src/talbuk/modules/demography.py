@@ -214,7 +214,8 @@ class Demography(Module):
             self.hazard_m[year_idx], self.rr3, float(p.hunger_exponent),
             self.fertility_sm * birth_scale, self.fertility_next_sm,
             self.split_age_s, float(p.household_split_prob),
-            self.scratch, bounds, counts, excess, prov_deaths, prov_pop, women_w_next,
+            self.scratch, bounds, sim.chunk_groups(bounds.size - 1), counts, excess, prov_deaths,
+            prov_pop, women_w_next,
             *self._block_buffers(bounds.size - 1))
         tot = counts.sum(axis=0)
         # new households and newborns, appended in table order (counts per range, then
@@ -300,7 +301,7 @@ E_DIED_HOME = np.uint8(16)  # died in North Korea (leaves the household's count)
 @nb.njit(parallel=True, cache=True)
 def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, province, hunger,
                        resistance, hazard_m, rr3, hunger_exp, birth_p_m, shape_next_m,
-                       split_age, split_p, scratch, bounds, counts, excess,
+                       split_age, split_p, scratch, bounds, groups, counts, excess,
                        prov_deaths, prov_pop, women_w_next, ev, hk_b, h_b, bp_b):
     """One pass over everyone: deaths, births and household splits flagged, stocks counted.
 
@@ -336,132 +337,138 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
     q = SUM_SCALE
     sa0 = np.int64(split_age[0])
     sa1 = np.int64(split_age[1])
-    nc = bounds.shape[0] - 1
-    for c in nb.prange(nc):
-        deaths = 0
-        abroad_deaths = 0
-        births = 0
-        splits = 0
-        females = np.int64(0)
-        ww = np.int64(0)
-        g0 = np.int64(0)
-        g1 = np.int64(0)
-        n_home = np.int64(0)
+    for grp in nb.prange(groups.shape[0] - 1):
         p_deaths = np.zeros(N_PROV, dtype=np.int64)
         p_pop = np.zeros(N_PROV, dtype=np.int64)
         p_excess = np.zeros(N_PROV, dtype=np.float64)
-        run_prov = -1
-        run_len = 0
         cand = np.empty(RNG_BLOCK, dtype=np.int64)
         cand_id = np.empty(RNG_BLOCK, dtype=np.uint32)
         cand_p = np.empty(RNG_BLOCK, dtype=np.float64)
         cand_u = np.empty(RNG_BLOCK, dtype=np.float64)
-        for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
-            b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
-            nbk = np.uint64(b1 - b0)
-            ub0 = np.uint64(b0)
-            if not exp2:  # hunger ** exponent (pow is a call: not in the SIMD loop)
+        for c in range(groups[grp], groups[grp + 1]):
+            deaths = 0
+            abroad_deaths = 0
+            births = 0
+            splits = 0
+            females = np.int64(0)
+            ww = np.int64(0)
+            g0 = np.int64(0)
+            g1 = np.int64(0)
+            n_home = np.int64(0)
+            run_prov = -1
+            run_len = 0
+            for k in range(N_PROV):
+                p_deaths[k] = 0
+            for k in range(N_PROV):
+                p_pop[k] = 0
+            for k in range(N_PROV):
+                p_excess[k] = 0
+            for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
+                b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
+                nbk = np.uint64(b1 - b0)
+                ub0 = np.uint64(b0)
+                if not exp2:  # hunger ** exponent (pow is a call: not in the SIMD loop)
+                    for j in range(nbk):
+                        hg = np.float64(hunger[ub0 + j])
+                        hk_b[c, j] = hg ** hunger_exp if hg > 0.0 else 0.0
+                # 1. every person at once (SIMD): deaths applied, counts, what follows flagged
                 for j in range(nbk):
-                    hg = np.float64(hunger[ub0 + j])
-                    hk_b[c, j] = hg ** hunger_exp if hg > 0.0 else 0.0
-            # 1. every person at once (SIMD): deaths applied, counts, what follows flagged
-            for j in range(nbk):
-                i = ub0 + j
-                st = stage[i]
-                alive = st != DEAD
-                age_m = t - birth_month[i]
-                age_m = max_m if age_m > max_m else age_m
-                am = np.uint64(age_m)
-                s = sex[i]
-                h0 = hazard_m[s, am]
-                home = alive & in_country(st)
-                hg = np.float64(hunger[i])
-                # the default exponent 2 as a product (exact in float64 for a float32
-                # hunger, as pow is)
-                hk = hg * hg if exp2 else hk_b[c, j]
-                rr = rr_child if am < child_m else (rr_old if am >= old_m else rr_adult)
-                h = h0 * (1.0 + rr * hk) if (home & (hg > 0.0)) else h0
-                r0 = resistance[i]
-                r = r0 - h
-                dies = alive & (r <= 0.0)
-                stage[i] = DEAD if dies else st
-                stage_month[i] = t if dies else stage_month[i]
-                resistance[i] = 0.0 if dies else (r if alive else r0)
-                lives = home & (not dies)
-                g0 += np.int64(lives & (am < g0_m))
-                g1 += np.int64(lives & (am >= g0_m) & (am < g1_m))
-                females += np.int64(s) if lives else np.int64(0)
-                n_home += np.int64(lives)
-                ww += np.int64(shape_next_m[s, am] * q) if lives else np.int64(0)
-                bp = birth_p_m[s, am]
-                res = lives & (st == RESIDENT)
-                sa = sa1 if s != 0 else sa0
-                e = (np.uint8(dies) | (np.uint8(lives) << np.uint8(1))
-                     | (np.uint8(res & (bp > 0.0)) << np.uint8(2))
-                     | (np.uint8(res & (age_m == sa)) << np.uint8(3))
-                     | (np.uint8(dies & home) << np.uint8(4)))
-                ev[c, j] = e
-                h_b[c, j] = h
-                bp_b[c, j] = bp
-            # 2. one at a time, cheaply: provinces, deaths, candidates (in person order)
-            nb_ = 0
-            for j in range(nbk):
-                i = ub0 + j
-                e = ev[c, j]
-                if e & E_HOME:
-                    pr = np.int64(province[i])
-                    if pr == run_prov:
-                        run_len += 1
-                    else:
-                        if run_prov >= 0:
-                            p_pop[run_prov] += run_len
-                        run_prov = pr
-                        run_len = 1
-                # a woman who may give birth joins the block's list (without a branch: the
-                # entry is overwritten unless the count moves on); her draw comes after
-                cand[nb_] = i
-                cand_id[nb_] = rng_id[i]
-                cand_p[nb_] = bp_b[c, j]
-                nb_ += (e >> np.uint8(2)) & np.uint8(1)
-                if e & (E_DIES | E_SPLIT):
-                    if e & E_DIES:
-                        if e & E_DIED_HOME:
-                            scratch[i] = 4  # leaves the household's count (in the serial pass)
-                            deaths += 1
-                            pr = province[i]
-                            p_deaths[pr] += 1
-                            age_m = t - birth_month[i]
-                            age_m = max_m if age_m > max_m else age_m
-                            p_excess[pr] += 1.0 - hazard_m[sex[i], np.uint64(age_m)] / h_b[c, j]
+                    i = ub0 + j
+                    st = stage[i]
+                    alive = st != DEAD
+                    age_m = t - birth_month[i]
+                    age_m = max_m if age_m > max_m else age_m
+                    am = np.uint64(age_m)
+                    s = sex[i]
+                    h0 = hazard_m[s, am]
+                    home = alive & in_country(st)
+                    hg = np.float64(hunger[i])
+                    # the default exponent 2 as a product (exact in float64 for a float32
+                    # hunger, as pow is)
+                    hk = hg * hg if exp2 else hk_b[c, j]
+                    rr = rr_child if am < child_m else (rr_old if am >= old_m else rr_adult)
+                    h = h0 * (1.0 + rr * hk) if (home & (hg > 0.0)) else h0
+                    r0 = resistance[i]
+                    r = r0 - h
+                    dies = alive & (r <= 0.0)
+                    stage[i] = DEAD if dies else st
+                    stage_month[i] = t if dies else stage_month[i]
+                    resistance[i] = 0.0 if dies else (r if alive else r0)
+                    lives = home & (not dies)
+                    g0 += np.int64(lives & (am < g0_m))
+                    g1 += np.int64(lives & (am >= g0_m) & (am < g1_m))
+                    females += np.int64(s) if lives else np.int64(0)
+                    n_home += np.int64(lives)
+                    ww += np.int64(shape_next_m[s, am] * q) if lives else np.int64(0)
+                    bp = birth_p_m[s, am]
+                    res = lives & (st == RESIDENT)
+                    sa = sa1 if s != 0 else sa0
+                    e = (np.uint8(dies) | (np.uint8(lives) << np.uint8(1))
+                         | (np.uint8(res & (bp > 0.0)) << np.uint8(2))
+                         | (np.uint8(res & (age_m == sa)) << np.uint8(3))
+                         | (np.uint8(dies & home) << np.uint8(4)))
+                    ev[c, j] = e
+                    h_b[c, j] = h
+                    bp_b[c, j] = bp
+                # 2. one at a time, cheaply: provinces, deaths, candidates (in person order)
+                nb_ = 0
+                for j in range(nbk):
+                    i = ub0 + j
+                    e = ev[c, j]
+                    if e & E_HOME:
+                        pr = np.int64(province[i])
+                        if pr == run_prov:
+                            run_len += 1
                         else:
-                            abroad_deaths += 1
-                    elif rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
-                        scratch[i] = 2
-                        splits += 1
-            # the block's birth draws in one loop the compiler vectorizes (Philox on SIMD
-            # lanes), then their outcomes; the same draw for each woman as one at a time
-            for j in range(nb_):
-                cand_u[j] = rng.uniform1(seed, _BIRTH, tm, cand_id[j], np.uint64(0))
-            for j in range(nb_):
-                if cand_u[j] < cand_p[j]:
-                    scratch[cand[j]] |= 1  # zero before the month (cleared by the serial pass)
-                    births += 1
-        if run_prov >= 0:
-            p_pop[run_prov] += run_len
-        counts[c, C_DEATHS] = deaths
-        counts[c, C_ABROAD_DEATHS] = abroad_deaths
-        counts[c, C_BIRTHS] = births
-        counts[c, C_SPLITS] = splits
-        counts[c, C_0_14] = g0
-        counts[c, C_15_64] = g1
-        counts[c, C_65P] = n_home - g0 - g1
-        counts[c, C_POP] = n_home
-        counts[c, C_MALE] = counts[c, C_POP] - females
-        for k in range(N_PROV):  # element by element: a slice would be an alias, and
-            prov_deaths[c, k] = p_deaths[k]  # numba then marks no array as unaliased
-            prov_pop[c, k] = p_pop[k]
-            excess[c, k] = p_excess[k]
-        women_w_next[c] = ww / q
+                            if run_prov >= 0:
+                                p_pop[run_prov] += run_len
+                            run_prov = pr
+                            run_len = 1
+                    # a woman who may give birth joins the block's list (without a branch: the
+                    # entry is overwritten unless the count moves on); her draw comes after
+                    cand[nb_] = i
+                    cand_id[nb_] = rng_id[i]
+                    cand_p[nb_] = bp_b[c, j]
+                    nb_ += (e >> np.uint8(2)) & np.uint8(1)
+                    if e & (E_DIES | E_SPLIT):
+                        if e & E_DIES:
+                            if e & E_DIED_HOME:
+                                scratch[i] = 4  # leaves the household's count (in the serial pass)
+                                deaths += 1
+                                pr = province[i]
+                                p_deaths[pr] += 1
+                                age_m = t - birth_month[i]
+                                age_m = max_m if age_m > max_m else age_m
+                                p_excess[pr] += 1.0 - hazard_m[sex[i], np.uint64(age_m)] / h_b[c, j]
+                            else:
+                                abroad_deaths += 1
+                        elif rng.uniform1(seed, _SPLIT, tm, rng_id[i], np.uint64(0)) < split_p:
+                            scratch[i] = 2
+                            splits += 1
+                # the block's birth draws in one loop the compiler vectorizes (Philox on SIMD
+                # lanes), then their outcomes; the same draw for each woman as one at a time
+                for j in range(nb_):
+                    cand_u[j] = rng.uniform1(seed, _BIRTH, tm, cand_id[j], np.uint64(0))
+                for j in range(nb_):
+                    if cand_u[j] < cand_p[j]:
+                        scratch[cand[j]] |= 1  # zero before the month (cleared by the serial pass)
+                        births += 1
+            if run_prov >= 0:
+                p_pop[run_prov] += run_len
+            counts[c, C_DEATHS] = deaths
+            counts[c, C_ABROAD_DEATHS] = abroad_deaths
+            counts[c, C_BIRTHS] = births
+            counts[c, C_SPLITS] = splits
+            counts[c, C_0_14] = g0
+            counts[c, C_15_64] = g1
+            counts[c, C_65P] = n_home - g0 - g1
+            counts[c, C_POP] = n_home
+            counts[c, C_MALE] = counts[c, C_POP] - females
+            for k in range(N_PROV):  # element by element: a slice would be an alias, and
+                prov_deaths[c, k] = p_deaths[k]  # numba then marks no array as unaliased
+                prov_pop[c, k] = p_pop[k]
+                excess[c, k] = p_excess[k]
+            women_w_next[c] = ww / q
 
 
 @nb.njit(parallel=True, cache=True)

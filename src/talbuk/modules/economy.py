@@ -76,6 +76,7 @@ from talbuk.state import (
     PREPARING,
     RESIDENT,
     SEX_FEMALE,
+    group_rows,
     in_country,
 )
 
@@ -255,6 +256,7 @@ class Economy(Module):
         self.hh_u = np.zeros(hh.capacity, dtype=np.float32)
         self._fill_hh_u(sim.seed, 0, n)
         self.n_seen = n
+        self._hist_c = None  # the household scan's histograms, one row per chunk (step)
         # the month's work arrays, set by _work during a step (Sim.household_work)
         self.need = self.hbits = self.power = self.n_workers = self.event = self.hx = None
 
@@ -385,7 +387,7 @@ class Economy(Module):
         while True:
             if self.movers.shape[0] < nc0 * self.movers_per_chunk:
                 self.movers = np.zeros(nc0 * self.movers_per_chunk, dtype=np.int32)
-            _aggregate_par(np.int64(self.hp0), hb, pb0, first_h, last_h, defer_end, self.movers,
+            _aggregate_par(np.int64(self.hp0), hb, pb0, sim.chunk_groups(nc0), first_h, last_h, defer_end, self.movers,
                            np.int64(self.movers_per_chunk), n_movers, ok, *args)
             most = int(n_movers.max()) if nc0 else 0
             if most <= self.movers_per_chunk:
@@ -410,13 +412,18 @@ class Economy(Module):
         cell_n = np.zeros(n_cells, dtype=np.int32)
         cell_tr = np.zeros(n_cells, dtype=np.int32)
         nch = hb.size - 1
-        hist_c = np.empty((nch, N_BINS), dtype=np.float64)  # every chunk writes all its bins
+        # every chunk writes all its bins; kept from month to month (a megabyte at 256
+        # chunks: made each month, its pages were fresh mappings to fault in)
+        if self._hist_c is None or self._hist_c.shape[0] != nch:
+            self._hist_c = np.empty((nch, N_BINS), dtype=np.float64)
+        hist_c = self._hist_c
         need_c = np.zeros((nch, 2), dtype=np.float64)  # farm, PDS-dependent
         first_c = np.empty((nch, 4), dtype=np.int64)  # first cell, its households, trading, last cell
         ok_c = np.empty(nch, dtype=np.bool_)
         _household_scan(np.int64(self.h0), hh.flags, hh.province, hh.cell, hh.members,
                         self.hh_u, self.need, self.hbits, self.prov_priority, self.songbun_priority,
-                        float(p.priority_jitter), float(self.score_max), self.hx, hb, hist_c,
+                        float(p.priority_jitter), float(self.score_max), self.hx, hb,
+                        sim.chunk_groups(hb.size - 1), hist_c,
                         need_c, cell_n, cell_tr, first_c, ok_c)
         _cell_shares(np.int64(self.h0), hh.flags, hh.cell, hh.members, first_c, ok_c, cell_n,
                      cell_tr, cell_share)
@@ -441,7 +448,8 @@ class Economy(Module):
                           hh.savings_won, hh.savings_usd, hh.state_income, hh.market_income,
                           self.need, self.hbits, self.power, self.n_workers,
                           self.hx, self.entry_res, self.shortfall, self.event, cell_share, np.int64(cut_bin),
-                          float(cut_frac), self.prov_china, hp, bounds, hcounts, prov_fed,
+                          float(cut_frac), self.prov_china, hp, bounds,
+                          sim.chunk_groups(bounds.size - 1), hcounts, prov_fed,
                           np.int64(log1p_mode()))
         # 4. persons: hunger, traders, skill, market generation (parallel)
         pb = sim.chunk_bounds(n)
@@ -454,6 +462,7 @@ class Economy(Module):
                        persons.birth_month, persons.sex, persons.household, persons.province,
                        persons.flags, persons.hunger, persons.market_skill, hh.flags,
                        self.shortfall, self.event, self.worker_m, np.int64(self.mg_birth), pp, pb,
+                       sim.chunk_groups(pb.size - 1),
                        pcounts,
                        prov_hungry)
         hc = hcounts.sum(axis=0)
@@ -554,7 +563,7 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
 
 
 @nb.njit(parallel=True, cache=True)
-def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
+def _aggregate_par(h0, hbounds, pbounds, groups, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
                    t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                    worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
                    exposure, watching_min, media_age_m, m_nw):
@@ -591,77 +600,78 @@ def _aggregate_par(h0, hbounds, pbounds, first_h, last_h, defer_end, movers, mca
             power[h] = 0.0
             n_workers[h] = 0
             m_nw[h] = 0
-    for c in nb.prange(pbounds.shape[0] - 1):
-        hf = np.int64(-1)
-        prev = np.int64(-1)
-        dend = pbounds[c]
-        nm = 0
-        good = np.int64(1)  # an integer: a boolean would make numba drop noalias
-        nbuf = min(BLOCK, pbounds[c + 1] - pbounds[c])  # block buffers: no longer than the chunk
+    for grp in nb.prange(groups.shape[0] - 1):
+        nbuf = group_rows(pbounds, groups, grp, BLOCK)  # block buffers: the group's longest chunk
         hh_b = np.zeros(nbuf, dtype=np.int64)  # household, -1 for people outside the country
         need_b = np.zeros(nbuf, dtype=np.float32)
         power_b = np.zeros(nbuf, dtype=np.float64)
         bits_b = np.zeros(nbuf, dtype=np.int64)
         wk_b = np.zeros(nbuf, dtype=np.int64)
         mnw_b = np.zeros(nbuf, dtype=np.int32)  # the information module's counts (10+, watching)
-        for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
-            b1 = min(b0 + BLOCK, pbounds[c + 1])
-            # unsigned indices: numba adds no test for negative ones
-            ub0 = np.uint64(b0)
-            for i in range(ub0, np.uint64(b1)):
-                j = i - ub0
-                st = stage[i]
-                act = in_country(st)
-                hh_b[j] = np.int64(household[i]) if act else np.int64(-1)
-                bm = birth_month[i]
-                a = t - bm
-                a = a if a < amax else amax
-                a = a if act else 0
-                a = np.uint64(a)
-                need_b[j] = nd_child if a < child_m else (
-                    nd_young if a < young_m else (nd_old if a >= old_m else nd_adult))
-                sb = songbun[i]
-                bits = np.int64(1 << sb) if sb < 3 else np.int64(B_SB_OTHER)
-                wk = np.int64((a >= work0_m) & (a < work1_m)) & np.int64(st <= PREPARING)
-                mg = np.int64(bm >= mg_birth)
-                tr = np.int64((flags[i] & F_TRADER) != 0)
-                fem = np.int64(sex[i] == SEX_FEMALE)
-                bits |= -wk & ((fem * B_WOMAN) | (mg * B_MG) | (tr * B_TRADER))
-                bits_b[j] = bits
-                wk_b[j] = wk
-                w = skill_floor + skill[i]
-                w = w * mg_w if mg else w  # (w * 1.0 is w)
-                power_b[j] = w * (wk & tr)
-                mnw_b[j] = count_term(st, t - bm, flags[i], exposure[i], watching_min,
-                                      media_age_m)
-            for j in range(b1 - b0):
-                hh = hh_b[j]
-                if hh < 0:
-                    continue
-                if hh >= h0:
-                    if nm < mcap:
-                        movers[c * mcap + nm] = b0 + j
-                    nm += 1
-                    continue
-                if hh < prev:
-                    good = 0
-                prev = hh
-                if hf < 0:
-                    hf = hh
-                if hh == hf:
-                    dend = b0 + j + 1
-                    continue
-                uh = np.uint64(hh)
-                need[uh] += need_b[j]
-                hbits[uh] |= bits_b[j]
-                n_workers[uh] += wk_b[j]
-                power[uh] += power_b[j]
-                m_nw[uh] += mnw_b[j]
-        first_h[c] = hf
-        last_h[c] = prev
-        defer_end[c] = dend
-        n_movers[c] = nm
-        ok[c] = good != 0
+        for c in range(groups[grp], groups[grp + 1]):
+            hf = np.int64(-1)
+            prev = np.int64(-1)
+            dend = pbounds[c]
+            nm = 0
+            good = np.int64(1)  # an integer: a boolean would make numba drop noalias
+            for b0 in range(pbounds[c], pbounds[c + 1], BLOCK):
+                b1 = min(b0 + BLOCK, pbounds[c + 1])
+                # unsigned indices: numba adds no test for negative ones
+                ub0 = np.uint64(b0)
+                for i in range(ub0, np.uint64(b1)):
+                    j = i - ub0
+                    st = stage[i]
+                    act = in_country(st)
+                    hh_b[j] = np.int64(household[i]) if act else np.int64(-1)
+                    bm = birth_month[i]
+                    a = t - bm
+                    a = a if a < amax else amax
+                    a = a if act else 0
+                    a = np.uint64(a)
+                    need_b[j] = nd_child if a < child_m else (
+                        nd_young if a < young_m else (nd_old if a >= old_m else nd_adult))
+                    sb = songbun[i]
+                    bits = np.int64(1 << sb) if sb < 3 else np.int64(B_SB_OTHER)
+                    wk = np.int64((a >= work0_m) & (a < work1_m)) & np.int64(st <= PREPARING)
+                    mg = np.int64(bm >= mg_birth)
+                    tr = np.int64((flags[i] & F_TRADER) != 0)
+                    fem = np.int64(sex[i] == SEX_FEMALE)
+                    bits |= -wk & ((fem * B_WOMAN) | (mg * B_MG) | (tr * B_TRADER))
+                    bits_b[j] = bits
+                    wk_b[j] = wk
+                    w = skill_floor + skill[i]
+                    w = w * mg_w if mg else w  # (w * 1.0 is w)
+                    power_b[j] = w * (wk & tr)
+                    mnw_b[j] = count_term(st, t - bm, flags[i], exposure[i], watching_min,
+                                          media_age_m)
+                for j in range(b1 - b0):
+                    hh = hh_b[j]
+                    if hh < 0:
+                        continue
+                    if hh >= h0:
+                        if nm < mcap:
+                            movers[c * mcap + nm] = b0 + j
+                        nm += 1
+                        continue
+                    if hh < prev:
+                        good = 0
+                    prev = hh
+                    if hf < 0:
+                        hf = hh
+                    if hh == hf:
+                        dend = b0 + j + 1
+                        continue
+                    uh = np.uint64(hh)
+                    need[uh] += need_b[j]
+                    hbits[uh] |= bits_b[j]
+                    n_workers[uh] += wk_b[j]
+                    power[uh] += power_b[j]
+                    m_nw[uh] += mnw_b[j]
+            first_h[c] = hf
+            last_h[c] = prev
+            defer_end[c] = dend
+            n_movers[c] = nm
+            ok[c] = good != 0
 
 
 @nb.njit(cache=True)
@@ -747,7 +757,7 @@ NEED_Q = np.float64(1 << 27)
 
 @nb.njit(parallel=True, cache=True)
 def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_priority,
-                    songbun_priority, jitter, score_max, hx, hbounds, hist_c, need_c, cell_n,
+                    songbun_priority, jitter, score_max, hx, hbounds, groups, hist_c, need_c, cell_n,
                     cell_tr, first_c, ok_c):
     """Per chunk of households: triage scores and histogram, need sums, cell counts.
 
@@ -768,102 +778,105 @@ def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_
         sb = 0 if k & 1 else (1 if k & 2 else (2 if k & 4 else 1))
         sb_score[k] = songbun_priority[sb]
     uh0 = np.uint64(max(h0, 0))
-    for c in nb.prange(hbounds.shape[0] - 1):
-        fc = -1
-        prevc = -1
-        fn = 0
-        ftr = 0
-        good = np.int64(1)  # integers, not booleans: numba takes a boolean variable for a
-        exact = np.int64(1)  # possible alias of an array, and then marks no array noalias
-        nf = np.int64(0)
-        nd = np.int64(0)
-        run_c = -1  # the cell being counted, its households and trading ones
-        run_n = 0
-        run_tr = 0
+    for grp in nb.prange(groups.shape[0] - 1):
         hist = np.zeros(N_BINS + 1, dtype=np.int64)  # the last bin: households not scored
-        nbuf = min(BLOCK, hbounds[c + 1] - hbounds[c])  # block buffers: no longer than the chunk
+        nbuf = group_rows(hbounds, groups, grp, BLOCK)  # block buffers: the group's longest chunk
         bin_b = np.zeros(nbuf, dtype=np.int64)
         m_b = np.zeros(nbuf, dtype=np.int64)
         cc_b = np.zeros(nbuf, dtype=np.int64)
         tr_b = np.zeros(nbuf, dtype=np.int64)
-        for b0 in range(hbounds[c], hbounds[c + 1], BLOCK):
-            b1 = min(b0 + BLOCK, hbounds[c + 1])
-            # unsigned indices: numba adds no test for negative ones
-            ub0 = np.uint64(b0)
-            for hu in range(ub0, np.uint64(b1)):
-                j = hu - ub0
-                m = members[hu]
-                live = m > 0
-                fl = flags[hu]
-                farm = (fl & H_FARM) != 0
-                dep = live & (not farm)
-                v = np.float64(need[hu])
-                vq = v * q
-                iv = np.int64(vq)
-                exact &= np.int64(np.float64(iv) == vq)
-                nf += iv if live & farm else np.int64(0)
-                nd += iv if dep else np.int64(0)
-                # cell of an initial household (-1: not counted here)
-                cc_b[j] = np.int64(cell[hu]) if live & (hu < uh0) else np.int64(-1)
-                tr_b[j] = np.int64((fl & H_TRADING) != 0)
-                # triage score: province, lowest songbun of the members, fixed jitter
-                pr = province[hu] if live else np.uint8(0)
-                s = prov_priority[pr] + sb_score[hbits[hu] & 7] + jitter * hh_u[hu]
-                x = s / score_max * N_BINS
-                x0 = hx[hu]
-                hx[hu] = x if dep else x0
-                b = int(x) if dep else N_BINS
-                b = N_BINS - 1 if b > N_BINS - 1 else b
-                bin_b[j] = b if dep else N_BINS
-                m_b[j] = np.int64(m)
-            for j in range(b1 - b0):
-                hist[bin_b[j]] += m_b[j]
-                cc = cc_b[j]
-                if cc < 0:
-                    continue
-                tr = tr_b[j]
-                if cc < prevc:
-                    good = 0
-                prevc = cc
-                if fc < 0:
-                    fc = cc
-                if cc == fc:
-                    fn += 1
-                    ftr += tr
-                else:
-                    if cc != run_c:
-                        if run_c >= 0:
-                            cell_n[run_c] += run_n
-                            cell_tr[run_c] += run_tr
-                        run_c = cc
-                        run_n = 0
-                        run_tr = 0
-                    run_n += 1
-                    run_tr += tr
-        if run_c >= 0:
-            cell_n[run_c] += run_n
-            cell_tr[run_c] += run_tr
-        if exact != 0:
-            need_c[c, 0] = nf / q
-            need_c[c, 1] = nd / q
-        else:  # a need off the 2**-27 grid: the float64 sums in order
-            snf = 0.0
-            snd = 0.0
-            for h in range(hbounds[c], hbounds[c + 1]):
-                if members[h] > 0:
-                    if flags[h] & H_FARM:
-                        snf += need[h]
+        for c in range(groups[grp], groups[grp + 1]):
+            fc = -1
+            prevc = -1
+            fn = 0
+            ftr = 0
+            good = np.int64(1)  # integers, not booleans: numba takes a boolean variable for a
+            exact = np.int64(1)  # possible alias of an array, and then marks no array noalias
+            nf = np.int64(0)
+            nd = np.int64(0)
+            run_c = -1  # the cell being counted, its households and trading ones
+            run_n = 0
+            run_tr = 0
+            for k in range(N_BINS + 1):
+                hist[k] = 0
+            for b0 in range(hbounds[c], hbounds[c + 1], BLOCK):
+                b1 = min(b0 + BLOCK, hbounds[c + 1])
+                # unsigned indices: numba adds no test for negative ones
+                ub0 = np.uint64(b0)
+                for hu in range(ub0, np.uint64(b1)):
+                    j = hu - ub0
+                    m = members[hu]
+                    live = m > 0
+                    fl = flags[hu]
+                    farm = (fl & H_FARM) != 0
+                    dep = live & (not farm)
+                    v = np.float64(need[hu])
+                    vq = v * q
+                    iv = np.int64(vq)
+                    exact &= np.int64(np.float64(iv) == vq)
+                    nf += iv if live & farm else np.int64(0)
+                    nd += iv if dep else np.int64(0)
+                    # cell of an initial household (-1: not counted here)
+                    cc_b[j] = np.int64(cell[hu]) if live & (hu < uh0) else np.int64(-1)
+                    tr_b[j] = np.int64((fl & H_TRADING) != 0)
+                    # triage score: province, lowest songbun of the members, fixed jitter
+                    pr = province[hu] if live else np.uint8(0)
+                    s = prov_priority[pr] + sb_score[hbits[hu] & 7] + jitter * hh_u[hu]
+                    x = s / score_max * N_BINS
+                    x0 = hx[hu]
+                    hx[hu] = x if dep else x0
+                    b = int(x) if dep else N_BINS
+                    b = N_BINS - 1 if b > N_BINS - 1 else b
+                    bin_b[j] = b if dep else N_BINS
+                    m_b[j] = np.int64(m)
+                for j in range(b1 - b0):
+                    hist[bin_b[j]] += m_b[j]
+                    cc = cc_b[j]
+                    if cc < 0:
+                        continue
+                    tr = tr_b[j]
+                    if cc < prevc:
+                        good = 0
+                    prevc = cc
+                    if fc < 0:
+                        fc = cc
+                    if cc == fc:
+                        fn += 1
+                        ftr += tr
                     else:
-                        snd += need[h]
-            need_c[c, 0] = snf
-            need_c[c, 1] = snd
-        for k in range(N_BINS):
-            hist_c[c, k] = hist[k]
-        first_c[c, 0] = fc
-        first_c[c, 1] = fn
-        first_c[c, 2] = ftr
-        first_c[c, 3] = prevc
-        ok_c[c] = good != 0
+                        if cc != run_c:
+                            if run_c >= 0:
+                                cell_n[run_c] += run_n
+                                cell_tr[run_c] += run_tr
+                            run_c = cc
+                            run_n = 0
+                            run_tr = 0
+                        run_n += 1
+                        run_tr += tr
+            if run_c >= 0:
+                cell_n[run_c] += run_n
+                cell_tr[run_c] += run_tr
+            if exact != 0:
+                need_c[c, 0] = nf / q
+                need_c[c, 1] = nd / q
+            else:  # a need off the 2**-27 grid: the float64 sums in order
+                snf = 0.0
+                snd = 0.0
+                for h in range(hbounds[c], hbounds[c + 1]):
+                    if members[h] > 0:
+                        if flags[h] & H_FARM:
+                            snf += need[h]
+                        else:
+                            snd += need[h]
+                need_c[c, 0] = snf
+                need_c[c, 1] = snd
+            for k in range(N_BINS):
+                hist_c[c, k] = hist[k]
+            first_c[c, 0] = fc
+            first_c[c, 1] = fn
+            first_c[c, 2] = ftr
+            first_c[c, 3] = prevc
+            ok_c[c] = good != 0
 
 
 @nb.njit(cache=True)
@@ -1132,7 +1145,7 @@ def log1p_mode() -> int:
 def _household_kernel(t, seed, flags, province, cell, members, savings_won, savings_usd,
                       state_income, market_income, need, hbits, power, n_workers, hx,
                       entry_res, shortfall, event, cell_share, cut_bin,
-                      cut_frac, prov_china, hp, bounds, hcounts, prov_fed, l1p_mode):
+                      cut_frac, prov_china, hp, bounds, groups, hcounts, prov_fed, l1p_mode):
     # Vectorized as the person kernel, per block of BLOCK households: (A) a SIMD loop for the
     # savings after the redenomination; (L) the capital effect's log1p, for every household
     # of the block in _log1p_block's SIMD loops (glibc's bits; l1p_mode = log1p_mode(): 1 or
@@ -1157,23 +1170,11 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
     has_ration = ration > 0.0
     full_ration = ration >= fed_grams
     may_enter = tol > 0.0
-    for c in nb.prange(bounds.shape[0] - 1):
-        k_fed = np.int64(0)
-        k_market = 0.0
-        k_state = 0.0
-        k_trading = np.int64(0)
-        k_hh = np.int64(0)
-        k_sav = 0.0
-        k_dol = 0.0
-        k_red = 0.0
-        k_enter = np.int64(0)
-        k_quit = np.int64(0)
-        k_bought = 0.0
-        k_need = 0.0
+    for grp in nb.prange(groups.shape[0] - 1):
         p_fed = np.zeros(N_PROV, dtype=np.float64)
         # block buffers (a value for every household of the block, 0 where it adds nothing),
-        # no longer than the chunk (small populations: 256 chunks of a few households)
-        nbuf = min(BLOCK, bounds[c + 1] - bounds[c])
+        # made once per group of chunks, as long as its longest chunk (at most BLOCK)
+        nbuf = group_rows(bounds, groups, grp, BLOCK)
         won_b = np.zeros(nbuf, dtype=np.float64)
         usd_b = np.zeros(nbuf, dtype=np.float64)
         sav_b = np.zeros(nbuf, dtype=np.float64)
@@ -1196,203 +1197,218 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
         l1c_b = np.zeros(nbuf, dtype=np.float64)
         l1h_b = np.zeros(nbuf, dtype=np.int64)
         l1_b = np.zeros(nbuf, dtype=np.float64)
-        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
-            b1 = min(b0 + BLOCK, bounds[c + 1])
-            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-            ub0 = np.uint64(b0)
-            ub1 = np.uint64(b1)
-            # (A) savings after the redenomination (30 Nov 2009)
-            for h in range(ub0, ub1):
-                j = h - ub0
-                live = members[h] > 0
-                won = savings_won[h] * keep
-                usd = savings_usd[h] * keep
-                over = redenom & (won > cap_won)
-                lost = (won - cap_won) * (1.0 - excess_kept)
-                red_b[j] = lost / (rate * 100.0) if over & live else 0.0
-                won = won - lost if over else won
-                won = won / 100.0 if redenom else won
-                won_b[j] = won
-                usd_b[j] = usd
-                sav_b[j] = usd + won / rate
-                trd_b[j] = live & ((hbits[h] & B_TRADER) != 0)
-            # (L) the capital effect (used for the trading households only)
-            if l1p_mode >= 0:
-                for j in range(b1 - b0):
-                    l1x_b[j] = max(sav_b[j], 0.0) / cap_scale
-                _log1p_block(b1 - b0, l1p_mode == 1, l1x_b, l1u_b, l1w_b, l1k_b, l1c_b, l1h_b,
-                             l1_b)
-                for j in range(b1 - b0):
-                    capf_b[j] = 1.0 + cap_gain * l1_b[j]
-            else:
-                n_tr = 0
-                for j in range(b1 - b0):
-                    cand[n_tr] = j
-                    n_tr += trd_b[j]
-                for k in range(n_tr):
-                    j = cand[k]
-                    capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
-            # (B) food from the farm or the PDS (valued at the normal price, price0), market
-            # income, food bought, savings, hunger gap, entering or leaving the markets
-            n_draw = np.int64(0)
-            pmin = np.int64(255)  # provinces of the block's households fed by the PDS
-            pmax = np.int64(0)
-            n_fed = np.int64(0)
-            for h in range(ub0, ub1):
-                j = h - ub0
-                m = members[h]
-                live = m > 0
-                fl = flags[h]
-                nd = need[h]
-                trd = trd_b[j] != 0
-                nwk = n_workers[h]
-                pr = province[h]
-                won = won_b[j]
-                usd = usd_b[j]
-                sav_usd = sav_b[j]
-                farm = (fl & H_FARM) != 0
-                per = farm_adv * fi
-                per = farm_cap if per > farm_cap else per
-                food_farm = per * nd
-                # the triage score, computed by _household_scan for live PDS dependents
-                x = hx[h] if live & (not farm) else 0.0
-                b = int(x)
-                b = N_BINS - 1 if b > N_BINS - 1 else b
-                covered = has_ration & ((b > cut_bin) | ((b == cut_bin) & ((x - b) >= 1.0 - cut_frac)))
-                food_pds = ration_need * nd if covered else coping * nd  # uncovered: a share of the residual grain
-                food = food_farm if farm else food_pds
-                s0 = food * (price / price_rel)
-                state_pds = (s0 if covered else 0.0) + wage * nwk
-                state_usd = s0 if farm else state_pds
-                fed = live & (not farm) & covered & full_ration
-                mf = np.int64(m) if fed else np.int64(0)
-                fed_b[j] = mf
-                n_fed += mf
-                prf = np.int64(pr)
-                pmn = prf if fed else np.int64(255)
-                pmx = prf if fed else np.int64(0)
-                pmin = pmn if pmn < pmin else pmin
-                pmax = pmx if pmx > pmax else pmax
-                # market income of the household's traders
-                mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf_b[j]
-                mk = mk if trd else 0.0
-                # state wages paid for the (subsidised) ration and little else: they count as
-                # state income but do not buy market food
-                money = mk
-                gap = nd - food
-                g1 = gap > 0.0
-                bt = money / price
-                bt = gap if bt > gap else bt
-                bought = bt if g1 else 0.0
-                money = money - bt * price if g1 else money
-                gap = gap - bt if g1 else gap
-                g2 = (gap > 0.0) & (sav_usd > 0.0)
-                can = sav_usd * drawdown / price
-                can = gap if can > gap else can
-                spend = can * price
-                # spend won first (it loses value), then dollars
-                won_usd = won / rate
-                first = spend <= won_usd
-                won2 = won - spend * rate if first else 0.0
-                usd2 = usd - (spend - won_usd)
-                usd2 = 0.0 if usd2 < 0.0 else usd2
-                usd2 = usd if first else usd2
-                won = won2 if g2 else won
-                usd = usd2 if g2 else usd
-                bought = bought + can if g2 else bought
-                gap = gap - can if g2 else gap
-                sv = money * save_rate
-                saves = money > 0.0
-                usd = usd + sv * dollar_share if saves else usd
-                won = won + sv * (1.0 - dollar_share) * rate if saves else won
-                sh = gap / nd if (nd > 0.0) & (gap > 0.0) else 0.0
-                prev_gap = shortfall[h]
-                shortfall[h] = sh if live else prev_gap
-                savings_won[h] = won if live else savings_won[h]
-                savings_usd[h] = usd if live else savings_usd[h]
-                market_income[h] = mk * rate if live else 0.0
-                state_income[h] = state_usd * rate if live else 0.0
-                mk_b[j] = mk if live else 0.0
-                st_b[j] = state_usd if live else 0.0
-                sv_b[j] = usd + won / rate if live else 0.0
-                dol_b[j] = usd if live else 0.0
-                bt_b[j] = bought if live else 0.0
-                nd_b[j] = np.float64(nd) if live else 0.0
-                k_hh += np.int64(live)
-                # entering or leaving the markets: hazards consumed against an Exp(1)
-                # threshold
-                hz_q = quit_h * (1.0 - min(prev_gap, 1.0))
-                cc = np.uint64(cell[h]) if live else np.uint64(0)
-                hb = hbits[h]
-                hz_e = entry_hazard(prev_gap, cell_share[cc], tol, (hb & B_WOMAN) != 0,
-                                    (hb & B_MG) != 0, entry_base, necessity, imitation,
-                                    men_only, mg_boost)
-                quits = trd & (hz_q > 0.0)
-                enters = live & (not trd) & (nwk > 0) & may_enter
-                hz = hz_q if trd else hz_e
-                er0 = entry_res[h]
-                r = er0 - hz
-                fire = r <= 0.0
-                q_ev = quits & fire
-                e_ev = enters & fire
-                entry_res[h] = np.float32(r) if (quits | enters) & (not fire) else er0
-                event[h] = np.uint8(q_ev) * np.uint8(EV_QUIT) + np.uint8(e_ev) * np.uint8(EV_ENTER)
-                fl_t = fl & ~H_TRADING if q_ev else fl | H_TRADING
-                fl_n = fl_t if trd else fl & ~H_TRADING
-                flags[h] = fl_n if live else fl
-                k_trading += np.int64(trd)
-                k_quit += np.int64(q_ev)
-                k_enter += np.int64(e_ev)
-                n_draw += np.int64(q_ev | e_ev)
-            # (C) a new Exp(1) threshold for those who entered or quit, listed first (a
-            # loop with the draw inside its test would be vectorized with a draw for every
-            # household: 3 ms more at scale 10)
-            if n_draw > 0:
-                n_ev = 0
-                for j in range(b1 - b0):
-                    cand[n_ev] = j
-                    n_ev += event[ub0 + np.uint64(j)] != EV_NONE
-                for k in range(n_ev):
-                    h = ub0 + np.uint64(cand[k])
-                    sub = np.uint64(2) if event[h] == EV_QUIT else np.uint64(3)
-                    entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
-            k_fed += n_fed
-            if n_fed > 0:
-                if pmin == pmax:
-                    p_fed[pmin] += n_fed
-                else:
+        for c in range(groups[grp], groups[grp + 1]):
+            k_fed = np.int64(0)
+            k_market = 0.0
+            k_state = 0.0
+            k_trading = np.int64(0)
+            k_hh = np.int64(0)
+            k_sav = 0.0
+            k_dol = 0.0
+            k_red = 0.0
+            k_enter = np.int64(0)
+            k_quit = np.int64(0)
+            k_bought = 0.0
+            k_need = 0.0
+            for k in range(N_PROV):
+                p_fed[k] = 0.0
+            for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+                b1 = min(b0 + BLOCK, bounds[c + 1])
+                # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+                ub0 = np.uint64(b0)
+                ub1 = np.uint64(b1)
+                # (A) savings after the redenomination (30 Nov 2009)
+                for h in range(ub0, ub1):
+                    j = h - ub0
+                    live = members[h] > 0
+                    won = savings_won[h] * keep
+                    usd = savings_usd[h] * keep
+                    over = redenom & (won > cap_won)
+                    lost = (won - cap_won) * (1.0 - excess_kept)
+                    red_b[j] = lost / (rate * 100.0) if over & live else 0.0
+                    won = won - lost if over else won
+                    won = won / 100.0 if redenom else won
+                    won_b[j] = won
+                    usd_b[j] = usd
+                    sav_b[j] = usd + won / rate
+                    trd_b[j] = live & ((hbits[h] & B_TRADER) != 0)
+                # (L) the capital effect (used for the trading households only)
+                if l1p_mode >= 0:
                     for j in range(b1 - b0):
-                        p_fed[province[b0 + j]] += fed_b[j]
-            # the float sums, in household order (as the scalar loop: the same bits)
-            for j in range(b1 - b0):
-                k_market += mk_b[j]
-                k_state += st_b[j]
-                k_sav += sv_b[j]
-                k_dol += dol_b[j]
-                k_bought += bt_b[j]
-                k_need += nd_b[j]
-            if redenom:
+                        l1x_b[j] = max(sav_b[j], 0.0) / cap_scale
+                    _log1p_block(b1 - b0, l1p_mode == 1, l1x_b, l1u_b, l1w_b, l1k_b, l1c_b, l1h_b,
+                                 l1_b)
+                    for j in range(b1 - b0):
+                        capf_b[j] = 1.0 + cap_gain * l1_b[j]
+                else:
+                    n_tr = 0
+                    for j in range(b1 - b0):
+                        cand[n_tr] = j
+                        n_tr += trd_b[j]
+                    for k in range(n_tr):
+                        j = cand[k]
+                        capf_b[j] = 1.0 + cap_gain * math.log1p(max(sav_b[j], 0.0) / cap_scale)
+                # (B) food from the farm or the PDS (valued at the normal price, price0), market
+                # income, food bought, savings, hunger gap, entering or leaving the markets
+                n_draw = np.int64(0)
+                pmin = np.int64(255)  # provinces of the block's households fed by the PDS
+                pmax = np.int64(0)
+                n_fed = np.int64(0)
+                for h in range(ub0, ub1):
+                    j = h - ub0
+                    m = members[h]
+                    live = m > 0
+                    fl = flags[h]
+                    nd = need[h]
+                    trd = trd_b[j] != 0
+                    nwk = n_workers[h]
+                    pr = province[h]
+                    won = won_b[j]
+                    usd = usd_b[j]
+                    sav_usd = sav_b[j]
+                    farm = (fl & H_FARM) != 0
+                    per = farm_adv * fi
+                    per = farm_cap if per > farm_cap else per
+                    food_farm = per * nd
+                    # the triage score, computed by _household_scan for live PDS dependents
+                    x = hx[h] if live & (not farm) else 0.0
+                    b = int(x)
+                    b = N_BINS - 1 if b > N_BINS - 1 else b
+                    covered = has_ration & ((b > cut_bin) | ((b == cut_bin) & ((x - b) >= 1.0 - cut_frac)))
+                    food_pds = ration_need * nd if covered else coping * nd  # uncovered: a share of the residual grain
+                    food = food_farm if farm else food_pds
+                    s0 = food * (price / price_rel)
+                    state_pds = (s0 if covered else 0.0) + wage * nwk
+                    state_usd = s0 if farm else state_pds
+                    fed = live & (not farm) & covered & full_ration
+                    mf = np.int64(m) if fed else np.int64(0)
+                    fed_b[j] = mf
+                    n_fed += mf
+                    prf = np.int64(pr)
+                    pmn = prf if fed else np.int64(255)
+                    pmx = prf if fed else np.int64(0)
+                    pmin = pmn if pmn < pmin else pmin
+                    pmax = pmx if pmx > pmax else pmax
+                    # market income of the household's traders
+                    mk = income_base * power[h] * tol_income * (1.0 + china * prov_china[pr]) * capf_b[j]
+                    mk = mk if trd else 0.0
+                    # state wages paid for the (subsidised) ration and little else: they count as
+                    # state income but do not buy market food
+                    money = mk
+                    gap = nd - food
+                    g1 = gap > 0.0
+                    bt = money / price
+                    bt = gap if bt > gap else bt
+                    bought = bt if g1 else 0.0
+                    money = money - bt * price if g1 else money
+                    gap = gap - bt if g1 else gap
+                    g2 = (gap > 0.0) & (sav_usd > 0.0)
+                    can = sav_usd * drawdown / price
+                    can = gap if can > gap else can
+                    spend = can * price
+                    # spend won first (it loses value), then dollars
+                    won_usd = won / rate
+                    first = spend <= won_usd
+                    won2 = won - spend * rate if first else 0.0
+                    usd2 = usd - (spend - won_usd)
+                    usd2 = 0.0 if usd2 < 0.0 else usd2
+                    usd2 = usd if first else usd2
+                    won = won2 if g2 else won
+                    usd = usd2 if g2 else usd
+                    bought = bought + can if g2 else bought
+                    gap = gap - can if g2 else gap
+                    sv = money * save_rate
+                    saves = money > 0.0
+                    usd = usd + sv * dollar_share if saves else usd
+                    won = won + sv * (1.0 - dollar_share) * rate if saves else won
+                    sh = gap / nd if (nd > 0.0) & (gap > 0.0) else 0.0
+                    prev_gap = shortfall[h]
+                    shortfall[h] = sh if live else prev_gap
+                    savings_won[h] = won if live else savings_won[h]
+                    savings_usd[h] = usd if live else savings_usd[h]
+                    market_income[h] = mk * rate if live else 0.0
+                    state_income[h] = state_usd * rate if live else 0.0
+                    mk_b[j] = mk if live else 0.0
+                    st_b[j] = state_usd if live else 0.0
+                    sv_b[j] = usd + won / rate if live else 0.0
+                    dol_b[j] = usd if live else 0.0
+                    bt_b[j] = bought if live else 0.0
+                    nd_b[j] = np.float64(nd) if live else 0.0
+                    k_hh += np.int64(live)
+                    # entering or leaving the markets: hazards consumed against an Exp(1)
+                    # threshold
+                    hz_q = quit_h * (1.0 - min(prev_gap, 1.0))
+                    cc = np.uint64(cell[h]) if live else np.uint64(0)
+                    hb = hbits[h]
+                    hz_e = entry_hazard(prev_gap, cell_share[cc], tol, (hb & B_WOMAN) != 0,
+                                        (hb & B_MG) != 0, entry_base, necessity, imitation,
+                                        men_only, mg_boost)
+                    quits = trd & (hz_q > 0.0)
+                    enters = live & (not trd) & (nwk > 0) & may_enter
+                    hz = hz_q if trd else hz_e
+                    er0 = entry_res[h]
+                    r = er0 - hz
+                    fire = r <= 0.0
+                    q_ev = quits & fire
+                    e_ev = enters & fire
+                    entry_res[h] = np.float32(r) if (quits | enters) & (not fire) else er0
+                    event[h] = np.uint8(q_ev) * np.uint8(EV_QUIT) + np.uint8(e_ev) * np.uint8(EV_ENTER)
+                    fl_t = fl & ~H_TRADING if q_ev else fl | H_TRADING
+                    fl_n = fl_t if trd else fl & ~H_TRADING
+                    flags[h] = fl_n if live else fl
+                    k_trading += np.int64(trd)
+                    k_quit += np.int64(q_ev)
+                    k_enter += np.int64(e_ev)
+                    n_draw += np.int64(q_ev | e_ev)
+                # (C) a new Exp(1) threshold for those who entered or quit, listed first (a
+                # loop with the draw inside its test would be vectorized with a draw for every
+                # household: 3 ms more at scale 10)
+                if n_draw > 0:
+                    n_ev = 0
+                    for j in range(b1 - b0):
+                        cand[n_ev] = j
+                        n_ev += event[ub0 + np.uint64(j)] != EV_NONE
+                    for k in range(n_ev):
+                        h = ub0 + np.uint64(cand[k])
+                        sub = np.uint64(2) if event[h] == EV_QUIT else np.uint64(3)
+                        entry_res[h] = -math.log(rng.uniform1(seed, _HH, tm, np.uint64(h), sub))
+                k_fed += n_fed
+                if n_fed > 0:
+                    if pmin == pmax:
+                        p_fed[pmin] += n_fed
+                    else:
+                        for j in range(b1 - b0):
+                            p_fed[province[b0 + j]] += fed_b[j]
+                # the float sums, in household order (as the scalar loop: the same bits)
                 for j in range(b1 - b0):
-                    k_red += red_b[j]
-        hcounts[c, K_PDS_FED] = k_fed
-        hcounts[c, K_MARKET_USD] = k_market
-        hcounts[c, K_STATE_USD] = k_state
-        hcounts[c, K_TRADING_HH] = k_trading
-        hcounts[c, K_HH] = k_hh
-        hcounts[c, K_SAV_USD] = k_sav
-        hcounts[c, K_DOLLARS] = k_dol
-        hcounts[c, K_REDENOM] = k_red
-        hcounts[c, K_ENTER] = k_enter
-        hcounts[c, K_QUIT] = k_quit
-        hcounts[c, K_FOOD_BOUGHT] = k_bought
-        hcounts[c, K_NEED] = k_need
-        for k in range(N_PROV):
-            prov_fed[c, k] = p_fed[k]
+                    k_market += mk_b[j]
+                    k_state += st_b[j]
+                    k_sav += sv_b[j]
+                    k_dol += dol_b[j]
+                    k_bought += bt_b[j]
+                    k_need += nd_b[j]
+                if redenom:
+                    for j in range(b1 - b0):
+                        k_red += red_b[j]
+            hcounts[c, K_PDS_FED] = k_fed
+            hcounts[c, K_MARKET_USD] = k_market
+            hcounts[c, K_STATE_USD] = k_state
+            hcounts[c, K_TRADING_HH] = k_trading
+            hcounts[c, K_HH] = k_hh
+            hcounts[c, K_SAV_USD] = k_sav
+            hcounts[c, K_DOLLARS] = k_dol
+            hcounts[c, K_REDENOM] = k_red
+            hcounts[c, K_ENTER] = k_enter
+            hcounts[c, K_QUIT] = k_quit
+            hcounts[c, K_FOOD_BOUGHT] = k_bought
+            hcounts[c, K_NEED] = k_need
+            for k in range(N_PROV):
+                prov_fed[c, k] = p_fed[k]
 
 
 @nb.njit(parallel=True, cache=True)
 def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
-                   skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, pcounts,
+                   skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, groups, pcounts,
                    prov_hungry):
     # Written so that LLVM vectorizes the loop over people (SIMD lanes), as the attitude
     # kernel: every person is computed without a branch and the results stored with a
@@ -1413,126 +1429,129 @@ def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province
     work0_m = np.uint64(12 * WORK_FROM)  # working age by comparisons (the classes of worker_m)
     work1_m = np.uint64(12 * (WORK_TO + 1))
     q = HSUM_Q
-    for c in nb.prange(bounds.shape[0] - 1):
-        pop = np.int64(0)
-        hungry = np.int64(0)
-        hsum = np.int64(0)
-        tw = np.int64(0)
-        ww = np.int64(0)
-        tmn = np.int64(0)  # all traders of working age until the end of the chunk
-        wm = np.int64(0)  # all workers until the end of the chunk
-        mgc = np.int64(0)
-        tmg = np.int64(0)
-        wmg = np.int64(0)
+    for grp in nb.prange(groups.shape[0] - 1):
         p_h = np.zeros(N_PROV, dtype=np.float64)
         ent = np.zeros(BLOCK, dtype=np.uint8)  # enters the markets (draw pending)
         hgr = np.zeros(BLOCK, dtype=np.uint8)  # hungry
-        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
-            b1 = min(b0 + BLOCK, bounds[c + 1])
-            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-            ub0 = np.uint64(b0)
-            n_ent = np.int64(0)
-            n_hg = np.int64(0)
-            pmin = np.int64(255)  # provinces of the block's hungry
-            pmax = np.int64(0)
-            for i in range(ub0, np.uint64(b1)):
-                st = stage[i]
-                act = in_country(st)
-                h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
-                fl0 = flags[i]
-                bm = birth_month[i]
-                mg = bm >= mg_birth
-                fl = fl0 | (F_MARKET_GEN * np.uint8(mg))
-                # hunger: smoothed target from the household's food shortfall
-                sh = shortfall[h]
-                hg0 = np.float64(hunger[i])
-                upd = act & ((sh > h_thr) | (hg0 > 0.0))
-                target = min(max((sh - h_thr) * inv * severity, 0.0), 1.0)
-                hg1 = hg0 + smooth * (target - hg0)
-                hg1 = hg1 if hg1 >= 1e-4 else 0.0
-                hg = hg1 if upd else hg0
-                hunger[i] = np.float32(hg)  # the same bits when unchanged
-                hsum += np.int64(hg * q) if act else np.int64(0)
-                ish = act & (hg > hungry_level)
-                n_hg += np.int64(ish)
-                hgr[i - ub0] = ish
-                pr = np.int64(province[i])
-                pmn = pr if ish else np.int64(255)
-                pmx = pr if ish else np.int64(0)
-                pmin = pmn if pmn < pmin else pmin
-                pmax = pmx if pmx > pmax else pmax
-                # trading
-                a = t - bm  # age in months: working age (16-64)
-                a = a if a < amax else amax
-                a = a if act else 0
-                a = np.uint64(a)
-                worker = (a >= work0_m) & (a < work1_m) & (st <= PREPARING)
-                ev = event[h]
-                # Whether a person trades is close to a coin toss from one person to the
-                # next, so the skill is updated without a branch on it: a trader who stays
-                # learns, a non-trader (not entering this month) forgets, the rest keep
-                # theirs; the skill is stored every time (the same bits when unchanged).
-                is_tr = (fl & F_TRADER) != 0
-                stays = is_tr & (ev != EV_QUIT) & worker
-                enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
-                ent[i - ub0] = enter
-                n_ent += np.int64(enter)
-                fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
-                sk0 = skill[i]
-                sk = np.float64(sk0)
-                rate = learn * (1.5 if mg else 1.0)
-                learned = sk + rate * (1.0 - sk)
-                forgot = sk - forget * sk
-                forgot = forgot if forgot > 1e-3 else 0.0
-                forgets = (not is_tr) & (not enter)
-                nsk = learned if stays else (forgot if forgets else sk)
-                skill[i] = np.float32(nsk) if act else sk0
-                flags[i] = fl if act else fl0
-                # integer counters of workers without branches (women, all, market
-                # generation); those who enter are added after their draw
-                wk = np.int64(worker)
-                tr = np.int64((fl & F_TRADER) != 0) & wk
-                fem = np.int64(sex[i] == SEX_FEMALE) & wk
-                mgi = np.int64(mg) & wk
-                ww += fem
-                tw += tr & fem
-                wm += wk
-                tmn += tr
-                wmg += mgi
-                tmg += tr & mgi
-                pop += np.int64(act)
-                mgc += np.int64(act & mg)
-            hungry += n_hg
-            if n_hg > 0:
-                if pmin == pmax:
-                    p_h[pmin] += n_hg
-                else:
+        for c in range(groups[grp], groups[grp + 1]):
+            pop = np.int64(0)
+            hungry = np.int64(0)
+            hsum = np.int64(0)
+            tw = np.int64(0)
+            ww = np.int64(0)
+            tmn = np.int64(0)  # all traders of working age until the end of the chunk
+            wm = np.int64(0)  # all workers until the end of the chunk
+            mgc = np.int64(0)
+            tmg = np.int64(0)
+            wmg = np.int64(0)
+            for k in range(N_PROV):
+                p_h[k] = 0
+            for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+                b1 = min(b0 + BLOCK, bounds[c + 1])
+                # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+                ub0 = np.uint64(b0)
+                n_ent = np.int64(0)
+                n_hg = np.int64(0)
+                pmin = np.int64(255)  # provinces of the block's hungry
+                pmax = np.int64(0)
+                for i in range(ub0, np.uint64(b1)):
+                    st = stage[i]
+                    act = in_country(st)
+                    h = np.uint64(household[i]) if act else np.uint64(0)  # a valid row for all lanes
+                    fl0 = flags[i]
+                    bm = birth_month[i]
+                    mg = bm >= mg_birth
+                    fl = fl0 | (F_MARKET_GEN * np.uint8(mg))
+                    # hunger: smoothed target from the household's food shortfall
+                    sh = shortfall[h]
+                    hg0 = np.float64(hunger[i])
+                    upd = act & ((sh > h_thr) | (hg0 > 0.0))
+                    target = min(max((sh - h_thr) * inv * severity, 0.0), 1.0)
+                    hg1 = hg0 + smooth * (target - hg0)
+                    hg1 = hg1 if hg1 >= 1e-4 else 0.0
+                    hg = hg1 if upd else hg0
+                    hunger[i] = np.float32(hg)  # the same bits when unchanged
+                    hsum += np.int64(hg * q) if act else np.int64(0)
+                    ish = act & (hg > hungry_level)
+                    n_hg += np.int64(ish)
+                    hgr[i - ub0] = ish
+                    pr = np.int64(province[i])
+                    pmn = pr if ish else np.int64(255)
+                    pmx = pr if ish else np.int64(0)
+                    pmin = pmn if pmn < pmin else pmin
+                    pmax = pmx if pmx > pmax else pmax
+                    # trading
+                    a = t - bm  # age in months: working age (16-64)
+                    a = a if a < amax else amax
+                    a = a if act else 0
+                    a = np.uint64(a)
+                    worker = (a >= work0_m) & (a < work1_m) & (st <= PREPARING)
+                    ev = event[h]
+                    # Whether a person trades is close to a coin toss from one person to the
+                    # next, so the skill is updated without a branch on it: a trader who stays
+                    # learns, a non-trader (not entering this month) forgets, the rest keep
+                    # theirs; the skill is stored every time (the same bits when unchanged).
+                    is_tr = (fl & F_TRADER) != 0
+                    stays = is_tr & (ev != EV_QUIT) & worker
+                    enter = (not is_tr) & (ev == EV_ENTER) & worker & (st == RESIDENT)
+                    ent[i - ub0] = enter
+                    n_ent += np.int64(enter)
+                    fl &= ~(F_TRADER * np.uint8(is_tr & (not stays)))
+                    sk0 = skill[i]
+                    sk = np.float64(sk0)
+                    rate = learn * (1.5 if mg else 1.0)
+                    learned = sk + rate * (1.0 - sk)
+                    forgot = sk - forget * sk
+                    forgot = forgot if forgot > 1e-3 else 0.0
+                    forgets = (not is_tr) & (not enter)
+                    nsk = learned if stays else (forgot if forgets else sk)
+                    skill[i] = np.float32(nsk) if act else sk0
+                    flags[i] = fl if act else fl0
+                    # integer counters of workers without branches (women, all, market
+                    # generation); those who enter are added after their draw
+                    wk = np.int64(worker)
+                    tr = np.int64((fl & F_TRADER) != 0) & wk
+                    fem = np.int64(sex[i] == SEX_FEMALE) & wk
+                    mgi = np.int64(mg) & wk
+                    ww += fem
+                    tw += tr & fem
+                    wm += wk
+                    tmn += tr
+                    wmg += mgi
+                    tmg += tr & mgi
+                    pop += np.int64(act)
+                    mgc += np.int64(act & mg)
+                hungry += n_hg
+                if n_hg > 0:
+                    if pmin == pmax:
+                        p_h[pmin] += n_hg
+                    else:
+                        for k in range(ub0, np.uint64(b1)):
+                            p_h[province[k]] += hgr[k - ub0]
+                # the draws of those entering the markets (working age, so all count as workers)
+                if n_ent > 0:
                     for k in range(ub0, np.uint64(b1)):
-                        p_h[province[k]] += hgr[k - ub0]
-            # the draws of those entering the markets (working age, so all count as workers)
-            if n_ent > 0:
-                for k in range(ub0, np.uint64(b1)):
-                    if ent[k - ub0]:
-                        fem_k = sex[k] == SEX_FEMALE
-                        pt = p_woman if fem_k else p_man
-                        mg_k = birth_month[k] >= mg_birth
-                        if mg_k:
-                            pt = min(1.0, pt * mg_boost)
-                        if rng.uniform1(seed, _PERSON, tm, rng_id[k], np.uint64(0)) < pt:
-                            flags[k] |= F_TRADER
-                            hh_flags[np.uint64(household[k])] |= H_TRADING  # every writer sets the same bit
-                            tw += np.int64(fem_k)
-                            tmn += 1
-                            tmg += np.int64(mg_k)
-        pcounts[c, P_POP] = pop
-        pcounts[c, P_HUNGRY] = hungry
-        pcounts[c, P_HUNGER_SUM] = hsum / q
-        pcounts[c, P_TRADER_W] = tw
-        pcounts[c, P_WORKER_W] = ww
-        pcounts[c, P_TRADER_M] = tmn - tw
-        pcounts[c, P_WORKER_M] = wm - ww
-        pcounts[c, P_MG] = mgc
-        pcounts[c, P_TRADER_MG] = tmg
-        pcounts[c, P_WORKER_MG] = wmg
-        for k in range(N_PROV):
-            prov_hungry[c, k] = p_h[k]
+                        if ent[k - ub0]:
+                            fem_k = sex[k] == SEX_FEMALE
+                            pt = p_woman if fem_k else p_man
+                            mg_k = birth_month[k] >= mg_birth
+                            if mg_k:
+                                pt = min(1.0, pt * mg_boost)
+                            if rng.uniform1(seed, _PERSON, tm, rng_id[k], np.uint64(0)) < pt:
+                                flags[k] |= F_TRADER
+                                hh_flags[np.uint64(household[k])] |= H_TRADING  # every writer sets the same bit
+                                tw += np.int64(fem_k)
+                                tmn += 1
+                                tmg += np.int64(mg_k)
+            pcounts[c, P_POP] = pop
+            pcounts[c, P_HUNGRY] = hungry
+            pcounts[c, P_HUNGER_SUM] = hsum / q
+            pcounts[c, P_TRADER_W] = tw
+            pcounts[c, P_WORKER_W] = ww
+            pcounts[c, P_TRADER_M] = tmn - tw
+            pcounts[c, P_WORKER_M] = wm - ww
+            pcounts[c, P_MG] = mgc
+            pcounts[c, P_TRADER_MG] = tmg
+            pcounts[c, P_WORKER_MG] = wmg
+            for k in range(N_PROV):
+                prov_hungry[c, k] = p_h[k]

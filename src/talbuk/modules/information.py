@@ -214,7 +214,8 @@ class Information(Module):
                       persons.media_exposure, persons.fear, hh_social, hh_caught,
                       self.level.astype(np.float32), np.float32(p.market_weight), self.border, np.float32(p.trader_bonus), np.float32(p.pressure_gain),
                       _threshold_table(np.float32(p.threshold_scale)), np.float32(p.exposure_rate),
-                      np.float32(p.watching_min), np.float32(p.caught_fear), bounds, counts)
+                      np.float32(p.watching_min), np.float32(p.caught_fear), bounds,
+                      sim.chunk_groups(bounds.size - 1), counts)
         tot = counts.sum(axis=0)
         sim.shared["cell_kin_share"] = cell_kin
         sim.shared["cell_raided"] = cell_raided
@@ -404,7 +405,7 @@ BLOCK = 1024
 @nb.njit(parallel=True, cache=True)
 def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, household, flags,
                   exposure, fear, hh_social, hh_caught, prov_level, market_w, border, trader_bonus,
-                  gain, thr_tab, rate, watching_min, caught_fear, bounds, counts):
+                  gain, thr_tab, rate, watching_min, caught_fear, bounds, groups, counts):
     # Written so that LLVM vectorises the pass over people (SIMD lanes): every person is
     # computed without a branch (``h`` and ``pr`` are valid rows for all lanes) and the new
     # exposure, flags and fear are stored only for those they concern (``x[i] = new if act
@@ -425,78 +426,79 @@ def _media_kernel(t, seed, rng_id, traits, stage, birth_month, province, househo
     for p in range(border.shape[0]):
         if border[p]:
             bmask |= u64(1) << u64(p)
-    for c in nb.prange(bounds.shape[0] - 1):
-        adults = 0
-        ever = 0
-        b_adults = 0
-        b_ever = 0
-        caught = 0
+    for grp in nb.prange(groups.shape[0] - 1):
         pm = np.zeros(BLOCK // 64, dtype=np.uint64)  # bit j % 64 of word j // 64: trait to draw
-        for b0 in range(bounds[c], bounds[c + 1], BLOCK):
-            lo = u64(b0)
-            nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
-            nmiss = 0
-            # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
-            for g in range(u64(0), nbk, u64(64)):
-                m = u64(0)
-                for jj in range(min(u64(64), nbk - g)):
-                    i = lo + g + jj
-                    st = stage[i]
-                    age_m = t - birth_month[i]
-                    act = ((st == RESIDENT) | (st == PREPARING)) & (age_m >= min_age)
-                    h = u64(household[i]) if act else u64(0)
-                    pr = u64(province[i]) if act else u64(0)
-                    fl = flags[i]
-                    market = market_tr if (fl & F_TRADER) != 0 else market_w
-                    # sharing passes on what the markets bring in: every channel scales with L_p
-                    pressure = gain * prov_level[pr] * (market + hh_social[h])
-                    pressure = one if pressure > one else pressure
-                    e0 = exposure[i]
-                    e = e0 + rate * (pressure - e0)
-                    ever0 = (fl & F_MEDIA_EVER) != 0
-                    tr = traits[i]
-                    first = (not ever0) & (pressure > zero)  # the adoption test is due
-                    need = act & first & (tr == 0)  # ... with the trait word still to draw
-                    adopt = first & (tr != 0) & (e > thr_tab[tr >> np.uint32(24)])
-                    hc = hh_caught[h] != 0
-                    catch = ever0 & hc & (e >= watching_min)
-                    fl2 = fl | (F_MEDIA_EVER if adopt else 0) | (F_PUNISHED if catch else 0)
-                    e2 = e * np.float32(0.5) if catch else e
-                    f0 = fear[i]
-                    f = f0 + caught_fear
-                    f = f if f < one else one
-                    fear[i] = f if act & hc else f0
-                    exposure[i] = e2 if act else e0
-                    flags[i] = fl2 if act else fl
-                    caught += act & catch
-                    adult = act & (age_m >= adult_age)
-                    is_ever = (fl2 & F_MEDIA_EVER) != 0
-                    bd = ((bmask >> pr) & u64(1)) != 0
-                    adults += adult
-                    ever += adult & is_ever
-                    b_adults += adult & bd
-                    b_ever += adult & bd & is_ever
-                    nmiss += need
-                    m |= u64(need) << jj
-                pm[g >> u64(6)] = m
-            if nmiss == 0:
-                continue
-            # the marked people (rare: people who come of age): trait word, adoption test
-            for q in range((nbk + u64(63)) >> u64(6)):
-                m = pm[q]
-                while m != 0:
-                    low = m & (u64(0) - m)  # lowest set bit
-                    m = m ^ low
-                    i = lo + (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
-                    tr = person_traits(seed, traits, rng_id, i)
-                    if exposure[i] > thr_tab[tr >> np.uint32(24)]:
-                        flags[i] |= F_MEDIA_EVER
-                        if t - birth_month[i] >= adult_age:
-                            ever += 1
-                            if (bmask >> u64(province[i])) & u64(1):
-                                b_ever += 1
-        counts[c, C_ADULTS] = adults
-        counts[c, C_EVER] = ever
-        counts[c, C_B_ADULTS] = b_adults
-        counts[c, C_B_EVER] = b_ever
-        counts[c, C_CAUGHT] = caught
+        for c in range(groups[grp], groups[grp + 1]):
+            adults = 0
+            ever = 0
+            b_adults = 0
+            b_ever = 0
+            caught = 0
+            for b0 in range(bounds[c], bounds[c + 1], BLOCK):
+                lo = u64(b0)
+                nbk = u64(min(b0 + BLOCK, bounds[c + 1]) - b0)
+                nmiss = 0
+                # unsigned indices: numba adds no test for negative ones (see the attitudes kernel)
+                for g in range(u64(0), nbk, u64(64)):
+                    m = u64(0)
+                    for jj in range(min(u64(64), nbk - g)):
+                        i = lo + g + jj
+                        st = stage[i]
+                        age_m = t - birth_month[i]
+                        act = ((st == RESIDENT) | (st == PREPARING)) & (age_m >= min_age)
+                        h = u64(household[i]) if act else u64(0)
+                        pr = u64(province[i]) if act else u64(0)
+                        fl = flags[i]
+                        market = market_tr if (fl & F_TRADER) != 0 else market_w
+                        # sharing passes on what the markets bring in: every channel scales with L_p
+                        pressure = gain * prov_level[pr] * (market + hh_social[h])
+                        pressure = one if pressure > one else pressure
+                        e0 = exposure[i]
+                        e = e0 + rate * (pressure - e0)
+                        ever0 = (fl & F_MEDIA_EVER) != 0
+                        tr = traits[i]
+                        first = (not ever0) & (pressure > zero)  # the adoption test is due
+                        need = act & first & (tr == 0)  # ... with the trait word still to draw
+                        adopt = first & (tr != 0) & (e > thr_tab[tr >> np.uint32(24)])
+                        hc = hh_caught[h] != 0
+                        catch = ever0 & hc & (e >= watching_min)
+                        fl2 = fl | (F_MEDIA_EVER if adopt else 0) | (F_PUNISHED if catch else 0)
+                        e2 = e * np.float32(0.5) if catch else e
+                        f0 = fear[i]
+                        f = f0 + caught_fear
+                        f = f if f < one else one
+                        fear[i] = f if act & hc else f0
+                        exposure[i] = e2 if act else e0
+                        flags[i] = fl2 if act else fl
+                        caught += act & catch
+                        adult = act & (age_m >= adult_age)
+                        is_ever = (fl2 & F_MEDIA_EVER) != 0
+                        bd = ((bmask >> pr) & u64(1)) != 0
+                        adults += adult
+                        ever += adult & is_ever
+                        b_adults += adult & bd
+                        b_ever += adult & bd & is_ever
+                        nmiss += need
+                        m |= u64(need) << jj
+                    pm[g >> u64(6)] = m
+                if nmiss == 0:
+                    continue
+                # the marked people (rare: people who come of age): trait word, adoption test
+                for q in range((nbk + u64(63)) >> u64(6)):
+                    m = pm[q]
+                    while m != 0:
+                        low = m & (u64(0) - m)  # lowest set bit
+                        m = m ^ low
+                        i = lo + (q << u64(6)) + u64(_CTZ[(low * _DEBRUIJN) >> u64(58)])
+                        tr = person_traits(seed, traits, rng_id, i)
+                        if exposure[i] > thr_tab[tr >> np.uint32(24)]:
+                            flags[i] |= F_MEDIA_EVER
+                            if t - birth_month[i] >= adult_age:
+                                ever += 1
+                                if (bmask >> u64(province[i])) & u64(1):
+                                    b_ever += 1
+            counts[c, C_ADULTS] = adults
+            counts[c, C_EVER] = ever
+            counts[c, C_B_ADULTS] = b_adults
+            counts[c, C_B_EVER] = b_ever
+            counts[c, C_CAUGHT] = caught
