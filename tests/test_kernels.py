@@ -12,8 +12,14 @@ import pytest
 import talbuk.sim as sim_module
 from talbuk.modules import decision as dm
 from talbuk.modules import information as im
-from talbuk.sim import Sim
-from talbuk.state import F_MEDIA_EVER, H_KIN_SOUTH, PREPARING, RESIDENT
+from talbuk.sim import Sim, even_bounds
+from talbuk.state import (
+    F_MEDIA_EVER,
+    H_KIN_SOUTH,
+    PREPARING,
+    RESIDENT,
+    column_sums_in_order,
+)
 
 SCALE = 5000
 
@@ -165,3 +171,54 @@ def test_append_households_and_births_by_ranges(sim_8y, chunks, k):
     np.testing.assert_array_equal(uid[n:n + 300], 10**9 + np.arange(300))
     members = one[1][3]
     assert members[nh:nh + 200].min() == 1 and members[nh:nh + 200].max() == 2
+
+
+@pytest.mark.parametrize("n_groups", [1, 7])
+def test_chunk_groups_do_not_change_results(monkeypatch, n_groups):
+    """The parallel kernels make their block buffers once per group of chunks
+    (``Sim.chunk_groups``); each chunk's sums stay its own, so the state after four years is
+    the same whatever the number of groups: one group (every buffer reused by all 256
+    chunks), seven uneven ones, or the default. A kernel that relied on a buffer made fresh
+    (zeroed) for each chunk would differ here."""
+    a = Sim("baseline", scale=SCALE, seed=12, threads=2)
+    a.run(until=48)
+    monkeypatch.setattr(sim_module, "N_GROUPS", n_groups)
+    b = Sim("baseline", scale=SCALE, seed=12, threads=2)
+    assert b.chunk_groups(256).size - 1 == n_groups
+    b.run(until=48)
+    sa, sb = a.state_arrays(), b.state_arrays()
+    sa.pop("meta/phase_seconds")
+    sb.pop("meta/phase_seconds")
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
+def test_even_bounds_are_linspace():
+    """The chunk and range bounds (``even_bounds``) are ``np.linspace(0, n, k + 1)`` cast to
+    int64, bound for bound, including sizes of the whole population and beyond 2**31."""
+    for n in [0, 1, 2, 3, 255, 256, 257, 1000, 65_537, 1_009_713, 20_164_873, 33_361_071,
+              2**31 + 5]:
+        for k in {1, 2, 3, 7, 32, 256, max(1, min(256, n))}:
+            np.testing.assert_array_equal(even_bounds(n, k),
+                                          np.linspace(0, n, k + 1).astype(np.int64),
+                                          err_msg=f"n={n} k={k}")
+
+
+def test_column_sums_in_order_are_the_python_loop():
+    """``column_sums_in_order`` adds each column row after row, as the Python loop it replaced
+    (float64 additions in that order: the same bits; another order gives other bits)."""
+    rs = np.random.default_rng(5)
+    a = rs.lognormal(0.0, 3.0, size=(256, 4)) * rs.choice([1.0, 1e-12, 1e12], size=(256, 4))
+    want = [0.0] * 4
+    for row in a.tolist():
+        for k in range(4):
+            want[k] += row[k]
+    got = column_sums_in_order(a)
+    assert [float(x) for x in got] == want
+    # the same sums in another order differ in the last bits for such data: the test can tell
+    back = [0.0] * 4
+    for row in a[::-1].tolist():
+        for k in range(4):
+            back[k] += row[k]
+    assert back != want
