@@ -214,8 +214,8 @@ def _aggregates(sim: Sim, econ: Economy, parallel: bool, n_ranges: int = 1) -> l
         ok = np.empty(nc, dtype=np.bool_)
         mcap = np.int64(max(p0, 1))  # room for everyone in every chunk
         movers = np.zeros(nc * int(mcap), dtype=np.int32)
-        em._aggregate_par(np.int64(econ.hp0), hb, pb0, first_h, last_h, defer_end, movers,
-                          mcap, n_movers, ok, *args)
+        em._aggregate_par(np.int64(econ.hp0), hb, pb0, sim.chunk_groups(nc), first_h, last_h,
+                          defer_end, movers, mcap, n_movers, ok, *args)
         ok_all = em._prefix_in_order(pb0, first_h, last_h, ok)
         if ok_all:
             # one range and as many ranges as households allow give the same sums
