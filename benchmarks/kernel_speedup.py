@@ -110,6 +110,7 @@ def main() -> None:
         return
     if args.clock is None:
         args.clock = "cpu" if args.threads == 1 else "wall"
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
     state = Path(args.cache) / f"talbuk_state_s{args.scale:g}_m{args.start}.pkl"
     new_src = REPO / "src"
     if not state.exists():
