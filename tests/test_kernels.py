@@ -79,6 +79,16 @@ def test_media_household_counts_by_ranges_of_people(sim_8y, k):
     np.testing.assert_array_equal(watch, np.bincount(p.household[watching], minlength=hh.n))
 
 
+def _assert_same_state(a: Sim, b: Sim) -> None:
+    """Every array of the two runs' state equal (their phase timings apart)."""
+    sa, sb = a.state_arrays(), b.state_arrays()
+    sa.pop("meta/phase_seconds")
+    sb.pop("meta/phase_seconds")
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
 def test_parallel_ranges_same_state_as_one_thread(monkeypatch):
     """With the size threshold at 0 every range-split pass runs on two threads."""
     a = Sim("baseline", scale=SCALE, seed=12, threads=1)
@@ -87,12 +97,7 @@ def test_parallel_ranges_same_state_as_one_thread(monkeypatch):
     b = Sim("baseline", scale=SCALE, seed=12, threads=2)
     assert b.parts(100, 1).size == 3
     b.run(until=48)
-    sa, sb = a.state_arrays(), b.state_arrays()
-    sa.pop("meta/phase_seconds")
-    sb.pop("meta/phase_seconds")
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    _assert_same_state(a, b)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])
@@ -186,12 +191,7 @@ def test_chunk_groups_do_not_change_results(monkeypatch, n_groups):
     b = Sim("baseline", scale=SCALE, seed=12, threads=2)
     assert b.chunk_groups(256).size - 1 == n_groups
     b.run(until=48)
-    sa, sb = a.state_arrays(), b.state_arrays()
-    sa.pop("meta/phase_seconds")
-    sb.pop("meta/phase_seconds")
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    _assert_same_state(a, b)
 
 
 def test_even_bounds_are_linspace():
