@@ -38,6 +38,7 @@ STEP_ORDER: tuple[str, ...] = (
 #: and then added in chunk order, so results never depend on the number of threads.
 N_CHUNKS = 256
 
+
 def even_bounds(n: int, k: int) -> np.ndarray:
     """Bounds of ``k`` near-equal ranges of ``[0, n)``: ``np.linspace(0, n, k + 1)`` cast to
     int64, the same numbers by the same float64 operations (``i * (n / k)``, truncated; the
@@ -130,8 +131,7 @@ class Sim:
                         for name in STEP_ORDER if name in MODULE_CLASSES
                         and (modules is None or name in modules)]
         self.t_index = 0  # months completed
-        self._bounds_cache: dict[int, np.ndarray] = {}
-        self._parts_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._bounds_cache: dict[tuple[int, int], np.ndarray] = {}  # (n, k) -> even_bounds
         self.phase_seconds = {name: 0.0 for name in STEP_ORDER}
         self.setup_seconds = 0.0
         self._outputs = {}
@@ -186,14 +186,7 @@ class Sim:
     def chunk_bounds(self, n: int) -> np.ndarray:
         """Fixed partition of ``[0, n)`` into at most :data:`N_CHUNKS` ranges (kept for the
         month's few sizes: it is asked for a dozen times a month; do not write into it)."""
-        b = self._bounds_cache.get(n)
-        if b is None:
-            k = max(1, min(N_CHUNKS, n))
-            b = even_bounds(n, k)
-            if len(self._bounds_cache) > 16:
-                self._bounds_cache.clear()
-            self._bounds_cache[n] = b
-        return b
+        return self.chunk_bounds_of(n, N_CHUNKS)
 
     def chunk_groups(self, n_chunks: int) -> np.ndarray:
         """Bounds over the chunk indices ``[0, n_chunks)`` of at most :data:`N_GROUPS` groups
@@ -203,13 +196,16 @@ class Sim:
         return self.chunk_bounds_of(n_chunks, N_GROUPS)
 
     def chunk_bounds_of(self, n: int, k: int) -> np.ndarray:
+        """``even_bounds(n, min(k, n))`` (at least one range), kept for the month's few sizes:
+        chunks, groups and thread ranges are asked for a few dozen times a month; do not write
+        into the result."""
         key = (n, max(1, min(k, n)))
-        b = self._parts_cache.get(key)
+        b = self._bounds_cache.get(key)
         if b is None:
             b = even_bounds(n, key[1])
-            if len(self._parts_cache) > 16:
-                self._parts_cache.clear()
-            self._parts_cache[key] = b
+            if len(self._bounds_cache) > 64:
+                self._bounds_cache.clear()
+            self._bounds_cache[key] = b
         return b
 
     def parts(self, n: int, work: int) -> np.ndarray:
@@ -217,14 +213,7 @@ class Sim:
         household or cell summed by one range in person order); one range when ``work``
         (the items scanned) is too small to pay for starting threads. Results never depend
         on it."""
-        k = max(1, min(self.threads if work >= PARALLEL_MIN_WORK else 1, n))
-        b = self._parts_cache.get((n, k))
-        if b is None:
-            b = even_bounds(n, k)
-            if len(self._parts_cache) > 16:
-                self._parts_cache.clear()
-            self._parts_cache[(n, k)] = b
-        return b
+        return self.chunk_bounds_of(n, self.threads if work >= PARALLEL_MIN_WORK else 1)
 
     # ----------------------------------------------------------------- recording
     def record(self, name: str, value: float) -> None:

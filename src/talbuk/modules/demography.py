@@ -359,10 +359,8 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
             run_len = 0
             for k in range(N_PROV):
                 p_deaths[k] = 0
-            for k in range(N_PROV):
                 p_pop[k] = 0
-            for k in range(N_PROV):
-                p_excess[k] = 0
+                p_excess[k] = 0.0
             for b0 in range(bounds[c], bounds[c + 1], RNG_BLOCK):
                 b1 = min(b0 + RNG_BLOCK, bounds[c + 1])
                 nbk = np.uint64(b1 - b0)

@@ -387,8 +387,9 @@ class Economy(Module):
         while True:
             if self.movers.shape[0] < nc0 * self.movers_per_chunk:
                 self.movers = np.zeros(nc0 * self.movers_per_chunk, dtype=np.int32)
-            _aggregate_par(np.int64(self.hp0), hb, pb0, sim.chunk_groups(nc0), first_h, last_h, defer_end, self.movers,
-                           np.int64(self.movers_per_chunk), n_movers, ok, *args)
+            _aggregate_par(np.int64(self.hp0), hb, pb0, sim.chunk_groups(nc0), first_h, last_h,
+                           defer_end, self.movers, np.int64(self.movers_per_chunk), n_movers, ok,
+                           *args)
             most = int(n_movers.max()) if nc0 else 0
             if most <= self.movers_per_chunk:
                 break
@@ -462,9 +463,7 @@ class Economy(Module):
                        persons.birth_month, persons.sex, persons.household, persons.province,
                        persons.flags, persons.hunger, persons.market_skill, hh.flags,
                        self.shortfall, self.event, self.worker_m, np.int64(self.mg_birth), pp, pb,
-                       sim.chunk_groups(pb.size - 1),
-                       pcounts,
-                       prov_hungry)
+                       sim.chunk_groups(pb.size - 1), pcounts, prov_hungry)
         hc = hcounts.sum(axis=0)
         pc = pcounts.sum(axis=0)
         s = sim.scale
@@ -563,8 +562,8 @@ def _aggregate(nh, t, stage, birth_month, sex, household, songbun, flags, skill,
 
 
 @nb.njit(parallel=True, cache=True)
-def _aggregate_par(h0, hbounds, pbounds, groups, first_h, last_h, defer_end, movers, mcap, n_movers, ok,
-                   t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
+def _aggregate_par(h0, hbounds, pbounds, groups, first_h, last_h, defer_end, movers, mcap,
+                   n_movers, ok, t, stage, birth_month, sex, household, songbun, flags, skill, need_m,
                    worker_m, mg_birth, skill_floor, mg_bonus, need, hbits, power, n_workers,
                    exposure, watching_min, media_age_m, m_nw):
     """Parallel part of the scatter, over the initial population ``[0, pbounds[-1])``.
@@ -757,8 +756,8 @@ NEED_Q = np.float64(1 << 27)
 
 @nb.njit(parallel=True, cache=True)
 def _household_scan(h0, flags, province, cell, members, hh_u, need, hbits, prov_priority,
-                    songbun_priority, jitter, score_max, hx, hbounds, groups, hist_c, need_c, cell_n,
-                    cell_tr, first_c, ok_c):
+                    songbun_priority, jitter, score_max, hx, hbounds, groups, hist_c, need_c,
+                    cell_n, cell_tr, first_c, ok_c):
     """Per chunk of households: triage scores and histogram, need sums, cell counts.
 
     Initial households (``< h0``) come in cell order: a chunk counts every cell it meets
@@ -1408,8 +1407,8 @@ def _household_kernel(t, seed, flags, province, cell, members, savings_won, savi
 
 @nb.njit(parallel=True, cache=True)
 def _person_kernel(t, seed, rng_id, stage, birth_month, sex, household, province, flags, hunger,
-                   skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, groups, pcounts,
-                   prov_hungry):
+                   skill, hh_flags, shortfall, event, worker_m, mg_birth, pp, bounds, groups,
+                   pcounts, prov_hungry):
     # Written so that LLVM vectorizes the loop over people (SIMD lanes), as the attitude
     # kernel: every person is computed without a branch and the results stored with a
     # select (``x[i] = new if act else old``), the counters are integers (the hunger sum in

@@ -132,6 +132,10 @@ N_U = 6
 # mean-field cumulative exits (X_RELEASED: back home, released from detention or returned
 # from China of their own accord)
 X_GAVE_UP, X_DIED, X_ARRIVED, X_RELEASED = range(4)
+# columns of the two mean-field copies (Journey._advance): (column, sex, kin in South Korea,
+# -1 for the copy pooled over kin)
+_COLS_POOLED = np.array([(0, 0, -1), (1, 1, -1)], dtype=np.int64)
+_COLS_KIN = np.array([(0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)], dtype=np.int64)
 
 
 class JourneyParams(ModuleParams):
@@ -594,7 +598,7 @@ class Journey(Module):
         mf[M_PREP, 0] += dec - dec_f
         mf[M_PREP, SEX_FEMALE] += dec_f
         arrived, months = self._advance(mf, self.mf_age, self.mf_exits, self.ema, sums, pr,
-                                        ((0, 0, -1), (1, 1, -1)))
+                                        _COLS_POOLED)
         return (float(arrived.sum()), float(mf[M_CHINA].sum() + mf[M_SETTLED].sum() + mf[M_PLANNED].sum()),
                 months)
 
@@ -622,7 +626,7 @@ class Journey(Module):
         mf[M_PREP, 2] += dec_mk
         mf[M_PREP, 3] += dec_fk
         arrived, _ = self._advance(mf, self.mf_k_age, self.mf_k_exits, self.ema_k, sums_k, pr,
-                                   ((0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)))
+                                   _COLS_KIN)
         # no-kin mass whose household gained a member in the South this month
         self.flip_ema[0] = 0.9 * self.flip_ema[0] + flips[0]
         self.flip_ema[1] = 0.9 * self.flip_ema[1] + flips[1]
@@ -642,8 +646,8 @@ class Journey(Module):
         a copy pooled over kin. Returns the expected arrivals per column and the expected
         months abroad summed over them (:func:`_advance_mean_field`)."""
         arrived = np.zeros(mf.shape[1], dtype=np.float64)
-        months = _advance_mean_field(mf, age, ex, ema, sums, pr, np.array(cols, dtype=np.int64),
-                                     float(self.dist_ref), arrived)
+        months = _advance_mean_field(mf, age, ex, ema, sums, pr, cols, float(self.dist_ref),
+                                     arrived)
         return arrived, months
 
     def check(self, sim) -> None:
