@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= 100
 SEED ?= 1
+# the default suite runs in two pytest-xdist workers, one per core of the 2-core machines it
+# is meant for; each module's tests stay in one worker (their module fixtures run once)
+TEST_WORKERS ?= 2
 
 .PHONY: install browser run test test-full bench bench-full bench-core lint clean
 
@@ -29,7 +32,7 @@ run: install
 
 test: install browser
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # whole-population checks (minutes, several GB of memory)
 test-full: install

@@ -48,7 +48,7 @@ COMMON = ["--years", "1990-1991", "--scale", "20000", "--population", "4", "--se
 ENV = {**os.environ, "NUMBA_NUM_THREADS": "1"}
 
 
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The command in a fresh process (for the tests that kill processes)."""
     return subprocess.run([sys.executable, "-m", "talbuk.cli", "calibrate", *args], capture_output=True,
                           text=True, timeout=timeout, env=ENV)
@@ -351,7 +351,7 @@ def _start_and_wait_for_first_generation(args: list[str], db) -> subprocess.Pope
     """Start ``talbuk calibrate ARGS`` and return once ``db`` holds a generation (or 240 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     return proc
@@ -390,7 +390,7 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
     assert victim.poll() is None
     victim.kill()  # SIGKILL while generation 1 is being sampled
     victim.wait()
-    _, stderr = proc.communicate(timeout=240)
+    _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     assert _generations_in(db) == 2
     with sqlite3.connect(db) as con, sqlite3.connect(reference) as ref:

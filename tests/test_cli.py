@@ -17,7 +17,7 @@ TALBUK = [sys.executable, "-m", "talbuk.cli"]
 SMALL = ["--scale", "5000", "--seed", "2", "--quiet"]
 
 
-def talbuk(*args, cwd=None, timeout=300):
+def talbuk(*args, cwd=None, timeout=600):
     return subprocess.run([*TALBUK, *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout)
 
@@ -85,7 +85,7 @@ def test_unwritable_output_refused(tmp_path):
     assert r.returncode == 2 and "writable" in r.stderr
 
 
-def _wait_for_checkpoint(work: Path, months: int, proc, timeout=240):
+def _wait_for_checkpoint(work: Path, months: int, proc, timeout=600):
     t0 = time.time()
     while time.time() - t0 < timeout:
         meta = work / "checkpoint.json"
@@ -101,11 +101,18 @@ def _wait_for_checkpoint(work: Path, months: int, proc, timeout=240):
     raise AssertionError("no checkpoint written in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_resumes_to_identical_tables(tmp_path, sig):
-    ref = tmp_path / "ref"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run the interrupted ones must reproduce, made once for both signals."""
+    ref = tmp_path_factory.mktemp("cli") / "ref"
     r = talbuk("run", "--out", ref, "--scale", "3000", "--seed", "4", "--quiet")
     assert r.returncode == 0, r.stderr
+    return ref
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_identical_tables(tmp_path, sig, uninterrupted):
+    ref = uninterrupted
     out = tmp_path / "run"
     proc = subprocess.Popen([*TALBUK, "run", "--out", str(out), "--scale", "3000", "--seed", "4",
                              "--checkpoint-every", "12", "--quiet"],
