@@ -53,10 +53,13 @@ def main(argv: list[str] | None = None) -> dict:
     new = getattr(mod, a.kernel, None)
     if new is None or not hasattr(new, "py_func"):
         raise SystemExit(f"kernel_ab: talbuk.modules.{a.module} has no numba kernel {a.kernel!r}")
-    src = ref_source(a.ref, Path(a.cache) / f"talbuk_ref_{a.ref}")
+    src = ref_source(a.ref, Path(a.cache))
     path = src / "talbuk" / "modules" / f"{a.module}.py"
     spec = importlib.util.spec_from_file_location(f"talbuk_ref_{a.module}", path)
     ref_mod = importlib.util.module_from_spec(spec)
+    # registered by its name: numba's cached kernels refer to their module by name, and one not
+    # in sys.modules is recorded as '<dynamic>', which the next run cannot load from the cache
+    sys.modules[spec.name] = ref_mod
     spec.loader.exec_module(ref_mod)  # its imports of talbuk.* resolve to this code's helpers
     old = getattr(ref_mod, a.kernel)
 

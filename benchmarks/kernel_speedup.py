@@ -67,9 +67,14 @@ def make_state(scale: float, start: int, path: Path) -> None:
         pickle.dump(sim.state_arrays(), f)
 
 
-def ref_source(ref: str, dest: Path) -> Path:
-    """The reference commit's ``src`` folder, extracted with ``git archive`` (kept, so that
-    numba's cache of its kernels is reused by the next run)."""
+def ref_source(ref: str, cache: Path) -> Path:
+    """The reference commit's ``src`` folder, extracted with ``git archive`` into
+    ``cache/talbuk_ref_<commit>`` (kept, so that numba's cache of its kernels is reused by the
+    next run). A name that moves (``HEAD``, a branch) is resolved to its commit first, so a
+    folder kept from an earlier commit is never taken for it."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    dest = Path(cache) / f"talbuk_ref_{sha[:12]}"
     if (dest / "src").exists():
         return dest / "src"
     dest.mkdir(parents=True, exist_ok=True)
@@ -120,7 +125,7 @@ def main() -> None:
                         "from kernel_speedup import make_state; from pathlib import Path; "
                         "make_state(float(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))",
                         str(HERE), str(args.scale), str(args.start), str(state)], env=env, check=True)
-    ref_src = ref_source(args.ref, Path(args.cache) / f"talbuk_ref_{args.ref}")
+    ref_src = ref_source(args.ref, Path(args.cache))
     best = {"ref": {}, "new": {}}
     for r in range(args.rounds):
         # alternate which version goes first, so a drift in load favours neither
