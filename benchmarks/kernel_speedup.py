@@ -43,8 +43,11 @@ def worker(scale: float, threads: int, state: str, months: int, clock: str) -> d
     if clock == "cpu":  # time phases by this process's CPU time (robust to a loaded machine)
         talbuk.sim.time = types.SimpleNamespace(perf_counter=time.process_time)
 
-    warm = Sim("baseline", scale=5000, seed=1, threads=threads)  # load or compile every kernel
-    warm.run(until=2)
+    # load or compile every kernel first: 25 months of a tiny population, past the first
+    # January reorder and the first defectors (with 2 months, as before, a reference whose
+    # numba cache was empty compiled kernels inside the timed months: 572 s against 10)
+    warm = Sim("baseline", scale=20000, seed=1, threads=threads)
+    warm.run(until=25)
     sim = Sim("baseline", scale=scale, seed=1, threads=threads)
     with open(state, "rb") as f:
         sim.restore_arrays(pickle.load(f))
