@@ -16,9 +16,14 @@ steps; building the results (pandas and pyarrow imported then) stayed below it (
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from full_model import _current_rss  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, tuple[int, int]]:
@@ -30,24 +35,19 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[int, int]]:
 
     from talbuk.sim import Sim
 
-    page = os.sysconf("SC_PAGE_SIZE")
     cur = {"phase": "setup", "t": -1}
     peaks: dict[str, tuple[int, int]] = {}
     done = threading.Event()
 
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * page
-
     def sampler() -> None:
         while not done.is_set():
-            r = rss()
+            r = _current_rss()
             k = cur["phase"]
             if r > peaks.get(k, (0, 0))[0]:
                 peaks[k] = (r, cur["t"])
             time.sleep(0.02)
 
-    base = rss()
+    base = _current_rss()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
     sim = Sim("baseline", scale=a.scale, seed=1, threads=a.threads)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from talbuk.calendar import parse_month
 from talbuk.scenario import load_scenario
 
+#: Seconds a test waits for a run that may be the first of its pytest worker: with numba's
+#: cache empty (a clean clone) that run compiles every kernel first, minutes on a slow 2-core
+#: machine shared with the other worker. A bound on waiting, not a speed requirement.
+COLD_WAIT = 600
+
 
 def scenario_file(tmp_path, body: str, name: str = "t"):
     """A scenario extending the baseline with ``body`` (TOML), loaded."""

@@ -38,6 +38,7 @@ from talbuk.calibration.abc import (  # noqa: E402
 from talbuk.calibration.distance import TalbukDistance, range_miss  # noqa: E402
 from talbuk.calibration.params import load_priors  # noqa: E402
 from talbuk.calibration.summaries import ARRIVAL_YEARS, arrivals_record, observed, range_targets  # noqa: E402
+from tests.helpers import COLD_WAIT  # noqa: E402
 
 SHORT = 'name = "short"\nextends = "baseline"\nend = "1991-12"\nposterior = "none"\n'
 #: the priors of the rule comparison: each rule's model has its own location parameter
@@ -48,7 +49,7 @@ COMMON = ["--years", "1990-1991", "--scale", "20000", "--population", "4", "--se
 ENV = {**os.environ, "NUMBA_NUM_THREADS": "1"}
 
 
-def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: float = COLD_WAIT) -> subprocess.CompletedProcess:
     """The command in a fresh process (for the tests that kill processes)."""
     return subprocess.run([sys.executable, "-m", "talbuk.cli", "calibrate", *args], capture_output=True,
                           text=True, timeout=timeout, env=ENV)
@@ -348,10 +349,11 @@ def test_tiny_calibration_end_to_end(reference):
 
 
 def _start_and_wait_for_first_generation(args: list[str], db) -> subprocess.Popen:
-    """Start ``talbuk calibrate ARGS`` and return once ``db`` holds a generation (or 240 s)."""
+    """Start ``talbuk calibrate ARGS`` and return once ``db`` holds a generation (or
+    :data:`tests.helpers.COLD_WAIT` seconds)."""
     proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "calibrate", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.time() + 600
+    deadline = time.time() + COLD_WAIT
     while _generations_in(db) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     return proc
@@ -390,7 +392,7 @@ def test_external_scheduler_and_a_killed_worker(tmp_path, short_scenario, refere
     assert victim.poll() is None
     victim.kill()  # SIGKILL while generation 1 is being sampled
     victim.wait()
-    _, stderr = proc.communicate(timeout=600)
+    _, stderr = proc.communicate(timeout=COLD_WAIT)
     assert proc.returncode == 0, stderr
     assert _generations_in(db) == 2
     with sqlite3.connect(db) as con, sqlite3.connect(reference) as ref:

@@ -13,11 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import COLD_WAIT
+
 TALBUK = [sys.executable, "-m", "talbuk.cli"]
 SMALL = ["--scale", "5000", "--seed", "2", "--quiet"]
 
 
-def talbuk(*args, cwd=None, timeout=600):
+def talbuk(*args, cwd=None, timeout=COLD_WAIT):
     return subprocess.run([*TALBUK, *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout)
 
@@ -85,7 +87,7 @@ def test_unwritable_output_refused(tmp_path):
     assert r.returncode == 2 and "writable" in r.stderr
 
 
-def _wait_for_checkpoint(work: Path, months: int, proc, timeout=600):
+def _wait_for_checkpoint(work: Path, months: int, proc, timeout=COLD_WAIT):
     t0 = time.time()
     while time.time() - t0 < timeout:
         meta = work / "checkpoint.json"

@@ -28,15 +28,12 @@ pn = pytest.importorskip("panel", reason="the web extra (panel) is not installed
 from talbuk import serve as web  # noqa: E402
 from talbuk.calendar import format_month, parse_month  # noqa: E402
 from talbuk.scenario import LEVERS, Scenario, load_scenario  # noqa: E402
+from tests.helpers import COLD_WAIT  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 FAST_SCALE = 20000  # about 1,000 agents: a whole 1990-2025 run in about a second
-#: seconds the tests wait for a run that may be the first of the suite: with numba's cache
-#: empty (a clean clone) it compiles every kernel first, minutes on a slow 2-core machine
-#: shared with the other test worker. A bound on waiting, not a speed requirement.
-COLD = 600
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +212,12 @@ def test_scaling_over_any_period_is_exact_and_local(baseline, lever, a, b, facto
 
 
 def test_runner_refuses_a_second_request_and_caches_the_baseline():
-    runner = web.Runner(threads=1, timeout=COLD)
+    runner = web.Runner(threads=1, timeout=COLD_WAIT)
     req = web.validate_request({"scale": FAST_SCALE, "seed": 3})  # baseline, no edits
     first = runner.submit(req, owner="a")
     with pytest.raises(web.Busy, match="already in progress"):
         runner.submit(req, owner="b")
-    st1 = runner.wait(COLD)
+    st1 = runner.wait(COLD_WAIT)
     assert st1.job_id == first and not st1.running and st1.error == ""
     out = st1.outcome
     # the same scenario and seed as the baseline: common random numbers give identical years
@@ -234,7 +231,7 @@ def test_runner_refuses_a_second_request_and_caches_the_baseline():
     req2 = web.validate_request({"scale": FAST_SCALE, "seed": 3,
                                  **_edit_form(BORDER, "set", "2000-01", "2025-12", "1")})
     runner.submit(req2)
-    st2 = runner.wait(COLD)
+    st2 = runner.wait(COLD_WAIT)
     assert st2.error == "" and st2.job_id == first + 1
     assert st2.outcome.baseline_from_cache == 1
     a2 = st2.outcome.annual
@@ -388,7 +385,7 @@ def server():
     port = _free_port()
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "talbuk.cli", "serve", "--port", str(port),
-                             "--threads", "1", "--timeout", str(COLD)],
+                             "--threads", "1", "--timeout", str(COLD_WAIT)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     lines: list[str] = []
     drain = threading.Thread(target=lambda: lines.extend(
@@ -396,13 +393,13 @@ def server():
     drain.start()
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + COLD
+        deadline = time.monotonic() + COLD_WAIT
         while not any("talbuk explorer: http://" in ln for ln in lines):
             if proc.poll() is not None:
                 drain.join(5)
                 pytest.fail("talbuk serve exited: " + "".join(lines)[-2000:])
             if time.monotonic() > deadline:
-                pytest.fail(f"talbuk serve did not start within {COLD} s: " + "".join(lines)[-2000:])
+                pytest.fail(f"talbuk serve did not start within {COLD_WAIT} s: " + "".join(lines)[-2000:])
             time.sleep(0.3)
         while True:
             try:
@@ -412,7 +409,7 @@ def server():
                 if time.monotonic() > deadline:
                     pytest.fail("talbuk serve does not accept connections")
                 time.sleep(0.3)
-        with urllib.request.urlopen(url, timeout=COLD) as r:
+        with urllib.request.urlopen(url, timeout=COLD_WAIT) as r:
             assert r.status == 200
         yield port, url
     finally:
@@ -494,7 +491,7 @@ def test_page_in_chromium_offline(server):
             page.locator(".tb-border_security-op select").select_option(label="set to")
             page.locator(".tb-media_supply-op select").select_option(label="set to")
             page.locator(".tb-run button").click()
-            page.locator(".tb-summary li", has_text="difference").wait_for(timeout=COLD * 1000)
+            page.locator(".tb-summary li", has_text="difference").wait_for(timeout=COLD_WAIT * 1000)
             expect(img).not_to_have_attribute("src", before, timeout=30_000)
             assert not page.locator(".tb-error").is_visible()
             numbers = _summary_numbers(page)

@@ -112,9 +112,15 @@ def fresh_ir(captured, tmp_path_factory):
         env = dict(os.environ, NUMBA_CACHE_DIR=str(part / "cache"), **TARGET)
         procs.append(subprocess.Popen([sys.executable, "-c", _COMPILE, str(part)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=1800)
-        assert p.returncode == 0, err
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=1800)
+            assert p.returncode == 0, err
+    finally:  # one failed or timed out: the others are not left compiling
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     for k in range(COMPILE_PROCESSES):
         for f in (out / f"part{k}").glob("*.ll"):
             f.rename(out / f.name)
