@@ -297,6 +297,16 @@ class Sim:
         return tuple(self._work[off: off + nbytes].view(dtype).reshape(shape)
                      for dtype, shape, off, nbytes in shapes)
 
+    def person_scratch(self) -> np.ndarray:
+        """A byte per row of the person table (``persons.capacity`` bytes, uint8) in the Sim's
+        working memory, for one module's step: like :meth:`household_work`, valid only during
+        the caller's step and holding whatever its last user left, so the caller writes every
+        row it reads. The demography's event flags live here: a buffer of their own held a
+        byte per person for the whole run (27 MB at the whole population), beside working
+        memory that is idle while the demography runs."""
+        cap = self.persons.capacity
+        return self._pool_of(cap)[:cap]
+
     def _pool_of(self, nbytes: int) -> np.ndarray:
         """At least ``nbytes`` of the Sim's working memory (uint8, 64-byte aligned), made
         larger (with room for a few years of growth) when asked for more than it holds.

@@ -130,7 +130,6 @@ class Demography(Module):
         self.fertility_sm = np.stack([np.zeros_like(self.fertility_m), self.fertility_m])
         self.fertility_next_sm = np.stack([np.zeros_like(self.fertility_next_m), self.fertility_next_m])
         self.split_age_s = np.array([-1, p.household_split_age * 12], dtype=np.int64)
-        self.scratch = np.zeros(0, dtype=np.uint8)
         self._last = None  # (population, weighted women) of the last month, for birth rates
         self._blocks: tuple[np.ndarray, ...] | None = None  # the kernel's block buffers
 
@@ -198,8 +197,8 @@ class Demography(Module):
             self._last = _census(persons.stage, persons.birth_month, persons.sex, t, self.fertility_shape)
         pop, women_w = self._last
         birth_scale = (self.cbr[year_idx] / 1000.0) * pop / 12.0 / women_w if women_w > 0 else 0.0
-        if self.scratch.shape[0] < persons.capacity:
-            self.scratch = np.zeros(persons.capacity, dtype=np.uint8)
+        # the month's event flags, a byte per person: the kernel writes every row below n
+        scratch = sim.person_scratch()
         n = persons.n
         bounds = sim.chunk_bounds(n)
         counts = np.zeros((bounds.size - 1, N_COUNTS), dtype=np.int64)
@@ -214,7 +213,7 @@ class Demography(Module):
             self.hazard_m[year_idx], self.rr3, float(p.hunger_exponent),
             self.fertility_sm * birth_scale, self.fertility_next_sm,
             self.split_age_s, float(p.household_split_prob),
-            self.scratch, bounds, sim.chunk_groups(bounds.size - 1), counts, excess, prov_deaths,
+            scratch, bounds, sim.chunk_groups(bounds.size - 1), counts, excess, prov_deaths,
             prov_pop, women_w_next,
             *self._block_buffers(bounds.size - 1))
         tot = counts.sum(axis=0)
@@ -224,12 +223,8 @@ class Demography(Module):
         n_births = int(tot[C_BIRTHS])
         households.ensure_capacity(households.n + n_split)
         persons.ensure_capacity(n + n_births)
-        if persons.capacity > self.scratch.shape[0]:
-            grown = np.zeros(persons.capacity, dtype=np.uint8)
-            grown[: self.scratch.shape[0]] = self.scratch
-            self.scratch = grown
         new_h, new_n = _append_households_and_births(
-            np.int64(t), sim.seed_key, n, households.n, self.scratch, float(p.sex_ratio_at_birth),
+            np.int64(t), sim.seed_key, n, households.n, scratch, float(p.sex_ratio_at_birth),
             households.full("province"), households.full("cell"), households.full("flags"),
             households.full("members"), np.int64(sim.next_uid), persons.full("uid"),
             persons.full("rng_id"), persons.full("birth_month"), persons.full("household"),
@@ -389,6 +384,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                     r0 = resistance[i]
                     r = r0 - h
                     dies = alive & (r <= 0.0)
+                    scratch[i] = 0  # the flags of the serial loops below start clear
                     stage[i] = DEAD if dies else st
                     stage_month[i] = t if dies else stage_month[i]
                     resistance[i] = 0.0 if dies else (r if alive else r0)
@@ -449,7 +445,7 @@ def _demography_kernel(t, seed, rng_id, stage, stage_month, birth_month, sex, pr
                     cand_u[j] = rng.uniform1(seed, _BIRTH, tm, cand_id[j], np.uint64(0))
                 for j in range(nb_):
                     if cand_u[j] < cand_p[j]:
-                        scratch[cand[j]] |= 1  # zero before the month (cleared by the serial pass)
+                        scratch[cand[j]] |= 1  # cleared in the block's first loop
                         births += 1
             if run_prov >= 0:
                 p_pop[run_prov] += run_len
