@@ -11,6 +11,8 @@ Prints one line per phase, highest first, in MB and in bytes per agent of Januar
 the resident size before the ``Sim`` was built (the interpreter, numpy, numba and talbuk).
 Session 22, whole population (scale 1, 2 threads): the peak, 2,449 MB, is in the last month's
 steps; building the results (pandas and pyarrow imported then) stayed below it (2,400 MB).
+Session 24, on a machine of another kind: 2,486 MB, then 2,458 MB once the demography's event
+flags lay in the Sim's working memory (docs/performance.md).
 """
 
 from __future__ import annotations
