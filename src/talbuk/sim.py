@@ -302,7 +302,7 @@ class Sim:
         working memory, for one module's step: like :meth:`household_work`, valid only during
         the caller's step and holding whatever its last user left, so the caller writes every
         row it reads. The demography's event flags live here: a buffer of their own held a
-        byte per person for the whole run (27 MB at the whole population), beside working
+        byte per person for the whole run (about 28 MB at the whole population), beside working
         memory that is idle while the demography runs."""
         cap = self.persons.capacity
         return self._pool_of(cap)[:cap]
@@ -311,8 +311,9 @@ class Sim:
         """At least ``nbytes`` of the Sim's working memory (uint8, 64-byte aligned), made
         larger (with room for a few years of growth) when asked for more than it holds.
 
-        It holds the modules' household work buffer (:meth:`household_work`) during the months
-        and the reorder's arrays each January (:meth:`reorder`): the same pages serve both, so
+        It holds the modules' household work buffer (:meth:`household_work`) and the
+        demography's event flags (:meth:`person_scratch`) during the months and the reorder's
+        arrays each January (:meth:`reorder`): the same pages serve both, so
         neither maps fresh memory (late in a whole-population run, fresh memory cost the reorder
         about 0.3 s of page faults and huge-page compaction each January), and the memory held
         is the larger of the two, which the reorder needed anyway at the peak."""
