@@ -258,6 +258,8 @@ def main() -> None:
     print(f"bytes per person-month: {b['as_structured']:.1f} as structured "
           + ", ".join(f"{k} {v:.1f}" for k, v in b["by_module"].items())
           + f"; {b['fused']:.1f} fused into one pass")
+    from talbuk.results import cpu_description
+
     out_path = Path(args.out)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
     full = (old.get("figures") or {}).get("full_scale_seconds")
@@ -268,7 +270,7 @@ def main() -> None:
           f"{scale1_s:.0f} s is {scale1_s / floor_structured:.0f} and {scale1_s / floor_fused:.0f} times that")
     section = {
         "measured_at": stamp, "command": command, "array_gib": args.gib, "reps": args.reps,
-        "load_average_at_start": load, "cpus": os.cpu_count(),
+        "load_average_at_start": load, "cpus": os.cpu_count(), "cpu": cpu_description(),
         "bandwidth_gb_per_s": bw, "best_bandwidth_gb_per_s": best, "best_kernel": best_key,
         "model_counts": counts, "bytes_per_person_month": b,
         "floor_seconds_as_structured": floor_structured, "floor_seconds_fused": floor_fused,

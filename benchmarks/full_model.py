@@ -243,9 +243,11 @@ def main() -> None:
     import numba
     import numpy
 
+    from talbuk.results import cpu_description
+
     host = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
             "numpy": numpy.__version__, "numba": numba.__version__,
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "cpu": cpu_description()}
     out_path = Path(args.out) if args.out else (
         Path(tempfile.gettempdir()) / "talbuk_bench_quick.json" if args.quick else RESULTS)
 

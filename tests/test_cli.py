@@ -145,6 +145,9 @@ def test_rerun_reproduces_byte_for_byte(tmp_path):
     assert talbuk("run", "--out", out, *SMALL).returncode == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 2 and manifest["scale"] == 5000
+    from talbuk.results import cpu_description
+
+    assert manifest["cpu"] == cpu_description()  # the machine, beside the timings
     r = talbuk("rerun", out, "--out", tmp_path / "again", "--threads", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "identical" in r.stdout
@@ -166,3 +169,19 @@ def test_compare_refuses_bad_input(tmp_path):
     r = talbuk("compare", "baseline", "no-famine", "--runs", "0", "--out", tmp_path / "c")
     assert r.returncode == 2 and "--runs" in r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_cpu_description_reads_the_first_processor():
+    """Timings are only comparable on the same kind of CPU: the manifest says which."""
+    import platform
+
+    from talbuk.results import cpu_description
+
+    cpu = cpu_description()
+    assert cpu["cpus"] >= 1 and isinstance(cpu["name"], str) and cpu["name"]
+    if platform.system() == "Linux":
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        if "cpu family" in first:
+            assert isinstance(cpu["family"], int) and isinstance(cpu["model"], int)
+        if "flags" in first:
+            assert cpu["avx512"] == (" avx512f" in first)

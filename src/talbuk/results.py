@@ -135,6 +135,7 @@ def build_manifest(sim) -> dict:
                             **{k: round(v, 3) for k, v in sim.phase_seconds.items()}},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "numba": numba.__version__, "pandas": pd.__version__},
+        "cpu": cpu_description(),
         "command": " ".join(sys.argv) if sys.argv else "",
     }
     info = getattr(sim.scenario, "posterior_info", None)
@@ -142,6 +143,32 @@ def build_manifest(sim) -> dict:
         manifest["posterior"] = {"path": info["path"], "sha256": info["sha256"], "rule": info["rule"],
                                  "point": info.get("point"), "values": info.get("values")}
     return manifest
+
+
+def cpu_description() -> dict:
+    """The processor the run ran on, for the manifest and the benchmarks' records: timings
+    are only comparable on the same kind of CPU (the same code took 1.5 times as long on two
+    machines of one description; docs/performance.md). On Linux, from the first processor of
+    ``/proc/cpuinfo``: vendor, model name, family and model numbers, whether it has AVX-512
+    (numba compiles for the host, so the code run differs with it), and the logical CPUs;
+    elsewhere ``platform.processor()`` and the CPU count."""
+    out = {"name": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return out
+    first: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            first[key.strip()] = value.strip()
+    keys = {"vendor_id": "vendor", "model name": "name", "cpu family": "family", "model": "model"}
+    for k, name in keys.items():
+        if k in first:
+            out[name] = int(first[k]) if name in ("family", "model") and first[k].isdigit() else first[k]
+    if "flags" in first:
+        out["avx512"] = "avx512f" in first["flags"].split()
+    return out
 
 
 def atomic_folder(out_dir: Path, *, force: bool) -> Path:
