@@ -313,10 +313,10 @@ class Sim:
 
         It holds the modules' household work buffer (:meth:`household_work`) and the
         demography's event flags (:meth:`person_scratch`) during the months and the reorder's
-        arrays each January (:meth:`reorder`): the same pages serve both, so
-        neither maps fresh memory (late in a whole-population run, fresh memory cost the reorder
+        arrays each January (:meth:`reorder`): the same pages serve them all, so
+        none maps fresh memory (late in a whole-population run, fresh memory cost the reorder
         about 0.3 s of page faults and huge-page compaction each January), and the memory held
-        is the larger of the two, which the reorder needed anyway at the peak."""
+        is the largest request (the reorder's needed it anyway at the peak)."""
         if self._pool is None or self._pool.shape[0] < nbytes:
             self._work = None
             self._pool = None  # free the old memory before the new is made
