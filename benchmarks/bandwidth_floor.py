@@ -2,8 +2,10 @@
 
 1. Measures this machine's memory bandwidth: streaming read (sum), copy and triad
    (``a = b + s c``) over arrays of 0.5-1 GiB, with numpy (one thread) and with numba
-   (``prange``, 1 and 2 threads); best of several repetitions. Bytes are counted as STREAM
-   counts them (read 8 B, copy 16 B, triad 24 B per element; no write-allocate traffic).
+   (``prange``, 1 and 2 threads), and a kernel of a person pass's shape (twelve float32
+   streams: eight fields read, four read and written back, as the attitude kernel does);
+   best of several repetitions. Bytes are counted as STREAM counts them (read 8 B, copy 16 B,
+   triad 24 B, the twelve streams 64 B per element; no write-allocate traffic).
 2. Counts the bytes the model must move per person-month: for each pass over the people (and
    over the households) of every module's kernels, the arrays it reads and writes, with the
    dtypes of ``talbuk.state`` (person and household tables) and of the modules' own arrays
@@ -15,9 +17,11 @@
    read once and written once a month: the best any single-pass design could do).
 3. Hence the least possible time of the whole-population run (432 months, the person-months
    taken from a baseline run at scale 2000, in people) at the best measured bandwidth, and
-   the ratio of talbuk's time to it: the measured scale-1 run (2,188 s with 2 threads,
-   docs/performance.md) and, when ``benchmarks/results.json`` has one, talbuk's own speed
-   at scale 10 extrapolated to the whole population.
+   the ratio of talbuk's time to it: the measured scale-1 run (``--scale1-seconds``, else
+   ``full_scale_seconds`` of the results file written to or of ``benchmarks/results.json``;
+   none: no ratio) and, when the results file has one, talbuk's own speed at scale 10
+   extrapolated to the whole population. The floor is also given at the twelve streams'
+   bandwidth with 2 threads (the shape of a person pass).
 
 Writes its figures into ``benchmarks/results.json`` (merged: other figures are kept).
 
@@ -42,8 +46,6 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = "benchmarks/bandwidth_floor.py"
 #: Whole-population run measured in docs/performance.md (talbuk run --scale 1 --threads 2):
 #: wall seconds and threads. Replaced by results.json's own figure when it has one.
-MEASURED_SCALE1_SECONDS = 2188.0
-MEASURED_SCALE1_THREADS = 2
 
 # Module-owned arrays (not in talbuk.state), with their dtypes as allocated in the modules.
 MODULE_DTYPES = {
@@ -170,6 +172,19 @@ def _nb_triad(a, b, c, s):
         a[i] = b[i] + s * c[i]
 
 
+@nb.njit(parallel=True, cache=True)
+def _nb_kernel_shape(a0, a1, a2, a3, a4, a5, a6, a7, o0, o1, o2, o3):
+    """A person pass's shape (the attitude kernel's): eight float32 fields read, four read,
+    updated and written, twelve streams at once. Every written field is also read, as in
+    the model, so no write is to a line not read first (no write-allocate traffic)."""
+    for i in nb.prange(a0.shape[0]):
+        s = a0[i] + a1[i] + a2[i] + a3[i] + a4[i] + a5[i] + a6[i] + a7[i]
+        o0[i] = o0[i] * np.float32(0.5) + s
+        o1[i] = o1[i] * np.float32(0.25) + s
+        o2[i] = o2[i] * np.float32(0.125) + s
+        o3[i] = o3[i] * np.float32(0.0625) + s
+
+
 def _best(fn, reps: int) -> float:
     best = float("inf")
     for _ in range(reps):
@@ -204,6 +219,16 @@ def measure_bandwidth(gib: float, reps: int) -> dict:
         nb.set_num_threads(th)
         _nb_triad(x[:1000], y[:1000], z[:1000], 3.0)
         out[f"numba_triad_{th}t"] = 24 * m / _best(lambda: _nb_triad(x, y, z, 3.0), reps) / 1e9
+    x = y = z = None
+    # twelve float32 streams of the same total size (64 bytes an element: 12 read, 4 written)
+    k = int(gib * 2**30) // 64
+    arrs = [np.ones(k, dtype=np.float32) for _ in range(12)]
+    for th in (1, 2):
+        if th > nb.config.NUMBA_NUM_THREADS:
+            continue
+        nb.set_num_threads(th)
+        _nb_kernel_shape(*(a[:1000] for a in arrs))
+        out[f"numba_12_streams_{th}t"] = 64 * k / _best(lambda: _nb_kernel_shape(*arrs), reps) / 1e9
     return out
 
 
@@ -235,7 +260,12 @@ def main() -> None:
     ap.add_argument("--gib", type=float, default=1.0, help="size of the read/copy arrays, GiB")
     ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--scale1-seconds", type=float, default=None,
+                    help="a whole-population run's time to compare (default: full_scale_seconds "
+                         "of the results file, or of benchmarks/results.json)")
     args = ap.parse_args()
+    if args.scale1_seconds is not None and not args.scale1_seconds > 0:
+        ap.error(f"--scale1-seconds: expected a positive number of seconds, got {args.scale1_seconds}")
     sys.path.insert(0, str(HERE))
     from full_model import merge_results
 
@@ -245,7 +275,7 @@ def main() -> None:
     print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs (other processes lower the figures)")
     bw = measure_bandwidth(args.gib, args.reps)
     for k, v in bw.items():
-        print(f"bandwidth {k:16s} {v:6.1f} GB/s", flush=True)
+        print(f"bandwidth {k:20s} {v:6.1f} GB/s", flush=True)
     best_key = max(bw, key=bw.get)
     best = bw[best_key]
     counts = model_counts(2000.0)
@@ -262,21 +292,37 @@ def main() -> None:
 
     out_path = Path(args.out)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
-    full = (old.get("figures") or {}).get("full_scale_seconds")
-    scale1_s = full["value"] if full else MEASURED_SCALE1_SECONDS
-    scale1_src = full["command"] if full else "docs/performance.md (talbuk run --scale 1 --threads 2 --seed 1 --out runs/full1 --checkpoint-every 120)"
+    if args.scale1_seconds is not None:
+        scale1_s, scale1_src = args.scale1_seconds, "--scale1-seconds"
+    else:
+        scale1_s = scale1_src = None
+        for src in (out_path, HERE / "results.json"):
+            full = (json.loads(src.read_text()).get("figures") or {}).get(
+                "full_scale_seconds") if src.exists() else None
+            if full:
+                scale1_s, scale1_src = float(full["value"]), f"{src.name}: {full['command']}"
+                break
+    streams = bw.get("numba_12_streams_2t")
+    floor_streams = b["as_structured"] * pm / (streams * 1e9) if streams else None
     print(f"least time of the whole-population run at {best:.1f} GB/s ({best_key}): "
-          f"{floor_structured:.0f} s as structured, {floor_fused:.0f} s fused; talbuk's "
-          f"{scale1_s:.0f} s is {scale1_s / floor_structured:.0f} and {scale1_s / floor_fused:.0f} times that")
+          f"{floor_structured:.0f} s as structured, {floor_fused:.0f} s fused"
+          + (f"; at the twelve streams' {streams:.1f} GB/s (2 threads), {floor_streams:.0f} s as "
+             "structured" if streams else ""))
+    if scale1_s:
+        print(f"talbuk's whole-population run, {scale1_s:.0f} s ({scale1_src}), is "
+              f"{scale1_s / floor_structured:.1f} and {scale1_s / floor_fused:.1f} times those")
+    else:
+        print("no whole-population time to compare (--scale1-seconds)")
     section = {
         "measured_at": stamp, "command": command, "array_gib": args.gib, "reps": args.reps,
         "load_average_at_start": load, "cpus": os.cpu_count(), "cpu": cpu_description(),
         "bandwidth_gb_per_s": bw, "best_bandwidth_gb_per_s": best, "best_kernel": best_key,
         "model_counts": counts, "bytes_per_person_month": b,
         "floor_seconds_as_structured": floor_structured, "floor_seconds_fused": floor_fused,
+        "floor_seconds_as_structured_at_12_streams_2t": floor_streams,
         "scale1_seconds": scale1_s, "scale1_source": scale1_src,
-        "ratio_to_floor_as_structured": scale1_s / floor_structured,
-        "ratio_to_floor_fused": scale1_s / floor_fused,
+        "ratio_to_floor_as_structured": scale1_s / floor_structured if scale1_s else None,
+        "ratio_to_floor_fused": scale1_s / floor_fused if scale1_s else None,
     }
     agent = (old.get("figures") or {}).get("agent_months_per_second")
     if agent:
@@ -296,8 +342,9 @@ def main() -> None:
         "bytes_per_person_month_fused": figure(b["fused"]),
         "bytes_per_person_month_as_structured": figure(b["as_structured"]),
         "bandwidth_floor_seconds_scale1": figure(floor_fused, note="fused single pass at the best bandwidth"),
-        "scale1_over_bandwidth_floor": figure(scale1_s / floor_fused, source=scale1_src),
     }
+    if scale1_s:
+        figures["scale1_over_bandwidth_floor"] = figure(scale1_s / floor_fused, source=scale1_src)
     merge_results(out_path, figures, {"bandwidth_floor": section})
     print(f"wrote {out_path}")
 

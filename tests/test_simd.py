@@ -142,3 +142,44 @@ def test_the_person_pass_is_vectorised(fresh_ir, mod_name, name):
 def test_the_contiguous_pass_is_vectorised(fresh_ir, mod_name, name, pattern):
     ir = fresh_ir(mod_name, name)
     assert re.search(pattern, ir), f"{mod_name}.{name}: its loop is no longer vectorised"
+
+
+#: a made-up assembly listing: a parallel body with an outer loop over blocks holding an inner
+#: loop on vector registers (8 people an iteration, one gather), and a scalar loop
+_ASM = """\t.type\t_ZN13_3cdynamic_3e36__numba_parfor_gufunc_0x1,@function
+_ZN13_3cdynamic_3e36__numba_parfor_gufunc_0x1:
+.LBB0_1:
+\tmovq\t8(%rsp), %r10
+.LBB0_2:
+\tvmovups\t(%rdx,%r11,4), %ymm12
+\tvgatherqps\t(%rbx,%zmm30,4), %ymm15 {%k3}
+""" + "".join("\tvmulps\t%ymm1, %ymm2, %ymm3\n" for _ in range(40)) + """\taddq\t$8, %r11
+\tcmpq\t%r11, -104(%rsp)
+\tjne\t.LBB0_2
+\tdecq\t%rcx
+\tjne\t.LBB0_1
+.LBB0_3:
+""" + "".join("\taddq\t%rax, %rbx\n" for _ in range(50)) + """\tincq\t%r9
+\tcmpq\t%r9, %r8
+\tjne\t.LBB0_3
+"""
+
+
+def test_loop_asm_finds_the_inner_vector_loop():
+    """benchmarks/loop_asm.py's reading of an assembly listing: the innermost loop on vector
+    registers, its instructions, gathers and the people an iteration handles; the outer loop
+    (it holds another) and the scalar loop are not counted as SIMD passes."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_asm.py"
+    spec = importlib.util.spec_from_file_location("loop_asm", path)
+    loop_asm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loop_asm)
+    inner = {lp["label"]: lp for lp in loop_asm.loops(_ASM)}
+    assert set(inner) == {".LBB0_2", ".LBB0_3"}  # .LBB0_1 holds .LBB0_2
+    assert inner[".LBB0_3"]["vector"] == 0 and inner[".LBB0_3"]["step"] is None  # incq: no add
+    (main,) = loop_asm.main_loops(_ASM)
+    assert main["label"] == ".LBB0_2"
+    assert main["instructions"] == 45  # 1 load, 1 gather, 40 multiplies, add, compare, jump
+    assert main["gathers"] == 1 and main["step"] == 8
