@@ -45,17 +45,22 @@ DEFAULT = [
     "decision._decision_kernel",
 ]
 
+#: Compiles the kernels of ``args.pkl`` in the folder ``argv[1]`` afresh (numba's cached code
+#: cannot be inspected) with each kernel's own options (``parallel``, ``error_model``), for
+#: the argument types captured, and writes the assembly (``argv[2]`` "asm", ``.s``) or the
+#: optimised LLVM IR ("llvm", ``.ll``) of each.
 _COMPILE = """
 import importlib, pickle, sys
 from pathlib import Path
 import numba as nb
-out = Path(sys.argv[1])
+out, form = Path(sys.argv[1]), sys.argv[2]
 for (mod_name, name), args in pickle.loads((out / "args.pkl").read_bytes()).items():
     f = getattr(importlib.import_module(f"talbuk.modules.{mod_name}"), name)
     opts = {k: v for k, v in f.targetoptions.items() if k not in ("cache", "nopython")}
     fresh = nb.njit(**opts)(f.py_func)
     fresh.compile(tuple(nb.typeof(a) for a in args))
-    (out / f"{mod_name}.{name}.s").write_text("\\n".join(fresh.inspect_asm().values()))
+    text = fresh.inspect_asm() if form == "asm" else fresh.inspect_llvm()
+    (out / f"{mod_name}.{name}.{'s' if form == 'asm' else 'll'}").write_text("\\n".join(text.values()))
 """
 
 _LABEL = re.compile(r"^(\.?[A-Za-z_$][\w.$]*):")
@@ -66,7 +71,8 @@ _FUNC = re.compile(r"^\s+\.type\s+([^,]+),@function")
 
 
 def capture(keys: list[tuple[str, str]], scale: float, until: int) -> dict:
-    """Arguments of each kernel's first call in month ``until`` of a baseline run."""
+    """Arguments of each kernel's first call in month ``until + 1`` of a baseline run at
+    ``scale`` (seed 3); RuntimeError if one is not called that month."""
     from talbuk.sim import Sim
 
     sim = Sim("baseline", scale=scale, seed=3, threads=1)
@@ -90,8 +96,41 @@ def capture(keys: list[tuple[str, str]], scale: float, until: int) -> dict:
             setattr(mod, name, f)
     missing = [f"{m}.{n}" for m, n in keys if (m, n) not in got]
     if missing:
-        raise SystemExit(f"loop_asm: not called in month {until + 1}: {', '.join(missing)}")
+        raise RuntimeError(f"not called in month {until + 1}: {', '.join(missing)}")
     return got
+
+
+def compile_kernels(got: dict, out: Path, form: str = "asm", env: dict | None = None,
+                    processes: int = 2, timeout: float | None = None) -> None:
+    """Compiles every captured kernel afresh and writes its assembly (``form="asm"``,
+    ``module.kernel.s``) or optimised LLVM IR (``"llvm"``, ``.ll``) into ``out``: in
+    ``processes`` processes side by side (numba compiles on one core), each with a share of
+    the kernels and a numba cache of its own, with ``env`` added to their environment (numba
+    reads its target, ``NUMBA_CPU_NAME``, once per process). Raises RuntimeError with the
+    compiler's message if one fails; none is left running."""
+    keys = sorted(got)
+    procs = []
+    for k in range(processes):
+        part = out / f"part{k}"
+        part.mkdir()
+        (part / "args.pkl").write_bytes(pickle.dumps({key: got[key]
+                                                      for key in keys[k::processes]}))
+        penv = dict(os.environ, NUMBA_CACHE_DIR=str(part / "cache"), **(env or {}))
+        procs.append((part, subprocess.Popen([sys.executable, "-c", _COMPILE, str(part), form],
+                                             env=penv, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True)))
+    try:
+        for part, p in procs:
+            _, err = p.communicate(timeout=timeout)
+            if p.returncode:
+                raise RuntimeError(f"compiling the kernels of {part} failed:\n{err}")
+            for f in part.glob("*.s" if form == "asm" else "*.ll"):
+                f.replace(out / f.name)
+    finally:  # one failed or timed out: the others are not left compiling
+        for _, p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def loops(asm: str) -> list[dict]:
@@ -180,25 +219,26 @@ def main(argv: list[str] | None = None) -> None:
         mod, _, name = k.partition(".")
         if not name:
             ap.error(f"kernel {k!r}: expected module.kernel, e.g. attitudes._attitude_kernel")
+        try:
+            f = getattr(importlib.import_module(f"talbuk.modules.{mod}"), name, None)
+        except ImportError:
+            ap.error(f"kernel {k!r}: no module talbuk.modules.{mod}")
+        if not hasattr(f, "py_func"):
+            ap.error(f"kernel {k!r}: talbuk.modules.{mod} has no numba kernel {name!r}")
         keys.append((mod, name))
-    got = capture(keys, a.scale, a.until)
+    try:
+        got = capture(keys, a.scale, a.until)
+    except RuntimeError as e:
+        raise SystemExit(f"loop_asm: {e}") from None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(a.keep) if a.keep else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        procs = []
-        for p in range(2):
-            part = Path(tmp) / f"part{p}"
-            part.mkdir()
-            (part / "args.pkl").write_bytes(pickle.dumps({k: got[k] for k in keys[p::2]}))
-            env = dict(os.environ, NUMBA_CACHE_DIR=str(part / "cache"))
-            procs.append((part, subprocess.Popen([sys.executable, "-c", _COMPILE, str(part)],
-                                                 env=env, stderr=subprocess.PIPE, text=True)))
-        for part, pr in procs:
-            _, err = pr.communicate()
-            if pr.returncode:
-                raise SystemExit(f"loop_asm: compiling failed:\n{err}")
-            for f in part.glob("*.s"):
-                f.replace(out / f.name)
+        try:
+            compile_kernels(got, Path(tmp))
+        except RuntimeError as e:
+            raise SystemExit(f"loop_asm: {e}") from None
+        for f in Path(tmp).glob("*.s"):
+            f.replace(out / f.name)
         rows = []
         print(f"{'kernel':34s} {'loop':>10s} {'instr':>6s} {'gathers':>7s} {'people':>6s}"
               f" {'instr/person':>12s} {'gathers/person':>14s}")

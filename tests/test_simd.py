@@ -14,17 +14,11 @@ the IR has no gather and the test would fail for the machine, not for the code."
 
 from __future__ import annotations
 
-import copy
-import importlib
-import os
-import pickle
+import importlib.util
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
-
-from talbuk.sim import Sim
 
 #: (module, kernel) written for SIMD; their loops gather household rows or table entries
 KERNELS = [
@@ -46,51 +40,25 @@ CONTIGUOUS = [
 ]
 
 
+def _loop_asm():
+    """benchmarks/loop_asm.py, which captures kernels' arguments and compiles them afresh."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_asm.py"
+    spec = importlib.util.spec_from_file_location("loop_asm", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def captured():
     """Arguments of each kernel in month 25 of a small baseline run."""
-    sim = Sim("baseline", scale=20000, seed=3, threads=1)
-    sim.run(until=24)
-    got = {}
-    saved = []
-    for mod_name, name in KERNELS + [c[:2] for c in CONTIGUOUS]:
-        mod = importlib.import_module(f"talbuk.modules.{mod_name}")
-        f = getattr(mod, name)
-        saved.append((mod, name, f))
-
-        def wrap(*args, _f=f, _key=(mod_name, name)):
-            got.setdefault(_key, copy.deepcopy(args))
-            return _f(*args)
-
-        setattr(mod, name, wrap)
-    try:
-        sim.step()
-    finally:
-        for mod, name, f in saved:
-            setattr(mod, name, f)
-    return got
+    return _loop_asm().capture(KERNELS + [c[:2] for c in CONTIGUOUS], scale=20000, until=24)
 
 
 #: The target the kernels are compiled for: Zen 4 with its own features (AVX-512), whose cost
 #: model uses gathers wherever a loop reads rows through an index; the IR is then the same
 #: on every machine. ``skylake-avx512`` gave the same answers for every kernel here.
 TARGET = {"NUMBA_CPU_NAME": "znver4", "NUMBA_CPU_FEATURES": ""}
-
-#: Compiles every captured kernel again with its own options (``parallel``, ``error_model``),
-#: not from the cache, for the argument types captured, and writes its optimised LLVM IR.
-_COMPILE = """
-import importlib, pickle, sys
-from pathlib import Path
-import numba as nb
-out = Path(sys.argv[1])
-for (mod_name, name), args in pickle.loads((out / "args.pkl").read_bytes()).items():
-    f = getattr(importlib.import_module(f"talbuk.modules.{mod_name}"), name)
-    opts = {k: v for k, v in f.targetoptions.items() if k not in ("cache", "nopython")}
-    fresh = nb.njit(**opts)(f.py_func)
-    fresh.compile(tuple(nb.typeof(a) for a in args))
-    (out / f"{mod_name}.{name}.ll").write_text("\\n".join(fresh.inspect_llvm().values()))
-"""
-
 
 #: Processes the kernels are compiled in, side by side (numba compiles on one core: the
 #: compilations took about 100 s in one process on session 21's machine)
@@ -99,31 +67,11 @@ COMPILE_PROCESSES = 2
 
 @pytest.fixture(scope="module")
 def fresh_ir(captured, tmp_path_factory):
-    """Each kernel's optimised LLVM IR for :data:`TARGET`, compiled in processes of their own
-    (:data:`COMPILE_PROCESSES`, each with a share of the kernels and its own cache folder)."""
+    """Each kernel's optimised LLVM IR for :data:`TARGET`, compiled afresh (not from the
+    cache) with its own options, in processes of their own (:data:`COMPILE_PROCESSES`)."""
     out = tmp_path_factory.mktemp("simd")
-    keys = sorted(captured)
-    procs = []
-    for k in range(COMPILE_PROCESSES):
-        part = out / f"part{k}"
-        part.mkdir()
-        (part / "args.pkl").write_bytes(pickle.dumps({key: captured[key]
-                                                      for key in keys[k::COMPILE_PROCESSES]}))
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(part / "cache"), **TARGET)
-        procs.append(subprocess.Popen([sys.executable, "-c", _COMPILE, str(part)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=1800)
-            assert p.returncode == 0, err
-    finally:  # one failed or timed out: the others are not left compiling
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for k in range(COMPILE_PROCESSES):
-        for f in (out / f"part{k}").glob("*.ll"):
-            f.rename(out / f.name)
+    _loop_asm().compile_kernels(captured, out, form="llvm", env=TARGET,
+                                processes=COMPILE_PROCESSES, timeout=1800)
 
     def ir(mod_name: str, name: str) -> str:
         text = (out / f"{mod_name}.{name}.ll").read_text()
@@ -169,13 +117,7 @@ def test_loop_asm_finds_the_inner_vector_loop():
     """benchmarks/loop_asm.py's reading of an assembly listing: the innermost loop on vector
     registers, its instructions, gathers and the people an iteration handles; the outer loop
     (it holds another) and the scalar loop are not counted as SIMD passes."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loop_asm.py"
-    spec = importlib.util.spec_from_file_location("loop_asm", path)
-    loop_asm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loop_asm)
+    loop_asm = _loop_asm()
     inner = {lp["label"]: lp for lp in loop_asm.loops(_ASM)}
     assert set(inner) == {".LBB0_2", ".LBB0_3"}  # .LBB0_1 holds .LBB0_2
     assert inner[".LBB0_3"]["vector"] == 0 and inner[".LBB0_3"]["step"] is None  # incq: no add
