@@ -44,8 +44,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = "benchmarks/bandwidth_floor.py"
-#: Whole-population run measured in docs/performance.md (talbuk run --scale 1 --threads 2):
-#: wall seconds and threads. Replaced by results.json's own figure when it has one.
 
 # Module-owned arrays (not in talbuk.state), with their dtypes as allocated in the modules.
 MODULE_DTYPES = {
@@ -296,9 +294,10 @@ def main() -> None:
         scale1_s, scale1_src = args.scale1_seconds, "--scale1-seconds"
     else:
         scale1_s = scale1_src = None
-        for src in (out_path, HERE / "results.json"):
-            full = (json.loads(src.read_text()).get("figures") or {}).get(
-                "full_scale_seconds") if src.exists() else None
+        default = HERE / "results.json"
+        for src, data in ((out_path, old), (default, json.loads(default.read_text())
+                                             if default.exists() else {})):
+            full = (data.get("figures") or {}).get("full_scale_seconds")
             if full:
                 scale1_s, scale1_src = float(full["value"]), f"{src.name}: {full['command']}"
                 break
@@ -307,7 +306,7 @@ def main() -> None:
     print(f"least time of the whole-population run at {best:.1f} GB/s ({best_key}): "
           f"{floor_structured:.0f} s as structured, {floor_fused:.0f} s fused"
           + (f"; at the twelve streams' {streams:.1f} GB/s (2 threads), {floor_streams:.0f} s as "
-             "structured" if streams else ""))
+             "structured" if streams and best_key != "numba_12_streams_2t" else ""))
     if scale1_s:
         print(f"talbuk's whole-population run, {scale1_s:.0f} s ({scale1_src}), is "
               f"{scale1_s / floor_structured:.1f} and {scale1_s / floor_fused:.1f} times those")

@@ -1,21 +1,23 @@
-"""The machine code of each kernel's SIMD loop: instructions and gathers per person.
+"""The machine code of each kernel's SIMD loops: instructions and gathers per person.
 
-Runs a small baseline to month ``--until``, captures the arguments of each kernel's next call,
-compiles the kernel afresh for this machine's CPU (numba's cached code cannot be inspected;
-two processes, each with a numba cache of its own, as in tests/test_simd.py) and reads its
-assembly. In it, a loop is a label and a conditional jump back to it; for every loop that
-holds a SIMD gather (``vgather``/``vpgather``) or, failing one, the longest loop on vector
-registers, it prints the instructions of one iteration, the people one iteration handles (the
-step of the loop's counter, read from the ``add`` to the register the loop's last compare
-reads) and hence instructions and gathers per person. A static count, not a measurement of
-time: it tells how much work the compiled model does per person and month, which
-``kernel_profile.py`` then times.
+Runs a small baseline to month ``--until``, captures the arguments of each kernel's next call
+(:func:`capture`), compiles the kernel afresh for this machine's CPU (numba's cached code
+cannot be inspected; :func:`compile_kernels`, which tests/test_simd.py also uses) and reads
+its assembly. In it, a loop is a label and a conditional jump back to it; for every innermost
+loop of the kernel's parallel body that runs mostly on vector registers (:func:`main_loops`)
+it prints the instructions of one iteration, its gathers (``vgather``/``vpgather``), the
+people one iteration handles (the step of the loop's counter, read from the ``add`` to the
+register the loop's last compare reads) and hence instructions and gathers per person. The
+list holds every such loop (remainder loops, the draws' Philox loops, the zeroing of sums
+too): which one is a person pass is read against the source (docs/performance.md does). A
+static count, not a measurement of time: how much work the compiled model does per person
+and month, which ``kernel_profile.py`` then times.
 
     python benchmarks/loop_asm.py                                  # the kernels of tests/test_simd.py
     python benchmarks/loop_asm.py attitudes._attitude_kernel --keep /tmp/asm   # and keep the .s files
 
-Prints a table and writes it as JSON (``--out``). About 4 minutes for all kernels on 2 cores
-(compilation).
+Prints a table and writes it as JSON (``--out``). Under a minute for all kernels on 2 cores
+(28-55 s in session 25, mostly compiling).
 """
 
 from __future__ import annotations
